@@ -22,10 +22,10 @@ from pathlib import Path
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
 
 from . import files, logs, pipeline
-from .logs import LOGGER
 from .config import Settings
 from .db import Database, FileMeta, is_duplicate_content
 from .errors import DatabaseError, DataDatabaseError, FatalDatabaseError, Interrupted, InvalidFile, Problem, TransientDatabaseError
+from .logs import LOGGER
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 
