@@ -22,7 +22,7 @@ def seed_rows(count: int, start: datetime = datetime(2020, 1, 1, 0, 10), seed: i
         t = round(float(rng.uniform(-20, 35)), 2)
         p = round(float(rng.uniform(950, 1050)), 2)
         rh = round(float(rng.uniform(10, 100)), 1)
-        rest = ",".join(f"{v:.2f}" for v in rng.uniform(0, 10, 15))
+        rest = ",".join(f"{v:.2f}" for v in rng.uniform(0, 10, 14))
         lines.append(f"{at:%Y-%m-%d %H:%M:%S},{p},{t},{t + 273.5:.2f},{t - 2:.2f},{rh},{rest},{i % 7}")
     return lines
 
