@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Problem
+from .errors import FileChanged, Problem
 from .sniff import TextChecker
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
@@ -111,16 +112,46 @@ def fingerprint(path: Path, encoding: str) -> Fingerprint:
     return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
 
 
-def unique_target(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
-    target = folder / name
+def check_unchanged(path: Path, fp: Fingerprint) -> None:
+    """Raise FileChanged when the file's size or mtime moved since it was fingerprinted (a writer
+    still at work): called inside the load transaction, so a half-written file is rolled back."""
+    info = path.stat()
+    if (info.st_size, info.st_mtime_ns) != (fp.size, fp.mtime_ns):
+        raise FileChanged(f"{path.name} changed while it was being loaded ({fp.size} -> {info.st_size} bytes)")
+
+
+def _archive_names(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names a move may use, in order."""
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if dot else (name, "")
-    counter = 2
-    while target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists():
-        target = folder / f"{stem}__{counter}{suffix}"
-        counter += 1
-    return target
+    yield folder / name
+    for counter in itertools.count(2):
+        yield folder / f"{stem}__{counter}{suffix}"
+
+
+def _taken(target: Path) -> bool:
+    return target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists()
+
+
+def unique_target(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
+    return next(target for target in _archive_names(folder, name) if not _taken(target))
+
+
+def linked_copy(source: Path, folder: Path) -> Path | None:
+    """The name in ``folder`` that already is a hard link to ``source``: a move interrupted between
+    its link and its unlink (a crash), which only needs the unlink to finish."""
+    origin = source.stat()
+    for target in _archive_names(folder, source.name):
+        if not _taken(target):
+            return None
+        try:
+            info = target.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # only a report holds this name
+        if (info.st_dev, info.st_ino) == (origin.st_dev, origin.st_ino):
+            return target
+    return None
 
 
 def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
@@ -128,25 +159,27 @@ def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
 
     With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
     without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
-    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink."""
+    name); a link left by an interrupted move is found and only the unlink is redone. Across
+    filesystems: copy to a temporary name, fsync, link into place, then unlink."""
     folder.mkdir(parents=True, exist_ok=True)
-    while True:
-        target = unique_target(folder, source.name)
-        sidecar = Path(f"{target}.error.json")
+    target = linked_copy(source, folder)
+    while target is None:
+        candidate = unique_target(folder, source.name)
+        sidecar = Path(f"{candidate}.error.json")
         if report is not None:
-            write_json(sidecar, {**report, "quarantined_as": target.name})
+            write_json(sidecar, {**report, "quarantined_as": candidate.name})
         try:
-            os.link(source, target)
-        except FileExistsError:
-            sidecar.unlink(missing_ok=report is None)
-            continue
+            os.link(source, candidate)
+            target = candidate
+        except FileExistsError:  # another process took the name meanwhile: try the next one
+            if report is not None:
+                sidecar.unlink(missing_ok=True)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
                 if report is not None:
                     sidecar.unlink(missing_ok=True)
                 raise
-            target = _copy_across(source, folder, target)
-        break
+            target = _copy_across(source, folder, candidate)
     _fsync_dir(folder)
     source.unlink()
     _fsync_dir(source.parent)
