@@ -83,6 +83,10 @@ class Database:
         }
         self._conn: psycopg2.extensions.connection | None = None
 
+    def another(self, application_name: str) -> Database:
+        """A second, independent connection to the same server (a heartbeat must not wait on a load's transaction)."""
+        return Database({k: v for k, v in self._kwargs.items() if k != "application_name"}, application_name)
+
     def connection(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             with translated():
@@ -111,17 +115,21 @@ class Database:
             finally:
                 conn.autocommit = False
 
-    def lookup(self, sha256: str) -> LedgerEntry | None:
+    def query(self, statement: str, params: tuple | dict = ()) -> list[tuple]:
+        """One statement in its own transaction; the rows it returns (none for a plain write)."""
         conn = self.connection()
         with translated(), conn, conn.cursor() as cur:
-            cur.execute("SELECT file_id, file_name, archived_at IS NOT NULL, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
-            row = cur.fetchone()
-        return LedgerEntry(*row) if row else None
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    def lookup(self, sha256: str) -> LedgerEntry | None:
+        rows = self.query(
+            "SELECT file_id, file_name, archived_at IS NOT NULL, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,)
+        )
+        return LedgerEntry(*rows[0]) if rows else None
 
     def mark_archived(self, file_id: int, archive_path: str) -> None:
-        conn = self.connection()
-        with translated(), conn, conn.cursor() as cur:
-            cur.execute("UPDATE ingested_files SET archive_path = %s, archived_at = now() WHERE file_id = %s", (archive_path, file_id))
+        self.query("UPDATE ingested_files SET archive_path = %s, archived_at = now() WHERE file_id = %s", (archive_path, file_id))
 
     @contextmanager
     def load(self, meta: FileMeta) -> Iterator[Load]:
