@@ -5,9 +5,13 @@ server need the embedded one and say so)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +115,71 @@ class Workspace:
             timeout=timeout,
         )
 
+    def start(self, *args: str, **extra_env: str) -> DaemonProcess:
+        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log."""
+        return DaemonProcess([sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env})
+
     def names(self, folder: Path) -> list[str]:
         return sorted(p.name for p in folder.iterdir())
+
+
+class DaemonProcess:
+    """A running daemon whose stderr log lines are gathered as they arrive, so a test can act on an event."""
+
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str], **popen: object) -> None:
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True, **popen
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def events(self, name: str) -> list[str]:
+        """Log lines of one event (``file_loaded``, ``db_retry``...)."""
+        with self._changed:
+            return [line for line in self.lines if f" {name} " in f"{line} "]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[str]:
+        """Block until the log holds ``count`` lines of event ``name``; fail with the log otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(found := [line for line in self.lines if f" {name} " in f"{line} "]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {count} x {name} within {timeout}s; log:\n" + "\n".join(self.lines[-60:]))
+                self._changed.wait(min(left, 0.5))
+        return found
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM the daemon (its supervisor, which forwards it) and return its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the daemon and any worker processes, with no chance to clean up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.wait(30)
+
+    def wait(self, timeout: float = 120) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
 
 
 @pytest.fixture
