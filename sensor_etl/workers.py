@@ -61,7 +61,9 @@ def supervise(settings: Settings, connect: dict[str, object], stop: threading.Ev
             exit_code = process.exitcode
             if once or stop.is_set():
                 logs.info("worker_exited", worker=index, pid=process.pid, exit_code=exit_code)
-                code = max(code, 0 if exit_code == 0 else 1)
+                # a worker still starting up has no handler yet: the forwarded SIGTERM ends it, cleanly
+                clean = exit_code == 0 or (forwarded and exit_code == -signal.SIGTERM)
+                code = max(code, 0 if clean else 1)
             elif exit_code == EXIT_FATAL:
                 logs.error("worker_failed", worker=index, pid=process.pid, exit_code=exit_code, action="stopping every worker")
                 code = 1

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -86,6 +87,7 @@ def db(server: Server) -> Db:
 class Workspace:
     root: Path
     env: dict[str, str]
+    daemons: list[DaemonProcess] = field(default_factory=list)
 
     @property
     def data(self) -> Path:
@@ -115,12 +117,24 @@ class Workspace:
             timeout=timeout,
         )
 
-    def start(self, *args: str, **extra_env: str) -> DaemonProcess:
-        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log."""
-        return DaemonProcess([sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env})
+    def start(self, *args: str, as_user: pwd.struct_passwd | None = None, **extra_env: str) -> DaemonProcess:
+        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log;
+        ``as_user`` runs it as that unprivileged user. Killed at the end of the test if still running."""
+        identity = {"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []} if as_user else {}
+        daemon = DaemonProcess([sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env}, **identity)
+        self.daemons.append(daemon)
+        return daemon
 
     def names(self, folder: Path) -> list[str]:
         return sorted(p.name for p in folder.iterdir())
+
+    def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
+        """Block until no input file is left in data/ (directories there are not input)."""
+        deadline = time.monotonic() + timeout
+        while any(p.is_file() for p in self.data.iterdir()):
+            assert daemon.alive(), f"the daemon exited ({daemon.process.returncode}); log:\n{daemon.log}"
+            assert time.monotonic() < deadline, f"data/ still holds {self.names(self.data)}; log:\n" + "\n".join(daemon.lines[-60:])
+            time.sleep(0.1)
 
 
 class DaemonProcess:
@@ -183,7 +197,7 @@ class DaemonProcess:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, db: Db) -> Workspace:
+def workspace(tmp_path: Path, db: Db) -> Iterator[Workspace]:
     for name in ("data", "processed", "quarantine"):
         (tmp_path / name).mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL"))}
@@ -199,4 +213,8 @@ def workspace(tmp_path: Path, db: Db) -> Workspace:
         LOG_LEVEL="INFO",
         PYTHONPATH=str(REPO),
     )
-    return Workspace(tmp_path, env)
+    ws = Workspace(tmp_path, env)
+    yield ws
+    for daemon in ws.daemons:
+        if daemon.alive():
+            daemon.kill()
