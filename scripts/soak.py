@@ -141,15 +141,17 @@ class Daemon:
                 self.kill()
 
     def workers(self) -> list[int]:
+        """Pids of the supervisor's worker processes (not multiprocessing's resource tracker)."""
         if not self.process:
             return []
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
                 continue
-            if int(fields[1]) == self.process.pid:
+            if parent == self.process.pid and b"spawn_main" in command:
                 children.append(int(stat.parent.name))
         return children
 

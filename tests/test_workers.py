@@ -49,6 +49,8 @@ def test_four_workers_and_two_more_daemons_load_2000_files_each_exactly_once(wor
     assert codes == [0, 0, 0], logs[-5000:]
     loaded = Counter(re.findall(r" file_loaded file=(\S+)", logs))
     assert len(loaded) == 2000 and set(loaded.values()) == {1}
+    seen = Counter(re.findall(r" file_seen file=(\S+)", logs))  # logged once a worker holds the claim and reads the file
+    assert set(seen.values()) == {1}, "a file was read by two workers"
     assert " file_duplicate " not in logs  # the claims kept workers apart; the ledger never had to
     assert workspace.names(workspace.data) == []
     assert db.value("SELECT count(DISTINCT worker) FROM ingested_files") >= 3
