@@ -69,11 +69,19 @@ def supervise(settings: Settings, connect: dict[str, object], stop: threading.Ev
                 code = 1
                 stop.set()
             else:
-                cause = f"signal {signal.Signals(-exit_code).name}" if exit_code < 0 else f"exit code {exit_code}"
-                logs.error("worker_died", worker=index, pid=process.pid, cause=cause, action="restarting")
+                logs.error("worker_died", worker=index, pid=process.pid, cause=_cause(exit_code), action="restarting")
                 if not stop.wait(RESTART_DELAY):
                     running[index] = start(index)
     return code
+
+
+def _cause(exit_code: int) -> str:
+    if exit_code >= 0:
+        return f"exit code {exit_code}"
+    try:
+        return f"signal {signal.Signals(-exit_code).name}"
+    except ValueError:  # a real-time signal has no name
+        return f"signal {-exit_code}"
 
 
 def work(settings: Settings, connect: dict[str, object], once: bool) -> None:
