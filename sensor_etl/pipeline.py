@@ -66,8 +66,12 @@ class Outcome:
         d = self.details[0]
         return Problem(d["rule"], d["message"], line=d["line"], column=d["column"] or None, value=d["value"])
 
+    def counts(self) -> dict[str, int]:
+        """Rule counts, most frequent first, ties by rule name (stable reports)."""
+        return dict(sorted(self.rule_counts.items(), key=lambda item: (-item[1], item[0])))
+
     def reason(self) -> str:
-        counts = ", ".join(f"{rule}: {count}" for rule, count in self.rule_counts.most_common())
+        counts = ", ".join(f"{rule}: {count}" for rule, count in self.counts().items())
         return f"{self.invalid_rows} of {self.rows} rows invalid ({counts})"
 
 
@@ -118,7 +122,7 @@ def report_body(outcome: Outcome) -> dict:
     return {
         "rows_total": outcome.rows,
         "rows_invalid": outcome.invalid_rows,
-        "rule_counts": dict(outcome.rule_counts.most_common()),
+        "rule_counts": outcome.counts(),
         "errors": outcome.details,
         "errors_shown": len(outcome.details),
         "date_format": outcome.date_format or None,
