@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -142,21 +143,44 @@ class Database:
 
 
 class Load:
-    """Writes of one file's transaction."""
+    """Writes of one file's transaction.
+
+    COPY runs on a background thread so the server ingests chunk k while Python prepares chunk k+1
+    (psycopg2 and pyarrow release the GIL). At most one COPY is in flight, which bounds memory; any
+    other statement first waits for it, so the connection is never used by two threads at once."""
 
     def __init__(self, cursor: psycopg2.extensions.cursor, file_id: int) -> None:
         self.cursor = cursor
         self.file_id = file_id
+        self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
+        self._pending: Future | None = None
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
             return
+        self.wait()
+        self._pending = self._copier.submit(self._copy, readings)
+
+    def _copy(self, readings: pa.Table) -> None:
         buffer = io.BytesIO()
         pacsv.write_csv(readings, buffer, _CSV_OPTIONS)
         buffer.seek(0)
         self.cursor.copy_expert(_COPY_READINGS, buffer, size=1 << 20)
 
+    def wait(self) -> None:
+        """Block until the COPY in flight is done; re-raise its error here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._copier.shutdown(wait=True)
+
     def write_metrics(self, summary: pd.DataFrame) -> None:
+        self.wait()
         if summary.empty:
             return
         final = with_std(summary)
@@ -185,6 +209,7 @@ class Load:
         )
 
     def finish(self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str) -> None:
+        self.wait()
         self.cursor.execute(
             "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s,"
             " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import aggregate
 from .columns import ColumnPlan, plan_columns
@@ -109,7 +110,7 @@ def run(
                 sink(readings)
             outcome.loaded += readings.num_rows
             outcome.summaries.append(aggregate.summarize(readings))
-            outcome.sensors.update(pd.unique(checked.sensor_id))
+            outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
     if outcome.rows == 0:
         raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows):

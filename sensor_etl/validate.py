@@ -55,14 +55,14 @@ class Checked:
 
     rows: int  # data rows in the chunk (blank lines excluded)
     observed_at: pd.Series  # datetime64[UTC]
-    sensor_id: pd.Series  # str
+    sensor_id: pa.ChunkedArray  # trimmed text
     measures: dict[str, np.ndarray]  # role -> float64 in the file's unit
     lines: np.ndarray
     extras: pa.Table  # the other columns, as text, valid rows only
     problems: pd.DataFrame  # PROBLEM_COLUMNS, every problem of the chunk
 
 
-def _problems(lines: np.ndarray, column: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> pd.DataFrame:
+def _problems(lines: np.ndarray, column: str, values: list, rule: str, message: str | np.ndarray | list) -> pd.DataFrame:
     return pd.DataFrame({"line": lines, "column": column, "value": np.asarray(values, dtype=object), "rule": rule, "message": message})
 
 
@@ -77,7 +77,8 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
     Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
     if configured:
         return configured
-    samples = samples[samples.str.strip() != ""].head(1000)
+    samples = samples.str.strip()
+    samples = samples[samples != ""].head(1000)
     if samples.empty:
         return "ISO8601"
     scores = {}
@@ -107,23 +108,28 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
 
 
 def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
-    return pd.to_datetime(values.str.strip(), format=fmt, errors="coerce", utc=True)
+    return pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
 
 
-def parse_timestamps(values: pd.Series, fmt: str, timezone: str) -> pd.Series:
-    """UTC timestamps; NaT where a value does not parse or does not exist in the source time zone."""
-    values = values.str.strip()
-    with_offset = values.str.contains(_OFFSET, regex=True) if fmt == "ISO8601" else pd.Series(False, index=values.index)
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: str) -> pd.Series:
+    """UTC timestamps of trimmed text; NaT where a value does not parse or does not exist in the source time zone."""
+    if isinstance(values, pd.Series):
+        values = pa.chunked_array([pa.array(values.str.strip(), pa.string())])
+    text = values.to_numpy(zero_copy_only=False)
+    with_offset = (
+        pc.match_substring_regex(values, _OFFSET).to_numpy(zero_copy_only=False) if fmt == "ISO8601" else np.zeros(len(text), bool)
+    )
+    result = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     if with_offset.any():
-        result[with_offset] = pd.to_datetime(values[with_offset], format=fmt, errors="coerce", utc=True).astype("datetime64[us, UTC]")
+        aware = pd.to_datetime(text[with_offset], format=fmt, errors="coerce", utc=True)
+        result[with_offset] = aware.tz_convert(None).as_unit("us").to_numpy()
     naive = ~with_offset
     if naive.any():
-        parsed = pd.to_datetime(values[naive], format=fmt, errors="coerce")
-        if parsed.dt.tz is None:
-            parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        result[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return result
+        parsed = pd.to_datetime(text[naive], format=fmt, errors="coerce")
+        if parsed.tz is None:
+            parsed = parsed.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        result[naive] = parsed.tz_convert(None).as_unit("us").to_numpy()
+    return pd.Series(result).dt.tz_localize("UTC")
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -154,19 +160,11 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
     """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``."""
     table, lines = chunk.table, chunk.lines
-    found: list[pd.DataFrame] = (
-        [
-            _problems(
-                np.array([b.line for b in chunk.bad_rows], dtype=np.int64),
-                "",
-                [b.text[:200] for b in chunk.bad_rows],
-                "column_count",
-                [f"{b.fields} fields where the header has {b.expected}" for b in chunk.bad_rows],
-            )
-        ]
-        if chunk.bad_rows
-        else []
-    )
+    found: list[pd.DataFrame] = []
+    if chunk.bad_rows:
+        bad = chunk.bad_rows
+        messages = [f"{b.fields} fields where the header has {b.expected}" for b in bad]
+        found.append(_problems(np.array([b.line for b in bad], dtype=np.int64), "", [b.text[:200] for b in bad], "column_count", messages))
 
     blank = _blank_rows(table)
     if blank.any():
@@ -174,19 +172,22 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         table, lines = table.filter(pa.array(keep)), lines[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
-    def flag(mask: np.ndarray, role: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> None:
+    def flag(mask: np.ndarray, role: str, column: pa.ChunkedArray, rule: str, message: str | np.ndarray) -> None:
+        """Record ``rule`` for the rows in ``mask``; raw values are only materialized for those rows."""
+        nonlocal invalid
         if mask.any():
-            nonlocal invalid
             invalid |= mask
-            picked = values[mask] if isinstance(values, np.ndarray) else values[mask].to_numpy()
-            message = message[mask] if isinstance(message, pd.Series) else message
-            found.append(_problems(lines[mask], plan.header(role), picked, rule, message))
+            values = pc.filter(column, pa.array(mask)).to_pylist()
+            found.append(
+                _problems(lines[mask], plan.header(role), values, rule, message[mask] if isinstance(message, np.ndarray) else message)
+            )
 
     # timestamp
-    raw_ts = pd.Series(table.column(plan.roles["timestamp"]).to_pandas(), dtype=object)
-    missing = (raw_ts.str.strip() == "").to_numpy()
+    raw_ts = table.column(plan.roles["timestamp"])
+    ts_text = pc.utf8_trim_whitespace(raw_ts)
+    missing = _empty(ts_text)
     flag(missing, "timestamp", raw_ts, "missing_value", "empty timestamp")
-    observed = parse_timestamps(raw_ts, date_format, rules.source_timezone)
+    observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
     unparsed = observed.isna().to_numpy() & ~missing
     flag(unparsed, "timestamp", raw_ts, "timestamp_format", f"not a valid date/time in the format {date_format}")
     latest = pd.Timestamp(now) + timedelta(seconds=rules.max_future_seconds)
@@ -195,10 +196,11 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
 
     # sensor id
     if "sensor_id" in plan.roles:
-        sensor = pd.Series(pc.utf8_trim_whitespace(table.column(plan.roles["sensor_id"])).to_pandas(), dtype=object)
-        flag((sensor == "").to_numpy(), "sensor_id", sensor, "missing_value", "empty sensor id")
+        raw_sensor = table.column(plan.roles["sensor_id"])
+        sensor = pc.utf8_trim_whitespace(raw_sensor)
+        flag(_empty(sensor), "sensor_id", raw_sensor, "missing_value", "empty sensor id")
     else:
-        sensor = pd.Series(rules.default_sensor_id, index=range(table.num_rows), dtype=object)
+        sensor = pa.chunked_array([pa.array(np.full(table.num_rows, rules.default_sensor_id, dtype=object), pa.string())])
 
     # measures
     measures: dict[str, np.ndarray] = {}
@@ -206,41 +208,51 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if role not in plan.roles:
             continue
         text = table.column(plan.roles[role])
-        raw = np.asarray(text.to_pandas(), dtype=object)
         values = _to_float(text)
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0).to_numpy(zero_copy_only=False)
         nan = np.isnan(values)
-        flag(empty, role, raw, "missing_value", f"empty {role}")
-        not_number = nan & ~empty & ~_nan_text(text)
-        flag(not_number, role, raw, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
-        flag(~np.isfinite(values) & ~empty & ~not_number, role, raw, "not_finite", "NaN or infinite")
+        if nan.any():  # only then can a value be empty, text, or spelled NaN
+            empty = _empty(pc.utf8_trim_whitespace(text))
+            flag(empty, role, text, "missing_value", f"empty {role}")
+            not_number = nan & ~empty & ~_nan_text(text)
+            flag(not_number, role, text, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
+            flag(nan & ~empty & ~not_number, role, text, "not_finite", "NaN or infinite")
+        flag(np.isinf(values), role, text, "not_finite", "NaN or infinite")
         unit = plan.units[role]
         low, high = _bounds(role, unit, rules)
         with np.errstate(invalid="ignore"):
             outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, role, raw, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
+        flag(outside, role, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
     # duplicate (sensor, timestamp) within the chunk
-    keys = pd.DataFrame({"sensor": sensor.to_numpy(), "at": observed.to_numpy(), "line": lines})
-    usable = ~(missing | unparsed) & (keys["sensor"] != "").to_numpy()
-    repeated = keys.duplicated(["sensor", "at"], keep="first").to_numpy() & usable
+    keys = pd.DataFrame(
+        {
+            "sensor": pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy(),
+            "at": observed.to_numpy(np.int64, na_value=np.iinfo(np.int64).min),
+        }
+    )
+    repeated = keys.duplicated(keep="first").to_numpy() & ~(missing | unparsed)
     if repeated.any():
-        first_line = keys.groupby(["sensor", "at"], sort=False)["line"].transform("first")
-        message = "same sensor and timestamp as line " + first_line.astype(str)
+        first_line = pd.Series(lines).groupby([keys["sensor"], keys["at"]], sort=False).transform("first").to_numpy()
+        message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
         flag(repeated, "timestamp", raw_ts, "duplicate_key", message)
 
     valid = ~invalid
-    extras = table.select(list(plan.extras)).filter(pa.array(valid)) if plan.extras else pa.table({})
+    keep = pa.array(valid)
+    extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
         rows=int(table.num_rows) + len(chunk.bad_rows),
         observed_at=observed[valid].reset_index(drop=True),
-        sensor_id=sensor[valid].reset_index(drop=True),
+        sensor_id=pc.filter(sensor, keep),
         measures={role: values[valid] for role, values in measures.items()},
         lines=lines[valid],
         extras=extras,
         problems=pd.concat(found, ignore_index=True) if found else no_problems(),
     )
+
+
+def _empty(text: pa.ChunkedArray) -> np.ndarray:
+    return pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
 
 
 def _nan_text(text: pa.ChunkedArray) -> np.ndarray:
