@@ -244,3 +244,90 @@ def test_embedded_server_when_nothing_is_configured(tmp_path: Path) -> None:
         assert Db(embedded.dsn).value("SELECT sum(rows_loaded) FROM ingested_files") == 4
     finally:
         embedded.destroy()
+
+
+RULE_FILES = {
+    # name: (content, rule, line, column, value)
+    "r-missing.csv": (f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,,50,1000\n", "missing_value", 2, "temperature", ""),
+    "r-format.csv": (
+        f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,20,50,1000\n2024-13-01T00:00:00Z,s1,20,50,1000\n",
+        "timestamp_format",
+        3,
+        "timestamp",
+        "2024-13-01T00:00:00Z",
+    ),
+    "r-range-ts.csv": (f"{MULTI_HEADER}\n1899-12-31T23:59:59Z,s1,20,50,1000\n", "timestamp_range", 2, "timestamp", "1899-12-31T23:59:59Z"),
+    "r-nan.csv": (f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,20,inf,1000\n", "not_finite", 2, "humidity", "inf"),
+    "r-text.csv": (f'{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,20,50,"1013,2"\n', "not_a_number", 2, "pressure", "1013,2"),
+    "r-range.csv": (f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,-90.5,50,1000\n", "out_of_range", 2, "temperature", "-90.5"),
+    "r-dup.csv": (
+        f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,20,50,1000\n2024-01-01T00:00:00Z,s1,21,50,1000\n",
+        "duplicate_key",
+        3,
+        "timestamp",
+        "2024-01-01T00:00:00Z",
+    ),
+    "r-fields.csv": (
+        f"{MULTI_HEADER}\n2024-01-01T00:00:00Z,s1,20,50,1000,1\n",
+        "column_count",
+        2,
+        None,
+        "2024-01-01T00:00:00Z,s1,20,50,1000,1",
+    ),
+    "r-nodata.csv": (f"{MULTI_HEADER}\n", "no_data_rows", 2, None, None),
+    "r-empty.csv": ("", "empty_file", None, None, None),
+    "r-noheader.csv": ("2024-01-01T00:00:00Z,s1,20,50,1000\n", "no_header", 1, None, "2024-01-01T00:00:00Z,s1,20,50,1000"),
+    "r-nots.csv": ("sensor,temperature\ns1,20\n", "missing_column", 1, None, None),
+    "r-nomeasure.csv": ("timestamp,sensor\n2024-01-01T00:00:00Z,s1\n", "missing_column", 1, None, None),
+    "r-dupheader.csv": ("timestamp,T,x,x\n2024-01-01T00:00:00Z,20,1,2\n", "header", 1, "x", None),
+    "r-unit.csv": ("timestamp,T (degR)\n2024-01-01T00:00:00Z,500\n", "unit", 1, "T (degR)", None),
+    "r-encoding.csv": (b"timestamp,T\n2024-01-01T00:00:00Z,20\n" + b"2024-01-01T01:00:00Z,2\xe90\n", "encoding", 3, None, None),
+    "r-ambiguous.csv": ("timestamp,T\n01/02/2024 10:00,20\n", "timestamp_format", None, "", "01/02/2024 10:00"),
+}
+
+
+def test_one_failing_file_per_rule(workspace: Workspace, db: Db) -> None:
+    for name, (content, *_rest) in RULE_FILES.items():
+        workspace.write(name, content)
+    result = workspace.cli("--once")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert workspace.names(workspace.data) == [] and workspace.names(workspace.processed) == []
+    for name, (_content, rule, line, column, value) in RULE_FILES.items():
+        report = json.loads((workspace.quarantine / f"{name}.error.json").read_text())
+        assert report["rule"] == rule, (name, report)
+        error = report["errors"][0]
+        assert (error["line"], error["column"] or None, error["value"]) == (line, column or None, value), (name, error)
+        assert report["reason"] and "\n" not in report["reason"]
+        assert f"file_quarantined file={name} rule={rule}" in result.stderr
+    assert db.value("SELECT count(*) FROM sensor_readings") == 0
+
+
+def test_db_host_settings_and_json_logs(workspace: Workspace, db: Db, server) -> None:
+    """DB_HOST/DB_NAME/DB_USER instead of DATABASE_URL (a socket folder is a valid libpq host)."""
+    if server.embedded is None:
+        return
+    env = {k: v for k, v in workspace.env.items() if k != "DATABASE_URL"}
+    env.update(
+        DB_HOST=str(server.embedded.socket_dir),
+        DB_NAME=server.embedded.database,
+        DB_USER="postgres",
+        DB_PASSWORD="hunter2",
+        LOG_FORMAT="json",
+    )
+    workspace.write("m.csv", multi_csv(1, 3))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "etl_pipeline.py"), "--once"], cwd=workspace.root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    loaded = next(e for e in events if e["event"] == "file_loaded")
+    assert (loaded["file"], loaded["rows"], loaded["level"]) == ("m.csv", 3, "INFO")
+    assert "hunter2" not in result.stderr
+    assert db.value("SELECT count(*) FROM sensor_readings") == 3
+
+
+def test_help_lists_commands(workspace: Workspace) -> None:
+    result = workspace.cli("--help")
+    assert result.returncode == 0
+    for word in ("--once", "--env-file", "--workers", "validate", "requeue"):
+        assert word in result.stdout
