@@ -15,7 +15,7 @@ from .config import ConfigError, Settings, load_settings, redact
 from .daemon import Daemon
 from .db import Database
 from .embedded import EmbeddedPostgres
-from .errors import InvalidFile
+from .errors import InvalidFile, Problem
 
 
 def _workers(text: str) -> int:
@@ -157,8 +157,6 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
 
 
 def _describe(path: Path, error: dict) -> str:
-    from .errors import Problem
-
     return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(str(path))
 
 

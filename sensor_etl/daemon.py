@@ -113,7 +113,7 @@ class Daemon:
 
     def _database_alive(self) -> bool:
         try:
-            self.db.lookup("0" * 64)
+            self.db.ping()
             return True
         except DatabaseError:
             return False

@@ -112,6 +112,11 @@ class Database:
             finally:
                 conn.autocommit = False
 
+    def ping(self) -> None:
+        conn = self.connection()
+        with translated(), conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
     def lookup(self, sha256: str) -> LedgerEntry | None:
         conn = self.connection()
         with translated(), conn, conn.cursor() as cur:
