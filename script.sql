@@ -21,8 +21,7 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     worker         text,
     started_at     timestamptz NOT NULL,
     loaded_at      timestamptz NOT NULL DEFAULT now(),
-    archive_path   text,
-    archived_at    timestamptz
+    archive_path   text  -- where the file is moved after the commit (recorded in the same transaction)
 );
 
 -- One row per valid CSV row. file_id + line_no is the lineage back to the source line; loaded_at is

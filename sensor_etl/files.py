@@ -123,15 +123,27 @@ def unique_target(folder: Path, name: str) -> Path:
     return target
 
 
-def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def move_unique(source: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
     without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
-    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink."""
+    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink.
+    ``preferred`` is tried first; if it is already this very file (a crash between link and unlink),
+    only the unlink is left to do."""
     folder.mkdir(parents=True, exist_ok=True)
+    if preferred is not None and same_file(source, preferred):
+        source.unlink()
+        return preferred
     while True:
-        target = unique_target(folder, source.name)
+        target, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
         sidecar = Path(f"{target}.error.json")
         if report is not None:
             write_json(sidecar, {**report, "quarantined_as": target.name})
@@ -147,9 +159,8 @@ def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
                 raise
             target = _copy_across(source, folder, target)
         break
-    _fsync_dir(folder)
-    source.unlink()
-    _fsync_dir(source.parent)
+    _fsync_dir(folder)  # the new name is durable before the old one goes
+    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 

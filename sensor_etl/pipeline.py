@@ -43,7 +43,7 @@ class Outcome:
     invalid_lines: list[np.ndarray] = field(default_factory=list)
     rule_counts: Counter = field(default_factory=Counter)
     details: list[dict] = field(default_factory=list)
-    summaries: list[pd.DataFrame] = field(default_factory=list)
+    summaries: list[pa.Table] = field(default_factory=list)
     sensors: set[str] = field(default_factory=set)
 
     @property
@@ -60,7 +60,7 @@ class Outcome:
             first = problems.sort_values("line", kind="stable").head(room)
             self.details.extend({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in first.to_dict("records"))
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> pa.Table:
         return aggregate.merge(self.summaries)
 
     def first_problem(self) -> Problem:

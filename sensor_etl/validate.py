@@ -35,6 +35,7 @@ DATE_FORMATS = (
     "%d/%m/%Y",
     "%m/%d/%Y",
 )
+_MONTH_FIRST = {day: day.replace("%d/%m", "%m/%d") for day in DATE_FORMATS if day.startswith("%d/%m")}
 _OFFSET = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
 _UNIT_LABEL = {
     "C": "°C",
@@ -72,7 +73,8 @@ def no_problems() -> pd.DataFrame:
 
 # -- dates -------------------------------------------------------------------------------------
 def detect_date_format(samples: pd.Series, configured: str | None) -> str:
-    """The one date format of a file: DATE_FORMAT, else the candidate that reads every sample.
+    """The one date format of a file: DATE_FORMAT, else the first candidate that reads every sample
+    (else the one that reads most; the other rows then fail ``timestamp_format``).
 
     Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
     if configured:
@@ -81,12 +83,24 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
     samples = samples[samples != ""].head(1000)
     if samples.empty:
         return "ISO8601"
-    scores = {}
+    best, best_count = DATE_FORMATS[0], 0
     for fmt in DATE_FORMATS:
         parsed = _parse_naive(samples, fmt)
-        scores[fmt] = (int(parsed.notna().sum()), parsed)
-    best = max(scores, key=lambda f: scores[f][0])
-    if scores[best][0] == 0:
+        count = int(parsed.notna().sum())
+        if count == len(samples):
+            twin = _MONTH_FIRST.get(fmt)
+            if twin is not None:
+                other = _parse_naive(samples, twin)
+                if other.notna().all() and not other.equals(parsed):
+                    raise InvalidFile(
+                        Problem(
+                            "timestamp_format", f"ambiguous dates: both {fmt} and {twin} fit; set DATE_FORMAT", value=str(samples.iloc[0])
+                        )
+                    )
+            return fmt
+        if count > best_count:
+            best, best_count = fmt, count
+    if best_count == 0:
         raise InvalidFile(
             Problem(
                 "timestamp_format",
@@ -94,21 +108,11 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
                 value=str(samples.iloc[0]),
             )
         )
-    complete = [f for f in DATE_FORMATS if scores[f][0] == scores[best][0]]
-    distinct = [f for f in complete if not scores[f][1].equals(scores[complete[0]][1])]
-    if distinct:
-        raise InvalidFile(
-            Problem(
-                "timestamp_format",
-                f"ambiguous dates: both {complete[0]} and {distinct[0]} fit; set DATE_FORMAT",
-                value=str(samples.iloc[0]),
-            )
-        )
     return best
 
 
 def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
-    return pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
+    return pd.to_datetime(values, format=fmt, errors="coerce", utc=True, cache=False)
 
 
 def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: str) -> pd.Series:

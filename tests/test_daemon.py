@@ -331,3 +331,22 @@ def test_help_lists_commands(workspace: Workspace) -> None:
     assert result.returncode == 0
     for word in ("--once", "--env-file", "--workers", "validate", "requeue"):
         assert word in result.stdout
+
+
+def test_crash_between_commit_and_move_is_finished_not_reloaded(workspace: Workspace, db: Db) -> None:
+    workspace.write("a.csv", multi_csv(2, 3, seed=5))
+    workspace.write("b.csv", multi_csv(2, 3, seed=6))
+    assert workspace.cli("--once").returncode == 0
+    # a.csv: the commit happened but the move did not (file back in the inbox, archive missing)
+    (workspace.processed / "a.csv").rename(workspace.data / "a.csv")
+    # b.csv: the link into processed/ happened but not the unlink from the inbox
+    import os
+
+    os.link(workspace.processed / "b.csv", workspace.data / "b.csv")
+    result = workspace.cli("--once")
+    assert result.returncode == 0
+    assert "file_recovered file=a.csv" in result.stderr and "file_recovered file=b.csv" in result.stderr
+    assert workspace.names(workspace.data) == [] and workspace.names(workspace.processed) == ["a.csv", "b.csv"]
+    assert db.value("SELECT count(*) FROM ingested_files") == 2 and db.value("SELECT count(*) FROM sensor_readings") == 12
+    paths = {Path(p).name for (p,) in db.rows("SELECT archive_path FROM ingested_files")}
+    assert paths == {"a.csv", "b.csv"}

@@ -209,8 +209,10 @@ def test_summary_matches_numpy_and_merges_exactly() -> None:
             "pressure_hpa": pa.array(rng.normal(1000, 10, n)),
         }
     )
-    whole = aggregate.with_std(aggregate.summarize(table))
-    halves = aggregate.with_std(aggregate.merge([aggregate.summarize(table.slice(0, 1234)), aggregate.summarize(table.slice(1234))]))
+    whole = aggregate.with_std(aggregate.summarize(table)).to_pandas()
+    halves = aggregate.with_std(
+        aggregate.merge([aggregate.summarize(table.slice(0, 1234)), aggregate.summarize(table.slice(1234))])
+    ).to_pandas()
     assert set(whole["metric"]) == {"temperature_k", "pressure_hpa"}
     frame = pd.DataFrame({"sensor": sensors, "day": times.floor("D"), "t": temps})
     for (sensor, day), group in frame.groupby(["sensor", "day"]):
