@@ -30,7 +30,7 @@ def transform(checked: Checked, plan: ColumnPlan, file_id: int) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "file_id": pa.array(np.full(rows, file_id, dtype=np.int64)),
         "line_no": pa.array(checked.lines, pa.int64()),
-        "observed_at": pa.array(checked.observed_at, pa.timestamp("us", tz="UTC")),
+        "observed_at": pa.array(checked.observed_at.view(np.int64), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         "sensor_id": checked.sensor_id.combine_chunks(),
     }
     for role, name in METRIC_OF.items():

@@ -7,7 +7,7 @@ table of problems, one row per broken rule with line, column, raw value and rule
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ class Checked:
     """One chunk after the row rules: typed key columns and extras of the valid rows, and the problems."""
 
     rows: int  # data rows in the chunk (blank lines excluded)
-    observed_at: pd.Series  # datetime64[UTC]
+    observed_at: np.ndarray  # datetime64[us], UTC
     sensor_id: pa.ChunkedArray  # trimmed text
     measures: dict[str, np.ndarray]  # role -> float64 in the file's unit
     lines: np.ndarray
@@ -115,14 +115,22 @@ def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
     return pd.to_datetime(values, format=fmt, errors="coerce", utc=True, cache=False)
 
 
-def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: str) -> pd.Series:
-    """UTC timestamps of trimmed text; NaT where a value does not parse or does not exist in the source time zone."""
+def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: str) -> np.ndarray:
+    """UTC timestamps (datetime64[us]) of trimmed text; NaT where a value does not parse or does not
+    exist in the source time zone. ISO 8601 goes through Arrow's parser when the whole chunk allows."""
     if isinstance(values, pd.Series):
         values = pa.chunked_array([pa.array(values.str.strip(), pa.string())])
-    text = values.to_numpy(zero_copy_only=False)
     with_offset = (
-        pc.match_substring_regex(values, _OFFSET).to_numpy(zero_copy_only=False) if fmt == "ISO8601" else np.zeros(len(text), bool)
+        pc.match_substring_regex(values, _OFFSET).to_numpy(zero_copy_only=False) if fmt == "ISO8601" else np.zeros(len(values), bool)
     )
+    if fmt == "ISO8601" and (with_offset.all() or not with_offset.any()):
+        try:
+            return _localize(
+                pc.cast(values, pa.timestamp("us", tz="UTC") if with_offset.any() else pa.timestamp("us")), timezone, with_offset.any()
+            )
+        except pa.ArrowInvalid:
+            pass  # some value is not plain ISO 8601 or is not a real date: pandas reports each one
+    text = values.to_numpy(zero_copy_only=False)
     result = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     if with_offset.any():
         aware = pd.to_datetime(text[with_offset], format=fmt, errors="coerce", utc=True)
@@ -133,7 +141,15 @@ def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: st
         if parsed.tz is None:
             parsed = parsed.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         result[naive] = parsed.tz_convert(None).as_unit("us").to_numpy()
-    return pd.Series(result).dt.tz_localize("UTC")
+    return result
+
+
+def _localize(parsed: pa.ChunkedArray, timezone: str, aware: bool) -> np.ndarray:
+    micros = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    if aware or timezone == "UTC":
+        return micros
+    local = pd.DatetimeIndex(micros).tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    return local.tz_convert(None).as_unit("us").to_numpy()
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -192,10 +208,11 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     missing = _empty(ts_text)
     flag(missing, "timestamp", raw_ts, "missing_value", "empty timestamp")
     observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
-    unparsed = observed.isna().to_numpy() & ~missing
+    unparsed = np.isnat(observed) & ~missing
     flag(unparsed, "timestamp", raw_ts, "timestamp_format", f"not a valid date/time in the format {date_format}")
-    latest = pd.Timestamp(now) + timedelta(seconds=rules.max_future_seconds)
-    out = ((observed < pd.Timestamp(rules.timestamp_min)) | (observed > latest)).to_numpy() & ~unparsed & ~missing
+    earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
+    latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
+    out = ((observed < earliest) | (observed > latest)) & ~unparsed & ~missing
     flag(out, "timestamp", raw_ts, "timestamp_range", f"outside {rules.timestamp_min:%Y-%m-%d} .. now + {rules.max_future_seconds:g} s")
 
     # sensor id
@@ -228,16 +245,19 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         flag(outside, role, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
-    # duplicate (sensor, timestamp) within the chunk
-    keys = pd.DataFrame(
-        {
-            "sensor": pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy(),
-            "at": observed.to_numpy(np.int64, na_value=np.iinfo(np.int64).min),
-        }
-    )
-    repeated = keys.duplicated(keep="first").to_numpy() & ~(missing | unparsed)
-    if repeated.any():
-        first_line = pd.Series(lines).groupby([keys["sensor"], keys["at"]], sort=False).transform("first").to_numpy()
+    # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
+    codes = pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy().astype(np.int64)
+    at = observed.view(np.int64)
+    order = np.lexsort((at, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1])
+    if same.any():
+        run_start = np.concatenate(([True], ~same))
+        first_of_run = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
+        first_line = np.empty(len(order), dtype=np.int64)
+        first_line[order] = lines[order][first_of_run]
+        repeated = np.zeros(len(order), dtype=bool)
+        repeated[order[1:][same]] = True
+        repeated &= ~(missing | unparsed)
         message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
         flag(repeated, "timestamp", raw_ts, "duplicate_key", message)
 
@@ -246,7 +266,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
         rows=int(table.num_rows) + len(chunk.bad_rows),
-        observed_at=observed[valid].reset_index(drop=True),
+        observed_at=observed[valid],
         sensor_id=pc.filter(sensor, keep),
         measures={role: values[valid] for role, values in measures.items()},
         lines=lines[valid],

@@ -100,9 +100,11 @@ def test_ambiguous_dates_are_refused() -> None:
 def test_naive_timestamps_are_read_in_source_timezone() -> None:
     values = pd.Series(["2024-07-01 12:00:00", "2024-07-01T12:00:00+00:00", "2024-03-31 02:30:00"], dtype=object)
     parsed = parse_timestamps(values, "ISO8601", "Europe/Berlin")
-    assert parsed[0] == pd.Timestamp("2024-07-01 10:00:00", tz="UTC")
-    assert parsed[1] == pd.Timestamp("2024-07-01 12:00:00", tz="UTC")
-    assert pd.isna(parsed[2])  # does not exist: clocks jumped from 02:00 to 03:00
+    assert parsed[0] == np.datetime64("2024-07-01T10:00:00")
+    assert parsed[1] == np.datetime64("2024-07-01T12:00:00")
+    assert np.isnat(parsed[2])  # does not exist: clocks jumped from 02:00 to 03:00
+    all_naive = parse_timestamps(pd.Series(["2024-07-01 12:00:00", "2024-01-01T12:00"], dtype=object), "ISO8601", "Europe/Berlin")
+    assert all_naive.tolist() == [np.datetime64("2024-07-01T10:00:00", "us").item(), np.datetime64("2024-01-01T11:00:00", "us").item()]
 
 
 def _run(tmp_path: Path, text: str, rules: Rules = DEFAULT_RULES, name: str = "f.csv") -> pipeline.Outcome:
