@@ -67,8 +67,12 @@ def _problems(lines: np.ndarray, column: str, values: list, rule: str, message: 
     return pd.DataFrame({"line": lines, "column": column, "value": np.asarray(values, dtype=object), "rule": rule, "message": message})
 
 
+_NO_PROBLEMS = pd.DataFrame({name: pd.Series(dtype="int64" if name == "line" else object) for name in PROBLEM_COLUMNS})
+
+
 def no_problems() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype="int64" if name == "line" else object) for name in PROBLEM_COLUMNS})
+    """The empty problem table (shared: callers only read it)."""
+    return _NO_PROBLEMS
 
 
 # -- dates -------------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
         return configured
     samples = samples.str.strip()
     samples = samples[samples != ""].head(1000)
-    if samples.empty:
+    if samples.empty or _plain_iso(samples):
         return "ISO8601"
     best, best_count = DATE_FORMATS[0], 0
     for fmt in DATE_FORMATS:
@@ -109,6 +113,18 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
             )
         )
     return best
+
+
+def _plain_iso(samples: pd.Series) -> bool:
+    """Every sample is ISO 8601 as Arrow reads it (cheap first guess, the common case)."""
+    text = pa.array(samples.to_numpy(dtype=object), pa.string())
+    for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
+        try:
+            pc.cast(text, target)
+            return True
+        except pa.ArrowInvalid:
+            continue
+    return False
 
 
 def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
