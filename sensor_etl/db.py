@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .aggregate import with_std
@@ -162,6 +163,16 @@ class Database:
             raise
 
 
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """UTC timestamps as ``2024-01-01 00:00:00.000000Z`` text: Arrow's CSV writer formats zoned
+    timestamps about 35 times slower than naive ones, so we format the naive value and add the Z."""
+    for index, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            naive = table.column(index).cast(pa.timestamp(column.type.unit)).cast(pa.string())
+            table = table.set_column(index, column.name, pc.binary_join_element_wise(naive, "Z", ""))
+    return table
+
+
 class Load:
     """Writes of one file's transaction.
 
@@ -184,7 +195,7 @@ class Load:
 
     def _copy(self, statement: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
-        pacsv.write_csv(table, buffer, _CSV_OPTIONS)
+        pacsv.write_csv(_csv_ready(table), buffer, _CSV_OPTIONS)
         buffer.seek(0)
         self.cursor.copy_expert(statement, buffer, size=1 << 20)
 

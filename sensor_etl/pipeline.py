@@ -98,7 +98,7 @@ def run(
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            samples = pd.Series(chunk.table.column(plan.roles["timestamp"]).to_pandas(), dtype=object)
+            samples = pd.Series(chunk.table.column(plan.roles["timestamp"]).slice(0, 2000).to_pandas(), dtype=object)
             outcome.date_format = detect_date_format(samples, rules.date_format)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
