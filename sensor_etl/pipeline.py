@@ -81,7 +81,7 @@ def run(
     rules: Rules,
     now: datetime,
     *,
-    block_bytes: int = 16 << 20,
+    block_bytes: int = 4 << 20,
     file_id: int = 0,
     sink: Callable[[pa.Table], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,

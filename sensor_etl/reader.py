@@ -7,6 +7,7 @@ the wrong number of fields do not stop the read; they are returned as ``BadRow``
 from __future__ import annotations
 
 import bisect
+import codecs
 import csv
 import io
 from collections.abc import Iterator
@@ -87,33 +88,54 @@ def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], s
     return headers, chosen
 
 
+def _utf8_blocks(path: Path, encoding: str, block_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The data lines after the header as UTF-8 blocks cut at line ends, with each block's first line number.
+
+    We cut the blocks ourselves (rather than letting Arrow stream the file) because Arrow's reader
+    reads ahead without bound: a 2 GB file would end up in memory. Other encodings are decoded and
+    re-encoded to UTF-8 here, so that cutting at ``\n`` is always safe."""
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    with open(path, "rb") if utf8 else open(path, encoding=encoding, newline="") as handle:
+        handle.readline()  # the header, already parsed by read_header
+        line, rest = 2, b""
+        while data := handle.read(block_bytes if utf8 else block_bytes // 2):
+            data = rest + (data if utf8 else data.encode("utf-8"))
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than a block: keep reading
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+            yield block, line
+            line += block.count(b"\n")
+        if rest:
+            yield rest, line
+
+
 def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_bytes: int) -> Iterator[Chunk]:
     """Yield the data rows after the header, block by block, as string columns."""
     names = column_names(width)
     numbers = _LineNumbers()
     bad: list[BadRow] = []
+    offset = 0
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         text = row.text or ""
         spans = text.rstrip("\r\n").count("\n") + 1
-        numbers.skip(row.number, spans)
+        numbers.skip(offset + row.number, spans)
         if text.strip():
-            bad.append(BadRow(row.number, text.rstrip("\r\n"), row.actual_columns, row.expected_columns))
+            bad.append(BadRow(offset + row.number, text.rstrip("\r\n"), row.actual_columns, row.expected_columns))
         return "skip"
 
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False, block_size=block_bytes, encoding=encoding),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
-        ),
+    parse = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=False)
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, quoted_strings_can_be_null=False
     )
-    try:
-        for batch in reader:
-            reported, bad[:] = tuple(bad), []
-            yield Chunk(pa.Table.from_batches([batch]), numbers.take(batch.num_rows), reported)
-        if bad:
-            yield Chunk(pa.table({name: pa.array([], pa.string()) for name in names}), np.empty(0, np.int64), tuple(bad))
-    except pa.ArrowInvalid as exc:
-        raise InvalidFile(Problem("structure", f"the CSV cannot be parsed: {exc}")) from exc
+    for block, first_line in _utf8_blocks(path, encoding, block_bytes):
+        offset = first_line - 1
+        options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=len(block) + 1)
+        try:
+            table = pacsv.read_csv(pa.py_buffer(block), read_options=options, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            raise InvalidFile(Problem("structure", f"the CSV cannot be parsed: {exc}", line=first_line)) from exc
+        reported, bad[:] = tuple(bad), []
+        yield Chunk(table, numbers.take(table.num_rows), reported)
