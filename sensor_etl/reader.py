@@ -6,28 +6,29 @@ the wrong number of fields do not stop the read; they are returned as ``BadRow``
 
 from __future__ import annotations
 
-import bisect
 import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InvalidFile, Problem
-from .sniff import check_not_data, choose_delimiter
+from .sniff import check_not_data, choose_delimiter, line_breaks
 
 MAX_HEADER_CHARS = 1 << 20
+_LINE_BREAK = r"\r\n|\r|\n"
 
 
 @dataclass(frozen=True)
 class BadRow:
-    """A line whose field count differs from the header's."""
+    """A row whose field count differs from the header's; ``lines`` > 1 when a quote ran over line ends."""
 
     line: int
+    lines: int
     text: str
     fields: int
     expected: int
@@ -35,10 +36,12 @@ class BadRow:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to one read block of rows: text columns c0..cN-1 and the line each row came from."""
+    """Up to one read block of rows: text columns c0..cN-1, the first physical line of each row, and
+    how many lines each row spans (more than one when a quoted value holds a line break)."""
 
     table: pa.Table
     lines: np.ndarray
+    heights: np.ndarray
     bad_rows: tuple[BadRow, ...]
 
 
@@ -46,28 +49,65 @@ def column_names(count: int) -> list[str]:
     return [f"c{i}" for i in range(count)]
 
 
+@dataclass(frozen=True)
+class _Invalid:
+    number: int  # pyarrow's row number (the header is row 1)
+    height: int
+    text: str
+    fields: int
+    expected: int
+
+
 class _LineNumbers:
-    """Assigns physical line numbers to the good rows, skipping lines the parser reported as bad."""
+    """Turns pyarrow's row numbers into physical line numbers.
+
+    pyarrow numbers rows, not lines, and reports invalid rows to the handler before the batch that
+    holds the rows around them. So rows are placed in row order, each taking as many lines as it
+    spans, and an invalid row is placed once the batch reaching past it arrives."""
 
     def __init__(self) -> None:
-        self.next = 2  # line 1 is the header
-        self.skipped: list[int] = []
+        self.row = 2  # the next row number to place (row 1 is the header)
+        self.line = 2  # the physical line it starts on
+        self.pending: list[_Invalid] = []
 
-    def skip(self, first: int, count: int) -> None:
-        self.skipped.extend(range(first, first + count))
+    def place(self, heights: np.ndarray, final: bool = False) -> tuple[np.ndarray, list[BadRow]]:
+        """First lines of a batch's rows (of the given heights), and the invalid rows placed before its last row."""
+        rows = len(heights)
+        if not self.pending and (heights == 1).all():
+            lines = np.arange(self.line, self.line + rows, dtype=np.int64)
+            self.row, self.line = self.row + rows, self.line + rows
+            return lines, []
+        if rows == 0 and not final:
+            return np.empty(0, np.int64), []
+        self.pending.sort(key=lambda r: r.number)
+        skipped = np.array([r.number for r in self.pending], dtype=np.int64)
+        # the batch's rows take the row numbers the invalid rows left free, in order
+        numbers = np.arange(self.row, self.row + rows, dtype=np.int64)
+        numbers += np.searchsorted(skipped - np.arange(len(skipped)), numbers, side="right")
+        placed = self.pending if final else [r for r in self.pending if r.number < numbers[-1]]
+        self.pending = self.pending[len(placed) :]
+        order = np.concatenate([numbers, np.array([r.number for r in placed], dtype=np.int64)])
+        spans = np.concatenate([heights, np.array([r.height for r in placed], dtype=np.int64)])
+        sort = np.argsort(order, kind="stable")
+        ends = self.line + np.cumsum(spans[sort])
+        starts = np.empty_like(spans)
+        starts[sort] = ends - spans[sort]
+        self.row, self.line = int(order[sort[-1]]) + 1, int(ends[-1])
+        bad = [
+            BadRow(int(start), r.height, r.text, r.fields, r.expected)
+            for r, start in zip(placed, starts[rows:], strict=True)
+            if r.text.strip()
+        ]
+        return starts[:rows], bad
 
-    def take(self, rows: int) -> np.ndarray:
-        start, end = self.next, self.next + rows
-        while True:
-            lo, hi = bisect.bisect_left(self.skipped, start), bisect.bisect_left(self.skipped, end)
-            if end - start - (hi - lo) >= rows:
-                break
-            end = start + rows + (hi - lo)
-        lines = np.arange(start, end, dtype=np.int64)
-        if hi > lo:
-            lines = np.setdiff1d(lines, np.asarray(self.skipped[lo:hi], dtype=np.int64), assume_unique=True)
-        self.next = end
-        return lines
+
+def _heights(table: pa.Table) -> np.ndarray:
+    """Physical lines each row spans: one, plus the line breaks inside its (quoted) values."""
+    heights = np.ones(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        if pc.any(pc.or_(pc.match_substring(column, "\n"), pc.match_substring(column, "\r"))).as_py():
+            heights += pc.count_substring_regex(column, _LINE_BREAK).to_numpy(zero_copy_only=False)
+    return heights
 
 
 def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], str]:
@@ -81,8 +121,14 @@ def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], s
         raise InvalidFile(Problem("header", f"the header line is longer than {MAX_HEADER_CHARS} characters", line=1))
     if not first.strip():
         raise InvalidFile(Problem("no_header", "the first line is empty: a header row is required", line=1))
-    chosen = choose_delimiter(first, delimiter)
-    headers = next(csv.reader(io.StringIO(first.rstrip("\r\n")), delimiter=chosen))
+    line = first.rstrip("\r\n")
+    chosen = choose_delimiter(line, delimiter)
+    try:
+        headers = next(csv.reader([line], delimiter=chosen, strict=True))
+    except csv.Error as exc:
+        raise InvalidFile(
+            Problem("header", f"the header line is not valid CSV ({exc}): is a quote not closed?", line=1, value=line[:200])
+        ) from exc
     check_not_data(headers)
     return headers, chosen
 
@@ -91,14 +137,10 @@ def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_byt
     """Yield the data rows after the header, block by block, as string columns."""
     names = column_names(width)
     numbers = _LineNumbers()
-    bad: list[BadRow] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        text = row.text or ""
-        spans = text.rstrip("\r\n").count("\n") + 1
-        numbers.skip(row.number, spans)
-        if text.strip():
-            bad.append(BadRow(row.number, text.rstrip("\r\n"), row.actual_columns, row.expected_columns))
+        text = (row.text or "").rstrip("\r\n")
+        numbers.pending.append(_Invalid(row.number, line_breaks(text) + 1, text, row.actual_columns, row.expected_columns))
         return "skip"
 
     reader = pacsv.open_csv(
@@ -111,9 +153,19 @@ def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_byt
     )
     try:
         for batch in reader:
-            reported, bad[:] = tuple(bad), []
-            yield Chunk(pa.Table.from_batches([batch]), numbers.take(batch.num_rows), reported)
-        if bad:
-            yield Chunk(pa.table({name: pa.array([], pa.string()) for name in names}), np.empty(0, np.int64), tuple(bad))
+            table = pa.Table.from_batches([batch])
+            heights = _heights(table)
+            lines, bad = numbers.place(heights)
+            yield Chunk(table, lines, heights, tuple(bad))
+        if numbers.pending:
+            _, bad = numbers.place(np.empty(0, np.int64), final=True)
+            empty = np.empty(0, np.int64)
+            yield Chunk(pa.table({name: pa.array([], pa.string()) for name in names}), empty, empty, tuple(bad))
     except pa.ArrowInvalid as exc:
-        raise InvalidFile(Problem("structure", f"the CSV cannot be parsed: {exc}")) from exc
+        if "straddl" in str(exc):
+            message = (
+                f"a row at or after line {numbers.line} is longer than READ_BLOCK_BYTES ({block_bytes} bytes): raise it or fix the file"
+            )
+        else:
+            message = f"the CSV cannot be parsed near line {numbers.line}: {exc}"
+        raise InvalidFile(Problem("structure", message, line=numbers.line)) from exc

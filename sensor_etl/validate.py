@@ -21,6 +21,8 @@ from .reader import Chunk
 from .units import celsius_to, hpa_to, percent_to
 
 PROBLEM_COLUMNS = ["line", "column", "value", "rule", "message"]
+MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
+MAX_SHOWN_CHARS = 200  # a reported value is cut here, so a 10 MB field does not become a 10 MB report
 DATE_FORMATS = (
     "ISO8601",
     "%d.%m.%Y %H:%M:%S",
@@ -60,10 +62,21 @@ class Checked:
     lines: np.ndarray
     extras: pa.Table  # the other columns, as text, valid rows only
     problems: pd.DataFrame  # PROBLEM_COLUMNS, every problem of the chunk
+    rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
 
 
 def _problems(lines: np.ndarray, column: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> pd.DataFrame:
-    return pd.DataFrame({"line": lines, "column": column, "value": np.asarray(values, dtype=object), "rule": rule, "message": message})
+    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule, "message": message})
+
+
+def shown(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Values as a report shows them: cut at MAX_SHOWN_CHARS, saying how long they really were."""
+    text = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    length = text.str.len()
+    long = (length > MAX_SHOWN_CHARS).to_numpy()
+    if long.any():
+        text[long] = text[long].str.slice(0, MAX_SHOWN_CHARS) + "… (" + length[long].astype(str) + " characters)"
+    return text.to_numpy(dtype=object)
 
 
 def no_problems() -> pd.DataFrame:
@@ -72,9 +85,10 @@ def no_problems() -> pd.DataFrame:
 
 # -- dates -------------------------------------------------------------------------------------
 def detect_date_format(samples: pd.Series, configured: str | None) -> str:
-    """The one date format of a file: DATE_FORMAT, else the candidate that reads every sample.
+    """The one date format of a file: DATE_FORMAT, else the candidate that reads the most samples.
 
-    Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
+    ``samples`` is indexed by line number and named after the column, so a refusal can point at a
+    line. Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
     if configured:
         return configured
     samples = samples[samples.str.strip() != ""].head(1000)
@@ -87,23 +101,36 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
     best = max(scores, key=lambda f: scores[f][0])
     if scores[best][0] == 0:
         raise InvalidFile(
-            Problem(
-                "timestamp_format",
+            _date_problem(
+                samples,
+                0,
                 "no known date format fits the timestamps (e.g. 2020-01-01 00:10:00 or 01.01.2009 00:10:00); set DATE_FORMAT",
-                value=str(samples.iloc[0]),
             )
         )
     complete = [f for f in DATE_FORMATS if scores[f][0] == scores[best][0]]
-    distinct = [f for f in complete if not scores[f][1].equals(scores[complete[0]][1])]
+    first = scores[complete[0]][1]
+    distinct = [f for f in complete if not scores[f][1].equals(first)]
     if distinct:
+        differs = (scores[distinct[0]][1] != first) & first.notna()
         raise InvalidFile(
-            Problem(
-                "timestamp_format",
-                f"ambiguous dates: both {complete[0]} and {distinct[0]} fit; set DATE_FORMAT",
-                value=str(samples.iloc[0]),
+            _date_problem(
+                samples,
+                int(np.argmax(differs.to_numpy())),
+                f"ambiguous date: both {complete[0]} and {distinct[0]} fit every timestamp; set DATE_FORMAT",
             )
         )
     return best
+
+
+def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
+    line = samples.index[position]
+    return Problem(
+        "timestamp_format",
+        message,
+        line=int(line) if isinstance(line, (int, np.integer)) else None,
+        column=None if samples.name is None else str(samples.name),
+        value=str(shown([samples.iloc[position]])[0]),
+    )
 
 
 def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
@@ -151,52 +178,68 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
     return np.zeros(0, bool) if blank is None else blank.to_numpy(zero_copy_only=False)
 
 
+def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
+    if not chunk.bad_rows:
+        return []
+    messages = [
+        f"{b.fields} fields where the header has {b.expected}"
+        + (f" (the row runs over lines {b.line}-{b.line + b.lines - 1}: is a quote not closed?)" if b.lines > 1 else "")
+        for b in chunk.bad_rows
+    ]
+    lines = np.array([b.line for b in chunk.bad_rows], dtype=np.int64)
+    return [_problems(lines, "", [b.text for b in chunk.bad_rows], "column_count", messages)]
+
+
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
     """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``."""
-    table, lines = chunk.table, chunk.lines
-    found: list[pd.DataFrame] = (
-        [
-            _problems(
-                np.array([b.line for b in chunk.bad_rows], dtype=np.int64),
-                "",
-                [b.text[:200] for b in chunk.bad_rows],
-                "column_count",
-                [f"{b.fields} fields where the header has {b.expected}" for b in chunk.bad_rows],
-            )
-        ]
-        if chunk.bad_rows
-        else []
-    )
+    table, lines, heights = chunk.table, chunk.lines, chunk.heights
+    found = _bad_rows(chunk)
 
     blank = _blank_rows(table)
     if blank.any():
         keep = ~blank
-        table, lines = table.filter(pa.array(keep)), lines[keep]
+        table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
-    def flag(mask: np.ndarray, role: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> None:
+    def flag(mask: np.ndarray, column: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> None:
         if mask.any():
             nonlocal invalid
             invalid |= mask
             picked = values[mask] if isinstance(values, np.ndarray) else values[mask].to_numpy()
             message = message[mask] if isinstance(message, pd.Series) else message
-            found.append(_problems(lines[mask], plan.header(role), picked, rule, message))
+            found.append(_problems(lines[mask], column, picked, rule, message))
+
+    # every column: one line per value, and a sane length
+    multiline = heights > 1
+    if multiline.any():
+        span = pd.Series(lines).astype(str) + "-" + pd.Series(lines + heights - 1).astype(str)
+        runs_over = "the value runs over lines " + span + ": is a quote not closed? (values must be on one line)"
+    for name, column in zip(plan.headers, table.columns, strict=True):
+        if multiline.any():
+            breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
+            flag(breaks, name, _texts(column), "line_break", runs_over)
+        if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
+            long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
+            flag(long, name, _texts(column), "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
 
     # timestamp
+    ts_header = plan.header("timestamp")
     raw_ts = pd.Series(table.column(plan.roles["timestamp"]).to_pandas(), dtype=object)
     missing = (raw_ts.str.strip() == "").to_numpy()
-    flag(missing, "timestamp", raw_ts, "missing_value", "empty timestamp")
+    flag(missing, ts_header, raw_ts, "missing_value", "empty timestamp")
     observed = parse_timestamps(raw_ts, date_format, rules.source_timezone)
     unparsed = observed.isna().to_numpy() & ~missing
-    flag(unparsed, "timestamp", raw_ts, "timestamp_format", f"not a valid date/time in the format {date_format}")
+    flag(unparsed, ts_header, raw_ts, "timestamp_format", f"not a valid date/time in this file's format ({date_format})")
     latest = pd.Timestamp(now) + timedelta(seconds=rules.max_future_seconds)
-    out = ((observed < pd.Timestamp(rules.timestamp_min)) | (observed > latest)).to_numpy() & ~unparsed & ~missing
-    flag(out, "timestamp", raw_ts, "timestamp_range", f"outside {rules.timestamp_min:%Y-%m-%d} .. now + {rules.max_future_seconds:g} s")
+    early = (observed < pd.Timestamp(rules.timestamp_min)).to_numpy() & ~unparsed & ~missing
+    flag(early, ts_header, raw_ts, "timestamp_range", f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
+    late = (observed > latest).to_numpy() & ~unparsed & ~missing
+    flag(late, ts_header, raw_ts, "timestamp_range", f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
 
     # sensor id
     if "sensor_id" in plan.roles:
         sensor = pd.Series(pc.utf8_trim_whitespace(table.column(plan.roles["sensor_id"])).to_pandas(), dtype=object)
-        flag((sensor == "").to_numpy(), "sensor_id", sensor, "missing_value", "empty sensor id")
+        flag((sensor == "").to_numpy(), plan.header("sensor_id"), sensor, "missing_value", "empty sensor id")
     else:
         sensor = pd.Series(rules.default_sensor_id, index=range(table.num_rows), dtype=object)
 
@@ -206,19 +249,20 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if role not in plan.roles:
             continue
         text = table.column(plan.roles[role])
-        raw = np.asarray(text.to_pandas(), dtype=object)
+        raw = _texts(text)
         values = _to_float(text)
         empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0).to_numpy(zero_copy_only=False)
         nan = np.isnan(values)
-        flag(empty, role, raw, "missing_value", f"empty {role}")
+        header = plan.header(role)
+        flag(empty, header, raw, "missing_value", f"empty {role}")
         not_number = nan & ~empty & ~_nan_text(text)
-        flag(not_number, role, raw, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
-        flag(~np.isfinite(values) & ~empty & ~not_number, role, raw, "not_finite", "NaN or infinite")
+        flag(not_number, header, raw, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
+        flag(~np.isfinite(values) & ~empty & ~not_number, header, raw, "not_finite", "NaN, infinite, or too large for a 64-bit float")
         unit = plan.units[role]
         low, high = _bounds(role, unit, rules)
         with np.errstate(invalid="ignore"):
             outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, role, raw, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
+        flag(outside, header, raw, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
     # duplicate (sensor, timestamp) within the chunk
@@ -228,9 +272,15 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     if repeated.any():
         first_line = keys.groupby(["sensor", "at"], sort=False)["line"].transform("first")
         message = "same sensor and timestamp as line " + first_line.astype(str)
-        flag(repeated, "timestamp", raw_ts, "duplicate_key", message)
+        flag(repeated, ts_header, raw_ts, "duplicate_key", message)
 
     valid = ~invalid
+    rejected = pd.DataFrame(
+        {
+            "line": np.concatenate([[b.line for b in chunk.bad_rows], lines[invalid]]).astype(np.int64),
+            "lines": np.concatenate([[b.lines for b in chunk.bad_rows], heights[invalid]]).astype(np.int64),
+        }
+    )
     extras = table.select(list(plan.extras)).filter(pa.array(valid)) if plan.extras else pa.table({})
     return Checked(
         rows=int(table.num_rows) + len(chunk.bad_rows),
@@ -240,7 +290,12 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         lines=lines[valid],
         extras=extras,
         problems=pd.concat(found, ignore_index=True) if found else no_problems(),
+        rejected=rejected,
     )
+
+
+def _texts(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.to_pandas(), dtype=object)
 
 
 def _nan_text(text: pa.ChunkedArray) -> np.ndarray:
