@@ -125,6 +125,7 @@ class Daemon:
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
         except FileNotFoundError:
+            logs.warning("file_vanished", file=name)
             return Result.WAITING
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
@@ -177,6 +178,7 @@ class Daemon:
                     sink=load.copy_readings,
                     should_stop=self.stop.is_set,
                 )
+                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
                 load.write_metrics(outcome.summary())
                 load.finish(
                     rows_loaded=outcome.loaded,
@@ -195,12 +197,21 @@ class Daemon:
             file=name,
             file_id=file_id,
             rows=outcome.loaded,
+            rows_rejected=outcome.invalid_rows,
+            rejects=rejects.name if rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         self._archive(candidate.path, file_id)
         return Result.LOADED
+
+    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
+        """A partial load's rejected lines and their report, written before the commit: if the commit
+        fails, the file is retried and the same content rewrites the same reject files."""
+        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
+        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
+        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
 
     def _archive_known(self, candidate: files.Candidate, file_id: int | None, loaded_as: str, archived: bool) -> Result:
         """Content already in the ledger: finish an interrupted move, or set a duplicate aside."""

@@ -190,16 +190,56 @@ def write_json(path: Path, document: dict) -> None:
     os.replace(temp, path)
 
 
-def read_lines(path: Path, wanted: set[int]) -> dict[int, bytes]:
-    """The raw bytes of the given 1-based line numbers (for reject files: original lines, not re-rendered)."""
-    found: dict[int, bytes] = {}
+def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
+    """The given 1-based lines, as they are in the file (line ends included, CR, LF or CRLF as the CSV
+    reader counts them): reject files hold the original lines, not re-rendered rows."""
+    found: dict[int, str] = {}
     if not wanted:
         return found
     last = max(wanted)
-    with open(path, "rb") as handle:
+    with open(path, encoding=encoding, newline="") as handle:
         for number, line in enumerate(handle, start=1):
             if number in wanted:
                 found[number] = line
             if number >= last:
                 break
     return found
+
+
+def rejects_base(folder: Path, name: str, sha256: str) -> Path:
+    """``folder/name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
+    content gets ``__2``, ``__3``... A retry of the same content (same sha256) reuses its own names."""
+    base = folder / name
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if dot else (name, "")
+    counter = 2
+    while Path(f"{base}.rejects.csv").exists() or Path(f"{base}.rejects.json").exists():
+        try:
+            if json.loads(Path(f"{base}.rejects.json").read_text(encoding="utf-8")).get("sha256") == sha256:
+                return base
+        except (OSError, ValueError, AttributeError):
+            pass
+        base = folder / f"{stem}__{counter}{suffix}"
+        counter += 1
+    return base
+
+
+def write_rejects(source: Path, base: Path, lines: set[int], encoding: str, report: dict) -> Path:
+    """Write ``<base>.rejects.csv`` (the header line and the rejected lines, as they were) and then
+    ``<base>.rejects.json``, each atomically; returns the CSV's path."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    original = read_lines(source, {1, *lines}, encoding)
+    target = Path(f"{base}.rejects.csv")
+    fd, temp = tempfile.mkstemp(dir=base.parent, prefix=".rejects-")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
+            handle.writelines(original[number] for number in sorted(original))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    write_json(Path(f"{base}.rejects.json"), {**report, "rejects_file": target.name})
+    _fsync_dir(base.parent)
+    return target
