@@ -211,13 +211,16 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
 
     # every column: one line per value, and a sane length
     multiline = heights > 1
-    if multiline.any():
-        span = pd.Series(lines).astype(str) + "-" + pd.Series(lines + heights - 1).astype(str)
-        runs_over = "the value runs over lines " + span + ": is a quote not closed? (values must be on one line)"
     for name, column in zip(plan.headers, table.columns, strict=True):
         if multiline.any():
             breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
-            flag(breaks, name, _texts(column), "line_break", runs_over)
+            flag(
+                breaks,
+                name,
+                _texts(column),
+                "line_break",
+                "the value runs onto the next line: is a quote not closed? (values must be on one line)",
+            )
         if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
             long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
             flag(long, name, _texts(column), "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
