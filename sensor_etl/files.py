@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,18 +57,25 @@ def scan(folder: Path) -> tuple[list[Candidate], list[Skipped]]:
                 continue
             path = Path(entry.path)
             try:
-                if entry.is_symlink():
-                    skipped.append(Skipped(path, f"symbolic link to {os.readlink(entry.path)!r}: links are not followed"))
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    skipped.append(Skipped(path, "not a regular file"))
-                    continue
                 info = entry.stat(follow_symlinks=False)
+                reason = skip_reason(path, info)
             except FileNotFoundError:
                 continue  # vanished between listing and stat
+            if reason is not None:
+                skipped.append(Skipped(path, reason))
+                continue
             found.append(Candidate(path, info.st_size, info.st_mtime_ns))
     found.sort(key=lambda c: (c.mtime_ns, c.name))
     return found, skipped
+
+
+def skip_reason(path: Path, info: os.stat_result) -> str | None:
+    """Why an entry with an input name is not taken: a link could lead anywhere, so it is not followed."""
+    if stat.S_ISLNK(info.st_mode):
+        return f"symbolic link to {os.readlink(path)!r}: links are not followed"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
 
 
 class Settle:
