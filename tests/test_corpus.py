@@ -3,9 +3,7 @@ each case's outcome, the schema, and what reached the database, checked exactly.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -15,11 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import Db, Server, Workspace
 from corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
+from inprocess import run_once, start_daemon
 
-from sensor_etl import files, logs
-from sensor_etl.config import settings_from
-from sensor_etl.daemon import Daemon, Result
-from sensor_etl.db import Database
+from sensor_etl import files
+from sensor_etl.daemon import Result
 
 SCHEMA_QUERY = """
 SELECT c.table_name, c.column_name, c.data_type, c.is_nullable, coalesce(c.column_default, '')
@@ -48,31 +45,6 @@ class CorpusRun:
         return sorted(p.name for p in (self.root / name).iterdir())
 
 
-def run_daemon_in(root: Path, dsn: str, **env: str) -> tuple[Daemon, io.StringIO]:
-    """An in-process daemon over root/{data,processed,quarantine}, logging into the returned buffer."""
-    settings = settings_from(
-        {
-            "DATABASE_URL": dsn,
-            "DATA_FOLDER": str(root / "data"),
-            "PROCESSED_FOLDER": str(root / "processed"),
-            "QUARANTINE_FOLDER": str(root / "quarantine"),
-            "FILE_SETTLE_SECONDS": "0",
-            "RETRY_ATTEMPTS": "3",
-            "RETRY_MAX_WAIT": "0.5",
-            **env,
-        }
-    )
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logs.TextFormatter())
-    logs.LOGGER.handlers[:] = [handler]
-    logs.LOGGER.setLevel("INFO")
-    logs.LOGGER.propagate = False
-    daemon = Daemon(settings, Database(settings.connection_kwargs()))
-    daemon.connect(3)
-    return daemon, buffer
-
-
 @pytest.fixture(scope="module")
 def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
     if server.embedded is not None and not server.embedded.is_running():
@@ -93,7 +65,7 @@ def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> CorpusRu
         path.write_bytes(case.content)
         os.utime(path, ns=(base + index * 10**9, base + index * 10**9))
 
-    daemon, log = run_daemon_in(root, server.dsn)
+    daemon, log = start_daemon(root, server.dsn)
     schema_before = db.rows(SCHEMA_QUERY)
     started = time.perf_counter()
     (gone,) = [c for c in files.scan(root / "data")[0] if c.name == "vanished.csv"]
@@ -235,9 +207,7 @@ def test_latin1_and_utf16_files_load_when_encoding_says_so(workspace: Workspace)
     cases = {c.name: c for c in CASES}
     for encoding, name, sensors in (("latin-1", "latin1.csv", {"ok", "Zürich"}), ("utf-16", "utf16_bom.csv", {"u16"})):
         workspace.write(name, cases[name].content)
-        daemon, _ = run_daemon_in(workspace.root, workspace.env["DATABASE_URL"], ENCODING=encoding)
-        assert daemon.scan_once()
-        daemon.db.close()
+        run_once(workspace.root, workspace.env["DATABASE_URL"], ENCODING=encoding)
         assert workspace.names(workspace.processed) == [name]
         rows = Db(workspace.env["DATABASE_URL"]).rows(
             "SELECT sensor_id, line_no FROM sensor_readings JOIN ingested_files USING (file_id) WHERE file_name = %s", (name,)
@@ -249,8 +219,7 @@ def test_latin1_and_utf16_files_load_when_encoding_says_so(workspace: Workspace)
 def test_a_row_longer_than_the_read_block_is_reported_with_its_line(workspace: Workspace) -> None:
     rows = [row(i, "blk", 20.5, 50, 1000, "n") for i in range(50)] + [row(50, "blk", 20.5, 50, 1000, "z" * 300_000)]
     workspace.write("long_row.csv", csv_text(*rows, header="timestamp,sensor_id,temperature,humidity,pressure,note"))
-    daemon, _ = run_daemon_in(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
-    assert daemon.scan_once()
+    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
     report = json.loads((workspace.quarantine / "long_row.csv.error.json").read_text())
     assert report["rule"] == "structure"
     assert report["errors"][0]["line"] == 52
@@ -266,7 +235,6 @@ def test_line_numbers_stay_exact_across_read_blocks(workspace: Workspace) -> Non
         expected.append(len(lines) + 1)
         lines.append(row(i % 60, f"s{i // 60}", 20.5, 50, 1000, f"n{i}"))
     workspace.write("blocks.csv", "\n".join(lines) + "\n")
-    daemon, _ = run_daemon_in(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
-    assert daemon.scan_once()
+    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
     got = Db(workspace.env["DATABASE_URL"]).rows("SELECT line_no, extra->>'note' FROM sensor_readings ORDER BY line_no")
     assert got == [(line, f"n{i}") for i, line in enumerate(expected)]
