@@ -123,11 +123,10 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
 
 
 def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
-    line = samples.index[position]
     return Problem(
         "timestamp_format",
         message,
-        line=int(line) if isinstance(line, (int, np.integer)) else None,
+        line=int(samples.index[position]),
         column=None if samples.name is None else str(samples.name),
         value=str(shown([samples.iloc[position]])[0]),
     )
