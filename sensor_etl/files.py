@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,27 +120,41 @@ def fingerprint(path: Path, encoding: str) -> Fingerprint:
     return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
 
 
-def unique_target(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
-    target = folder / name
+def numbered(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order."""
+    yield folder / name
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if dot else (name, "")
-    counter = 2
-    while target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists():
-        target = folder / f"{stem}__{counter}{suffix}"
-        counter += 1
-    return target
+    for counter in itertools.count(2):
+        yield folder / f"{stem}__{counter}{suffix}"
 
 
-def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
+def unique_target(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
+    return next(t for t in numbered(folder, name) if not (t.exists() or t.is_symlink() or Path(f"{t}.error.json").exists()))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def move_unique(source: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
     without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
-    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink."""
+    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink.
+    ``preferred`` is tried first; if it is already this very file (a crash between link and unlink),
+    only the unlink is left to do."""
     folder.mkdir(parents=True, exist_ok=True)
+    if preferred is not None and same_file(source, preferred):
+        source.unlink()
+        return preferred
     while True:
-        target = unique_target(folder, source.name)
+        target, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
         sidecar = Path(f"{target}.error.json")
         if report is not None:
             write_json(sidecar, {**report, "quarantined_as": target.name})
@@ -155,9 +170,8 @@ def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
                 raise
             target = _copy_across(source, folder, target)
         break
-    _fsync_dir(folder)
-    source.unlink()
-    _fsync_dir(source.parent)
+    _fsync_dir(folder)  # the new name is durable before the old one goes
+    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 
@@ -217,19 +231,17 @@ def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
 def rejects_base(folder: Path, name: str, sha256: str) -> Path:
     """``folder/name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
     content gets ``__2``, ``__3``... A retry of the same content (same sha256) reuses its own names."""
-    base = folder / name
-    stem, dot, suffix = name.rpartition(".")
-    stem, suffix = (stem, dot + suffix) if dot else (name, "")
-    counter = 2
-    while Path(f"{base}.rejects.csv").exists() or Path(f"{base}.rejects.json").exists():
-        try:
-            if json.loads(Path(f"{base}.rejects.json").read_text(encoding="utf-8")).get("sha256") == sha256:
-                return base
-        except (OSError, ValueError, AttributeError):
-            pass
-        base = folder / f"{stem}__{counter}{suffix}"
-        counter += 1
-    return base
+    return next(base for base in numbered(folder, name) if _free_or_ours(base, sha256))
+
+
+def _free_or_ours(base: Path, sha256: str) -> bool:
+    report = Path(f"{base}.rejects.json")
+    if not report.exists() and not Path(f"{base}.rejects.csv").exists():
+        return True
+    try:
+        return json.loads(report.read_text(encoding="utf-8")).get("sha256") == sha256
+    except (OSError, ValueError, AttributeError):
+        return False  # no readable report: not ours
 
 
 def write_rejects(source: Path, base: Path, lines: set[int], encoding: str, report: dict) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import aggregate
 from .columns import ColumnPlan, plan_columns
@@ -43,7 +44,7 @@ class Outcome:
     rule_counts: Counter = field(default_factory=Counter)
     details: list[dict] = field(default_factory=list)  # the first MAX_DETAILS problems
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
-    summaries: list[pd.DataFrame] = field(default_factory=list)
+    summaries: list[pa.Table] = field(default_factory=list)
     sensors: set[str] = field(default_factory=set)
 
     @property
@@ -72,15 +73,19 @@ class Outcome:
         offset = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)  # 0, 1, ... within each row
         return set((first + offset).tolist())
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self) -> pa.Table:
         return aggregate.merge(self.summaries)
 
     def first_problem(self) -> Problem:
         d = self.details[0]
         return Problem(d["rule"], d["message"], line=d["line"], column=d["column"] or None, value=d["value"])
 
+    def counts(self) -> dict[str, int]:
+        """Rule counts, most frequent first, ties by rule name (stable reports)."""
+        return dict(sorted(self.rule_counts.items(), key=lambda item: (-item[1], item[0])))
+
     def reason(self, limit: RejectLimit) -> str:
-        counts = ", ".join(f"{rule}: {count}" for rule, count in self.rule_counts.most_common())
+        counts = ", ".join(f"{rule}: {count}" for rule, count in self.counts().items())
         verdict = ""
         if limit.enabled:
             verdict = "; no valid row to load" if self.invalid_rows == self.rows else f"; more than MAX_INVALID_ROWS={limit} allows"
@@ -114,9 +119,8 @@ def run(
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
             column = plan.roles["timestamp"]
-            samples = pd.Series(
-                chunk.table.column(column).to_numpy(zero_copy_only=False), index=chunk.lines, name=plan.headers[column], dtype=object
-            )
+            first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
+            samples = pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
             outcome.date_format = detect_date_format(samples, rules.date_format)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
@@ -127,7 +131,7 @@ def run(
                 sink(readings)
             outcome.loaded += readings.num_rows
             outcome.summaries.append(aggregate.summarize(readings))
-            outcome.sensors.update(pd.unique(checked.sensor_id))
+            outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
     if outcome.rows == 0:
         raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
@@ -140,7 +144,7 @@ def report_body(outcome: Outcome) -> dict:
     return {
         "rows_total": outcome.rows,
         "rows_invalid": outcome.invalid_rows,
-        "rule_counts": dict(outcome.rule_counts.most_common()),
+        "rule_counts": outcome.counts(),
         "errors": outcome.details,
         "errors_shown": len(outcome.details),
         "date_format": outcome.date_format or None,
@@ -154,7 +158,7 @@ def rejects_report(outcome: Outcome) -> dict:
         "rows_total": outcome.rows,
         "rows_loaded": outcome.loaded,
         "rows_rejected": outcome.invalid_rows,
-        "rule_counts": dict(outcome.rule_counts.most_common()),
+        "rule_counts": outcome.counts(),
         "date_format": outcome.date_format or None,
         "errors": _records(problems),
     }

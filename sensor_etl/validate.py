@@ -7,7 +7,7 @@ table of problems, one row per broken rule with line, column, raw value and rule
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ DATE_FORMATS = (
     "%d/%m/%Y",
     "%m/%d/%Y",
 )
+_NOT_FINITE = "NaN, infinite, or too large for a 64-bit float"
+_MONTH_FIRST = {day: day.replace("%d/%m", "%m/%d") for day in DATE_FORMATS if day.startswith("%d/%m")}
 _OFFSET = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
 _UNIT_LABEL = {
     "C": "°C",
@@ -56,8 +58,8 @@ class Checked:
     """One chunk after the row rules: typed key columns and extras of the valid rows, and the problems."""
 
     rows: int  # data rows in the chunk (blank lines excluded)
-    observed_at: pd.Series  # datetime64[UTC]
-    sensor_id: pd.Series  # str
+    observed_at: np.ndarray  # datetime64[us], UTC
+    sensor_id: pa.ChunkedArray  # trimmed text
     measures: dict[str, np.ndarray]  # role -> float64 in the file's unit
     lines: np.ndarray
     extras: pa.Table  # the other columns, as text, valid rows only
@@ -65,11 +67,11 @@ class Checked:
     rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
 
 
-def _problems(lines: np.ndarray, column: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> pd.DataFrame:
+def _problems(lines: np.ndarray, column: str, values: list, rule: str, message: str | np.ndarray | list) -> pd.DataFrame:
     return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule, "message": message})
 
 
-def shown(values: pd.Series | np.ndarray) -> np.ndarray:
+def shown(values: list) -> np.ndarray:
     """Values as a report shows them: cut at MAX_SHOWN_CHARS, saying how long they really were."""
     text = pd.Series(np.asarray(values, dtype=object), dtype=object)
     length = text.str.len()
@@ -79,44 +81,45 @@ def shown(values: pd.Series | np.ndarray) -> np.ndarray:
     return text.to_numpy(dtype=object)
 
 
+_NO_PROBLEMS = pd.DataFrame({name: pd.Series(dtype="int64" if name == "line" else object) for name in PROBLEM_COLUMNS})
+
+
 def no_problems() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype="int64" if name == "line" else object) for name in PROBLEM_COLUMNS})
+    """The empty problem table (shared: callers only read it)."""
+    return _NO_PROBLEMS
 
 
 # -- dates -------------------------------------------------------------------------------------
 def detect_date_format(samples: pd.Series, configured: str | None) -> str:
-    """The one date format of a file: DATE_FORMAT, else the candidate that reads the most samples.
+    """The one date format of a file: DATE_FORMAT, else the first candidate that reads every sample
+    (else the one that reads most; the other rows then fail ``timestamp_format``).
 
     ``samples`` is indexed by line number and named after the column, so a refusal can point at a
     line. Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
     if configured:
         return configured
-    samples = samples[samples.str.strip() != ""].head(1000)
-    if samples.empty:
+    samples = samples.str.strip()
+    samples = samples[samples != ""].head(1000)
+    if samples.empty or _plain_iso(samples):
         return "ISO8601"
-    scores = {}
+    best, best_count = DATE_FORMATS[0], 0
     for fmt in DATE_FORMATS:
         parsed = _parse_naive(samples, fmt)
-        scores[fmt] = (int(parsed.notna().sum()), parsed)
-    best = max(scores, key=lambda f: scores[f][0])
-    if scores[best][0] == 0:
+        count = int(parsed.notna().sum())
+        if count == len(samples):
+            twin = _MONTH_FIRST.get(fmt)
+            if twin is not None:
+                other = _parse_naive(samples, twin)
+                if other.notna().all() and not other.equals(parsed):
+                    first = int(np.argmax((other != parsed).to_numpy()))
+                    raise InvalidFile(_date_problem(samples, first, f"ambiguous dates: both {fmt} and {twin} fit; set DATE_FORMAT"))
+            return fmt
+        if count > best_count:
+            best, best_count = fmt, count
+    if best_count == 0:
         raise InvalidFile(
             _date_problem(
-                samples,
-                0,
-                "no known date format fits the timestamps (e.g. 2020-01-01 00:10:00 or 01.01.2009 00:10:00); set DATE_FORMAT",
-            )
-        )
-    complete = [f for f in DATE_FORMATS if scores[f][0] == scores[best][0]]
-    first = scores[complete[0]][1]
-    distinct = [f for f in complete if not scores[f][1].equals(first)]
-    if distinct:
-        differs = (scores[distinct[0]][1] != first) & first.notna()
-        raise InvalidFile(
-            _date_problem(
-                samples,
-                int(np.argmax(differs.to_numpy())),
-                f"ambiguous date: both {complete[0]} and {distinct[0]} fit every timestamp; set DATE_FORMAT",
+                samples, 0, "no known date format fits the timestamps (e.g. 2020-01-01 00:10:00 or 01.01.2009 00:10:00); set DATE_FORMAT"
             )
         )
     return best
@@ -132,24 +135,57 @@ def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
     )
 
 
+def _plain_iso(samples: pd.Series) -> bool:
+    """Every sample is ISO 8601 as Arrow reads it (cheap first guess, the common case)."""
+    text = pa.array(samples.to_numpy(dtype=object), pa.string())
+    for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
+        try:
+            pc.cast(text, target)
+            return True
+        except pa.ArrowInvalid:
+            continue
+    return False
+
+
 def _parse_naive(values: pd.Series, fmt: str) -> pd.Series:
-    return pd.to_datetime(values.str.strip(), format=fmt, errors="coerce", utc=True)
+    return pd.to_datetime(values, format=fmt, errors="coerce", utc=True, cache=False)
 
 
-def parse_timestamps(values: pd.Series, fmt: str, timezone: str) -> pd.Series:
-    """UTC timestamps; NaT where a value does not parse or does not exist in the source time zone."""
-    values = values.str.strip()
-    with_offset = values.str.contains(_OFFSET, regex=True) if fmt == "ISO8601" else pd.Series(False, index=values.index)
-    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+def parse_timestamps(values: pa.ChunkedArray | pd.Series, fmt: str, timezone: str) -> np.ndarray:
+    """UTC timestamps (datetime64[us]) of trimmed text; NaT where a value does not parse or does not
+    exist in the source time zone. ISO 8601 goes through Arrow's parser when the whole chunk allows."""
+    if isinstance(values, pd.Series):
+        values = pa.chunked_array([pa.array(values.str.strip(), pa.string())])
+    with_offset = (
+        pc.match_substring_regex(values, _OFFSET).to_numpy(zero_copy_only=False) if fmt == "ISO8601" else np.zeros(len(values), bool)
+    )
+    if fmt == "ISO8601" and (with_offset.all() or not with_offset.any()):
+        try:
+            return _localize(
+                pc.cast(values, pa.timestamp("us", tz="UTC") if with_offset.any() else pa.timestamp("us")), timezone, with_offset.any()
+            )
+        except pa.ArrowInvalid:
+            pass  # some value is not plain ISO 8601 or is not a real date: pandas reports each one
+    text = values.to_numpy(zero_copy_only=False)
+    result = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
     if with_offset.any():
-        result[with_offset] = pd.to_datetime(values[with_offset], format=fmt, errors="coerce", utc=True).astype("datetime64[us, UTC]")
+        aware = pd.to_datetime(text[with_offset], format=fmt, errors="coerce", utc=True)
+        result[with_offset] = aware.tz_convert(None).as_unit("us").to_numpy()
     naive = ~with_offset
     if naive.any():
-        parsed = pd.to_datetime(values[naive], format=fmt, errors="coerce")
-        if parsed.dt.tz is None:
-            parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        result[naive] = parsed.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        parsed = pd.to_datetime(text[naive], format=fmt, errors="coerce")
+        if parsed.tz is None:
+            parsed = parsed.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        result[naive] = parsed.tz_convert(None).as_unit("us").to_numpy()
     return result
+
+
+def _localize(parsed: pa.ChunkedArray, timezone: str, aware: bool) -> np.ndarray:
+    micros = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False).astype("datetime64[us]")
+    if aware or timezone == "UTC":
+        return micros
+    local = pd.DatetimeIndex(micros).tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    return local.tz_convert(None).as_unit("us").to_numpy()
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -200,13 +236,13 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
-    def flag(mask: np.ndarray, column: str, values: pd.Series | np.ndarray, rule: str, message: str | pd.Series) -> None:
+    def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: str, message: str | np.ndarray) -> None:
+        """Record ``rule`` for the rows in ``mask`` of the column headed ``name``; raw values are only materialized for those rows."""
+        nonlocal invalid
         if mask.any():
-            nonlocal invalid
             invalid |= mask
-            picked = values[mask] if isinstance(values, np.ndarray) else values[mask].to_numpy()
-            message = message[mask] if isinstance(message, pd.Series) else message
-            found.append(_problems(lines[mask], column, picked, rule, message))
+            values = pc.filter(column, pa.array(mask)).to_pylist()
+            found.append(_problems(lines[mask], name, values, rule, message[mask] if isinstance(message, np.ndarray) else message))
 
     # every column: one line per value, and a sane length
     multiline = heights > 1
@@ -214,36 +250,35 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if multiline.any():
             breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
             flag(
-                breaks,
-                name,
-                _texts(column),
-                "line_break",
-                "the value runs onto the next line: is a quote not closed? (values must be on one line)",
+                breaks, name, column, "line_break", "the value runs onto the next line: is a quote not closed? (values must be on one line)"
             )
         if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
             long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
-            flag(long, name, _texts(column), "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
+            flag(long, name, column, "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
 
     # timestamp
     ts_header = plan.header("timestamp")
-    raw_ts = pd.Series(table.column(plan.roles["timestamp"]).to_pandas(), dtype=object)
-    missing = (raw_ts.str.strip() == "").to_numpy()
+    raw_ts = table.column(plan.roles["timestamp"])
+    ts_text = pc.utf8_trim_whitespace(raw_ts)
+    missing = _empty(ts_text)
     flag(missing, ts_header, raw_ts, "missing_value", "empty timestamp")
-    observed = parse_timestamps(raw_ts, date_format, rules.source_timezone)
-    unparsed = observed.isna().to_numpy() & ~missing
+    observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
+    unparsed = np.isnat(observed) & ~missing
     flag(unparsed, ts_header, raw_ts, "timestamp_format", f"not a valid date/time in this file's format ({date_format})")
-    latest = pd.Timestamp(now) + timedelta(seconds=rules.max_future_seconds)
-    early = (observed < pd.Timestamp(rules.timestamp_min)).to_numpy() & ~unparsed & ~missing
+    earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
+    latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
+    early = (observed < earliest) & ~unparsed & ~missing
     flag(early, ts_header, raw_ts, "timestamp_range", f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
-    late = (observed > latest).to_numpy() & ~unparsed & ~missing
+    late = (observed > latest) & ~unparsed & ~missing
     flag(late, ts_header, raw_ts, "timestamp_range", f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
 
     # sensor id
     if "sensor_id" in plan.roles:
-        sensor = pd.Series(pc.utf8_trim_whitespace(table.column(plan.roles["sensor_id"])).to_pandas(), dtype=object)
-        flag((sensor == "").to_numpy(), plan.header("sensor_id"), sensor, "missing_value", "empty sensor id")
+        raw_sensor = table.column(plan.roles["sensor_id"])
+        sensor = pc.utf8_trim_whitespace(raw_sensor)
+        flag(_empty(sensor), plan.header("sensor_id"), raw_sensor, "missing_value", "empty sensor id")
     else:
-        sensor = pd.Series(rules.default_sensor_id, index=range(table.num_rows), dtype=object)
+        sensor = pa.chunked_array([pa.array(np.full(table.num_rows, rules.default_sensor_id, dtype=object), pa.string())])
 
     # measures
     measures: dict[str, np.ndarray] = {}
@@ -251,29 +286,37 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if role not in plan.roles:
             continue
         text = table.column(plan.roles[role])
-        raw = _texts(text)
-        values = _to_float(text)
-        empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0).to_numpy(zero_copy_only=False)
-        nan = np.isnan(values)
         header = plan.header(role)
-        flag(empty, header, raw, "missing_value", f"empty {role}")
-        not_number = nan & ~empty & ~_nan_text(text)
-        flag(not_number, header, raw, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
-        flag(~np.isfinite(values) & ~empty & ~not_number, header, raw, "not_finite", "NaN, infinite, or too large for a 64-bit float")
+        values = _to_float(text)
+        nan = np.isnan(values)
+        if nan.any():  # only then can a value be empty, text, or spelled NaN
+            empty = _empty(pc.utf8_trim_whitespace(text))
+            flag(empty, header, text, "missing_value", f"empty {role}")
+            not_number = nan & ~empty & ~_nan_text(text)
+            flag(not_number, header, text, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
+            flag(nan & ~empty & ~not_number, header, text, "not_finite", _NOT_FINITE)
+        flag(np.isinf(values), header, text, "not_finite", _NOT_FINITE)
         unit = plan.units[role]
         low, high = _bounds(role, unit, rules)
         with np.errstate(invalid="ignore"):
             outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, header, raw, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
+        flag(outside, header, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
-    # duplicate (sensor, timestamp) within the chunk
-    keys = pd.DataFrame({"sensor": sensor.to_numpy(), "at": observed.to_numpy(), "line": lines})
-    usable = ~(missing | unparsed) & (keys["sensor"] != "").to_numpy()
-    repeated = keys.duplicated(["sensor", "at"], keep="first").to_numpy() & usable
-    if repeated.any():
-        first_line = keys.groupby(["sensor", "at"], sort=False)["line"].transform("first")
-        message = "same sensor and timestamp as line " + first_line.astype(str)
+    # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
+    codes = pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy().astype(np.int64)
+    at = observed.view(np.int64)
+    order = np.lexsort((at, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1])
+    if same.any():
+        run_start = np.concatenate(([True], ~same))
+        first_of_run = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
+        first_line = np.empty(len(order), dtype=np.int64)
+        first_line[order] = lines[order][first_of_run]
+        repeated = np.zeros(len(order), dtype=bool)
+        repeated[order[1:][same]] = True
+        repeated &= ~(missing | unparsed)
+        message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
         flag(repeated, ts_header, raw_ts, "duplicate_key", message)
 
     valid = ~invalid
@@ -283,11 +326,12 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
             "lines": np.concatenate([[b.lines for b in chunk.bad_rows], heights[invalid]]).astype(np.int64),
         }
     )
-    extras = table.select(list(plan.extras)).filter(pa.array(valid)) if plan.extras else pa.table({})
+    keep = pa.array(valid)
+    extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
         rows=int(table.num_rows) + len(chunk.bad_rows),
-        observed_at=observed[valid].reset_index(drop=True),
-        sensor_id=sensor[valid].reset_index(drop=True),
+        observed_at=observed[valid],
+        sensor_id=pc.filter(sensor, keep),
         measures={role: values[valid] for role, values in measures.items()},
         lines=lines[valid],
         extras=extras,
@@ -296,8 +340,8 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     )
 
 
-def _texts(column: pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(column.to_pandas(), dtype=object)
+def _empty(text: pa.ChunkedArray) -> np.ndarray:
+    return pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
 
 
 def _nan_text(text: pa.ChunkedArray) -> np.ndarray:

@@ -46,8 +46,8 @@ def test_a_partial_load_keeps_valid_rows_and_sets_the_original_lines_aside(works
     }
     assert report["rule_counts"] == {"out_of_range": 1, "line_break": 1, "column_count": 1}
 
-    assert db.rows("SELECT file_name, status, rows_loaded, rows_rejected, archived_at IS NOT NULL FROM ingested_files") == [
-        ("partial.csv", "partial", 7, 3, True)
+    assert db.rows("SELECT file_name, status, rows_loaded, rows_rejected, archive_path FROM ingested_files") == [
+        ("partial.csv", "partial", 7, 3, str((workspace.processed / "partial.csv").resolve()))
     ]
     assert db.rows("SELECT line_no FROM sensor_readings ORDER BY line_no") == [(n,) for n in (2, 3, 4, 6, 7, 10, 12)]
     assert db.value("SELECT n FROM sensor_metrics WHERE metric = 'temperature_k'") == 7
