@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from conftest import Db, Workspace
+from conftest import REPO, Db, Workspace
 from corpus import csv_text, row
 from inprocess import run_once
 
@@ -147,3 +147,36 @@ def test_a_duplicate_key_across_read_blocks_is_caught_by_the_database(workspace:
     report = json.loads((workspace.quarantine / "dup.csv.error.json").read_text())
     assert report["rule"] == "duplicate_key" and "sensor_readings_sensor_time" in report["reason"]
     assert db.value("SELECT count(*) FROM ingested_files") == 0
+
+
+ROOF = (
+    "timestamp,sensor_id,temperature,humidity,pressure\n"
+    "2024-03-01T00:00:00Z,roof-1,21.4,48.5,1012.3\n"
+    "2024-03-01T00:10:00Z,roof-1,71.4,48.1,1012.1\n"
+    '2024-03-01T00:20:00Z,roof-1,21.2,"48,0",1012.0\n'
+    "2024-03-01T00:30:00Z,roof-1,21.1,47.9\n"
+    "2024-03-01T00:40:00Z,roof-1,21.0,47.7,1011.8\n"
+)
+
+
+def _readme_block(after: str, language: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8").split(after, 1)[1]
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_examples_are_what_the_daemon_writes(workspace: Workspace, db: Db) -> None:
+    workspace.write("roof-1_2024-03-01.csv", ROOF)
+    run_once(workspace.root, db.dsn)
+    written = json.loads((workspace.quarantine / "roof-1_2024-03-01.csv.error.json").read_text())
+    documented = json.loads(_readme_block("### The quarantine report", "json"))
+    assert {**written, "quarantined_at": None} == {**documented, "quarantined_at": None}
+
+    (workspace.quarantine / "roof-1_2024-03-01.csv").rename(workspace.data / "roof-1_2024-03-01.csv")
+    (workspace.quarantine / "roof-1_2024-03-01.csv.error.json").unlink()
+    run_once(workspace.root, db.dsn, MAX_INVALID_ROWS="3")
+    rejects = json.loads((workspace.quarantine / "roof-1_2024-03-01.csv.rejects.json").read_text())
+    documented = json.loads(_readme_block("### Rejects", "json"))
+    assert {**rejects, "file_id": None} == {**documented, "file_id": None}
+    assert (workspace.quarantine / "roof-1_2024-03-01.csv.rejects.csv").read_text() == _readme_block(
+        "and `roof-1_2024-03-01.csv.rejects.csv`", ""
+    )
