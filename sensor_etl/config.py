@@ -38,9 +38,16 @@ class RejectLimit:
             return total > 0 and invalid * 100.0 <= self.percent * total
         return invalid <= self.count
 
+    def may_allow(self, invalid: int) -> bool:
+        """Whether valid rows are still worth loading: a count can be exceeded mid-file, a percentage is known at the end."""
+        return invalid == 0 or (self.enabled and (self.percent is not None or invalid <= self.count))
+
     @property
     def enabled(self) -> bool:
         return self.count > 0 or bool(self.percent)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from . import files, logs, pipeline
 from .config import Settings
@@ -134,6 +134,7 @@ class Daemon:
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
         except FileNotFoundError:
+            logs.warning("file_vanished", file=name)
             return Result.WAITING
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
@@ -192,6 +193,8 @@ class Daemon:
                     date_format=outcome.date_format,
                     archive_path=str(planned),
                 )
+                # after every statement succeeded, just before the commit: only the commit itself can still fail
+                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
                 file_id = load.file_id
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
@@ -201,12 +204,21 @@ class Daemon:
             file=name,
             file_id=file_id,
             rows=outcome.loaded,
+            rows_rejected=outcome.invalid_rows,
+            rejects=rejects.name if rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         self._archive(candidate.path, file_id, planned)
         return Result.LOADED
+
+    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
+        """A partial load's rejected lines and their report, written before the commit: if the commit
+        fails, the file is retried and the same content rewrites the same reject files."""
+        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
+        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
+        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
@@ -278,7 +290,7 @@ class Daemon:
         return Retrying(
             retry=retry_if_exception_type(TransientDatabaseError),
             stop=stop,
-            wait=wait_exponential_jitter(initial=0.5, max=self.settings.retry_max_wait),
+            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
             sleep=self.stop.wait,
             before_sleep=before_sleep,
             reraise=True,

@@ -21,6 +21,8 @@ from .reader import Chunk
 from .units import celsius_to, hpa_to, percent_to
 
 PROBLEM_COLUMNS = ["line", "column", "value", "rule", "message"]
+MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
+MAX_SHOWN_CHARS = 200  # a reported value is cut here, so a 10 MB field does not become a 10 MB report
 DATE_FORMATS = (
     "ISO8601",
     "%d.%m.%Y %H:%M:%S",
@@ -35,6 +37,7 @@ DATE_FORMATS = (
     "%d/%m/%Y",
     "%m/%d/%Y",
 )
+_NOT_FINITE = "NaN, infinite, or too large for a 64-bit float"
 _MONTH_FIRST = {day: day.replace("%d/%m", "%m/%d") for day in DATE_FORMATS if day.startswith("%d/%m")}
 _OFFSET = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
 _UNIT_LABEL = {
@@ -61,10 +64,21 @@ class Checked:
     lines: np.ndarray
     extras: pa.Table  # the other columns, as text, valid rows only
     problems: pd.DataFrame  # PROBLEM_COLUMNS, every problem of the chunk
+    rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
 
 
 def _problems(lines: np.ndarray, column: str, values: list, rule: str, message: str | np.ndarray | list) -> pd.DataFrame:
-    return pd.DataFrame({"line": lines, "column": column, "value": np.asarray(values, dtype=object), "rule": rule, "message": message})
+    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule, "message": message})
+
+
+def shown(values: list) -> np.ndarray:
+    """Values as a report shows them: cut at MAX_SHOWN_CHARS, saying how long they really were."""
+    text = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    length = text.str.len()
+    long = (length > MAX_SHOWN_CHARS).to_numpy()
+    if long.any():
+        text[long] = text[long].str.slice(0, MAX_SHOWN_CHARS) + "… (" + length[long].astype(str) + " characters)"
+    return text.to_numpy(dtype=object)
 
 
 _NO_PROBLEMS = pd.DataFrame({name: pd.Series(dtype="int64" if name == "line" else object) for name in PROBLEM_COLUMNS})
@@ -80,7 +94,8 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
     """The one date format of a file: DATE_FORMAT, else the first candidate that reads every sample
     (else the one that reads most; the other rows then fail ``timestamp_format``).
 
-    Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
+    ``samples`` is indexed by line number and named after the column, so a refusal can point at a
+    line. Refuses to guess when day-first and month-first both fit (``01/02/2020``)."""
     if configured:
         return configured
     samples = samples.str.strip()
@@ -96,23 +111,28 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
             if twin is not None:
                 other = _parse_naive(samples, twin)
                 if other.notna().all() and not other.equals(parsed):
-                    raise InvalidFile(
-                        Problem(
-                            "timestamp_format", f"ambiguous dates: both {fmt} and {twin} fit; set DATE_FORMAT", value=str(samples.iloc[0])
-                        )
-                    )
+                    first = int(np.argmax((other != parsed).to_numpy()))
+                    raise InvalidFile(_date_problem(samples, first, f"ambiguous dates: both {fmt} and {twin} fit; set DATE_FORMAT"))
             return fmt
         if count > best_count:
             best, best_count = fmt, count
     if best_count == 0:
         raise InvalidFile(
-            Problem(
-                "timestamp_format",
-                "no known date format fits the timestamps (e.g. 2020-01-01 00:10:00 or 01.01.2009 00:10:00); set DATE_FORMAT",
-                value=str(samples.iloc[0]),
+            _date_problem(
+                samples, 0, "no known date format fits the timestamps (e.g. 2020-01-01 00:10:00 or 01.01.2009 00:10:00); set DATE_FORMAT"
             )
         )
     return best
+
+
+def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
+    return Problem(
+        "timestamp_format",
+        message,
+        line=int(samples.index[position]),
+        column=None if samples.name is None else str(samples.name),
+        value=str(shown([samples.iloc[position]])[0]),
+    )
 
 
 def _plain_iso(samples: pd.Series) -> bool:
@@ -193,49 +213,70 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
     return np.zeros(0, bool) if blank is None else blank.to_numpy(zero_copy_only=False)
 
 
+def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
+    if not chunk.bad_rows:
+        return []
+    messages = [
+        f"{b.fields} fields where the header has {b.expected}"
+        + (f" (the row runs over lines {b.line}-{b.line + b.lines - 1}: is a quote not closed?)" if b.lines > 1 else "")
+        for b in chunk.bad_rows
+    ]
+    lines = np.array([b.line for b in chunk.bad_rows], dtype=np.int64)
+    return [_problems(lines, "", [b.text for b in chunk.bad_rows], "column_count", messages)]
+
+
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
     """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``."""
-    table, lines = chunk.table, chunk.lines
-    found: list[pd.DataFrame] = []
-    if chunk.bad_rows:
-        bad = chunk.bad_rows
-        messages = [f"{b.fields} fields where the header has {b.expected}" for b in bad]
-        found.append(_problems(np.array([b.line for b in bad], dtype=np.int64), "", [b.text[:200] for b in bad], "column_count", messages))
+    table, lines, heights = chunk.table, chunk.lines, chunk.heights
+    found = _bad_rows(chunk)
 
     blank = _blank_rows(table)
     if blank.any():
         keep = ~blank
-        table, lines = table.filter(pa.array(keep)), lines[keep]
+        table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
-    def flag(mask: np.ndarray, role: str, column: pa.ChunkedArray, rule: str, message: str | np.ndarray) -> None:
-        """Record ``rule`` for the rows in ``mask``; raw values are only materialized for those rows."""
+    def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: str, message: str | np.ndarray) -> None:
+        """Record ``rule`` for the rows in ``mask`` of the column headed ``name``; raw values are only materialized for those rows."""
         nonlocal invalid
         if mask.any():
             invalid |= mask
             values = pc.filter(column, pa.array(mask)).to_pylist()
-            found.append(
-                _problems(lines[mask], plan.header(role), values, rule, message[mask] if isinstance(message, np.ndarray) else message)
+            found.append(_problems(lines[mask], name, values, rule, message[mask] if isinstance(message, np.ndarray) else message))
+
+    # every column: one line per value, and a sane length
+    multiline = heights > 1
+    for name, column in zip(plan.headers, table.columns, strict=True):
+        if multiline.any():
+            breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
+            flag(
+                breaks, name, column, "line_break", "the value runs onto the next line: is a quote not closed? (values must be on one line)"
             )
+        if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
+            long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
+            flag(long, name, column, "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
 
     # timestamp
+    ts_header = plan.header("timestamp")
     raw_ts = table.column(plan.roles["timestamp"])
     ts_text = pc.utf8_trim_whitespace(raw_ts)
     missing = _empty(ts_text)
-    flag(missing, "timestamp", raw_ts, "missing_value", "empty timestamp")
+    flag(missing, ts_header, raw_ts, "missing_value", "empty timestamp")
     observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
     unparsed = np.isnat(observed) & ~missing
-    flag(unparsed, "timestamp", raw_ts, "timestamp_format", f"not a valid date/time in the format {date_format}")
+    flag(unparsed, ts_header, raw_ts, "timestamp_format", f"not a valid date/time in this file's format ({date_format})")
     earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
     latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
-    out = ((observed < earliest) | (observed > latest)) & ~unparsed & ~missing
-    flag(out, "timestamp", raw_ts, "timestamp_range", f"outside {rules.timestamp_min:%Y-%m-%d} .. now + {rules.max_future_seconds:g} s")
+    early = (observed < earliest) & ~unparsed & ~missing
+    flag(early, ts_header, raw_ts, "timestamp_range", f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
+    late = (observed > latest) & ~unparsed & ~missing
+    flag(late, ts_header, raw_ts, "timestamp_range", f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
 
     # sensor id
     if "sensor_id" in plan.roles:
         raw_sensor = table.column(plan.roles["sensor_id"])
         sensor = pc.utf8_trim_whitespace(raw_sensor)
-        flag(_empty(sensor), "sensor_id", raw_sensor, "missing_value", "empty sensor id")
+        flag(_empty(sensor), plan.header("sensor_id"), raw_sensor, "missing_value", "empty sensor id")
     else:
         sensor = pa.chunked_array([pa.array(np.full(table.num_rows, rules.default_sensor_id, dtype=object), pa.string())])
 
@@ -245,20 +286,21 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if role not in plan.roles:
             continue
         text = table.column(plan.roles[role])
+        header = plan.header(role)
         values = _to_float(text)
         nan = np.isnan(values)
         if nan.any():  # only then can a value be empty, text, or spelled NaN
             empty = _empty(pc.utf8_trim_whitespace(text))
-            flag(empty, role, text, "missing_value", f"empty {role}")
+            flag(empty, header, text, "missing_value", f"empty {role}")
             not_number = nan & ~empty & ~_nan_text(text)
-            flag(not_number, role, text, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
-            flag(nan & ~empty & ~not_number, role, text, "not_finite", "NaN or infinite")
-        flag(np.isinf(values), role, text, "not_finite", "NaN or infinite")
+            flag(not_number, header, text, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
+            flag(nan & ~empty & ~not_number, header, text, "not_finite", _NOT_FINITE)
+        flag(np.isinf(values), header, text, "not_finite", _NOT_FINITE)
         unit = plan.units[role]
         low, high = _bounds(role, unit, rules)
         with np.errstate(invalid="ignore"):
             outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, role, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
+        flag(outside, header, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
     # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
@@ -275,9 +317,15 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         repeated[order[1:][same]] = True
         repeated &= ~(missing | unparsed)
         message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
-        flag(repeated, "timestamp", raw_ts, "duplicate_key", message)
+        flag(repeated, ts_header, raw_ts, "duplicate_key", message)
 
     valid = ~invalid
+    rejected = pd.DataFrame(
+        {
+            "line": np.concatenate([[b.line for b in chunk.bad_rows], lines[invalid]]).astype(np.int64),
+            "lines": np.concatenate([[b.lines for b in chunk.bad_rows], heights[invalid]]).astype(np.int64),
+        }
+    )
     keep = pa.array(valid)
     extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
@@ -288,6 +336,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         lines=lines[valid],
         extras=extras,
         problems=pd.concat(found, ignore_index=True) if found else no_problems(),
+        rejected=rejected,
     )
 
 

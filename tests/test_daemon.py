@@ -282,7 +282,7 @@ RULE_FILES = {
     "r-dupheader.csv": ("timestamp,T,x,x\n2024-01-01T00:00:00Z,20,1,2\n", "header", 1, "x", None),
     "r-unit.csv": ("timestamp,T (degR)\n2024-01-01T00:00:00Z,500\n", "unit", 1, "T (degR)", None),
     "r-encoding.csv": (b"timestamp,T\n2024-01-01T00:00:00Z,20\n" + b"2024-01-01T01:00:00Z,2\xe90\n", "encoding", 3, None, None),
-    "r-ambiguous.csv": ("timestamp,T\n01/02/2024 10:00,20\n", "timestamp_format", None, "", "01/02/2024 10:00"),
+    "r-ambiguous.csv": ("timestamp,T\n01/02/2024 10:00,20\n", "timestamp_format", 2, "timestamp", "01/02/2024 10:00"),
 }
 
 
