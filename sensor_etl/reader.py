@@ -219,7 +219,7 @@ def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_byt
         except pa.ArrowInvalid as exc:
             raise InvalidFile(Problem("structure", f"the CSV cannot be parsed near line {numbers.line}: {exc}", line=numbers.line)) from exc
         rows_before += table.num_rows + invalid_in_block
-        heights = _heights(table)
+        heights = _heights(table) if b'"' in block else np.ones(table.num_rows, dtype=np.int64)  # no quote, no line break in a value
         lines, bad = numbers.place(heights)
         yield Chunk(table, lines, heights, tuple(bad))
     if numbers.pending:
