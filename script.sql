@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS sensor_readings (
     temperature_k  double precision,
     humidity_pct   double precision,
     pressure_hpa   double precision,
-    extra          jsonb            NOT NULL DEFAULT '{}'::jsonb,
+    extra          json             NOT NULL DEFAULT '{}'::json,  -- every other column; json, not jsonb: see README
     loaded_at      timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (file_id, line_no)
 );
