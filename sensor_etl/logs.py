@@ -47,8 +47,8 @@ def configure(level: str, fmt: str) -> None:
 
 
 def event(level: int, name: str, **fields: object) -> None:
-    """Log ``name`` with its fields; the event name is a stable, greppable word."""
-    LOGGER.log(level, name, extra={"fields": fields})
+    """Log ``name`` with its fields (those that are None are left out); the event name is a stable, greppable word."""
+    LOGGER.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
 
 
 def info(name: str, **fields: object) -> None:
