@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from . import files, logs, pipeline
 from .claims import Claims
 from .config import Settings
-from .db import Database, FileMeta, is_duplicate_content
+from .db import Database, FileMeta
 from .errors import (
+    AlreadyLoaded,
     ClaimLost,
     DatabaseError,
     DataDatabaseError,
@@ -64,6 +65,11 @@ class Pass:
 
     waiting: bool = False
     busy: bool = False
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is left in the inbox for this worker or any other."""
+        return not self.waiting and not self.busy
 
 
 def utcnow() -> datetime:
@@ -111,7 +117,7 @@ class Daemon:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     return 1
                 if once:
-                    if not left.waiting and not left.busy:
+                    if left.settled:
                         return 0
                     rounds += left.waiting  # files other workers hold settle without us: wait for them
                     if rounds >= ONCE_ROUNDS:
@@ -150,7 +156,7 @@ class Daemon:
 
     def _database_alive(self) -> bool:
         try:
-            self.db.lookup("0" * 64)
+            self.db.ping()
             return True
         except DatabaseError:
             return False
@@ -158,14 +164,13 @@ class Daemon:
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
         """Claim the file, decide its fate, and release the claim once it has left the inbox (or failed)."""
-        if not candidate.path.exists():  # another worker finished it since our scan: spare the database
+        if not candidate.path.exists():  # gone since our scan (with several workers, routinely): not worth a log line
             return Result.GONE
         try:
-            if not self.claims.claim(candidate.name):
+            if not self._retrying_file(candidate.name)(self.claims.claim, candidate.name):
                 return Result.BUSY
         except TransientDatabaseError as exc:
-            logs.warning("claim_failed", file=candidate.name, error=exc)
-            return Result.WAITING
+            return self._deferred(candidate.name, exc)
         try:
             return self._handle_claimed(candidate)
         finally:
@@ -180,6 +185,7 @@ class Daemon:
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
         except FileNotFoundError:
+            logs.warning("file_vanished", file=name)
             return Result.GONE
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
@@ -189,16 +195,14 @@ class Daemon:
             return Result.WAITING
         logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
         try:
-            retrying = self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
-            return retrying(self._process, candidate, fp, started)
+            return self._retrying_file(name)(self._process, candidate, fp, started)
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
             problem = Problem("duplicate_key" if exc.sqlstate == "23505" else "database", f"the database rejected the data: {exc}")
             return self._quarantine(candidate, fp, problem, {})
         except TransientDatabaseError as exc:
-            logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
-            return Result.WAITING
+            return self._deferred(name, exc)
         except Interrupted:
             logs.warning("file_interrupted", file=name, reason="stop requested; rolled back, file stays in the inbox")
             return Result.WAITING
@@ -220,12 +224,10 @@ class Daemon:
 
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
-        known = self.db.lookup(fp.sha256)
-        if known is not None:
-            return self._archive_known(candidate, known.file_id, known.file_name, known.archived)
         if fp.problem is not None:
             raise InvalidFile(fp.problem)
         meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
+        planned = files.unique_target(self.settings.processed_folder, name).resolve()
         clock = time.perf_counter()
         try:
             with self.db.load(meta) as load:
@@ -244,53 +246,69 @@ class Daemon:
                     rows_rejected=outcome.invalid_rows,
                     sensors=len(outcome.sensors),
                     date_format=outcome.date_format,
+                    archive_path=str(planned),
                 )
                 files.check_unchanged(candidate.path, fp)
                 self.claims.confirm(load.cursor, name)
+                # after every statement succeeded, just before the commit: only the commit itself can still fail
+                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
                 file_id = load.file_id
-        except DataDatabaseError as exc:
-            if is_duplicate_content(exc):  # another worker committed this content first
-                return self._archive_known(candidate, None, "?", True)
-            raise
+        except AlreadyLoaded:
+            return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
         logs.info(
             "file_loaded",
             file=name,
             file_id=file_id,
             rows=outcome.loaded,
+            rows_rejected=outcome.invalid_rows,
+            rejects=rejects.name if rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self._archive(candidate.path, file_id)
+        self._archive(candidate.path, file_id, planned)
         return Result.LOADED
 
-    def _archive_known(self, candidate: files.Candidate, file_id: int | None, loaded_as: str, archived: bool) -> Result:
-        """Content already in the ledger: finish an interrupted move, or set a duplicate aside."""
-        if not archived and loaded_as == candidate.name and file_id is not None:
-            logs.info("file_recovered", file=candidate.name, file_id=file_id, reason="committed before; finishing the move")
-            self._archive(candidate.path, file_id)
-            return Result.LOADED
-        target = self._move(candidate.path, self.settings.processed_folder)
-        if target is not None:
-            logs.warning("file_duplicate", file=candidate.name, loaded_as=loaded_as, file_id=file_id, moved_to=target.name)
-            return Result.DUPLICATE
-        return Result.WAITING
+    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
+        """A partial load's rejected lines and their report, written before the commit: if the commit
+        fails, the file is retried and the same content rewrites the same reject files."""
+        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
+        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
+        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
 
-    def _archive(self, path: Path, file_id: int) -> None:
-        target = self._move(path, self.settings.processed_folder)
+    def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
+        """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
+        entry = self.db.lookup(fp.sha256)
+        if entry is None:  # the other loader rolled back after all: try again next scan
+            return Result.WAITING
+        if entry.file_name == candidate.name and entry.archive_path:
+            planned = Path(entry.archive_path)
+            if not planned.exists() or files.same_file(candidate.path, planned):
+                logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
+                self._archive(candidate.path, entry.file_id, planned)
+                return Result.LOADED
+        target = self._move(candidate.path, self.settings.processed_folder)
         if target is None:
+            return Result.WAITING
+        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
+        return Result.DUPLICATE
+
+    def _archive(self, path: Path, file_id: int, planned: Path) -> None:
+        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
+        target = self._move(path, self.settings.processed_folder, preferred=planned)
+        if target is None or target.resolve() == planned:
             return
         try:
-            self.db.mark_archived(file_id, str(target.resolve()))
+            self.db.set_archive_path(file_id, str(target.resolve()))
         except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
             logs.warning("archive_not_recorded", file=path.name, file_id=file_id, error=exc)
 
-    def _move(self, path: Path, folder: Path, report: dict | None = None) -> Path | None:
+    def _move(self, path: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path | None:
         try:
-            return files.move_unique(path, folder, report)
+            return files.move_unique(path, folder, report, preferred)
         except OSError as exc:
             logs.error(
                 "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
@@ -322,6 +340,14 @@ class Daemon:
     def _skip_once(self, path: Path, reason: str) -> None:
         self._report_skips([files.Skipped(path, reason)])
 
+    def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
+        logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
+        return Result.WAITING
+
+    def _retrying_file(self, name: str) -> Retrying:
+        """RETRY_ATTEMPTS for one file's database work (its claim, its load), cut short by a stop."""
+        return self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
+
     def _retrying(self, stop: object, what: str) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -331,7 +357,7 @@ class Daemon:
         return Retrying(
             retry=retry_if_exception_type(TransientDatabaseError),
             stop=stop,
-            wait=wait_exponential_jitter(initial=0.5, max=self.settings.retry_max_wait),
+            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
             sleep=self.stop.wait,
             before_sleep=before_sleep,
             reraise=True,

@@ -38,14 +38,15 @@ def assert_exactly_once(
     Each content neither quarantined nor waiting has exactly one ``ingested_files`` row whose
     ``rows_loaded`` and readings both equal its data rows, and nothing else is in the database; each
     dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
-    or data/ (waiting). With ``clean_stop``, every move is recorded and no claim is left behind."""
+    or data/ (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file
+    now is, and no claim is left behind."""
     inputs = list(inputs)
     quarantined_shas = {sha(c) for c in quarantined}
     waiting_shas = {sha(c) for c in waiting}
     loaded = {sha(c): data_rows(c) for c in inputs if sha(c) not in quarantined_shas | waiting_shas}
 
     ledger = db.rows(
-        "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archived_at IS NOT NULL"
+        "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archive_path"
         " FROM ingested_files f"
     )
     assert {row[0]: (row[1], row[2]) for row in ledger} == {key: (rows, rows) for key, rows in loaded.items()}
@@ -60,5 +61,7 @@ def assert_exactly_once(
     for path in inbox_files(ws.quarantine):
         assert Path(f"{path}.error.json").is_file(), f"{path.name} is quarantined without a report"
     if clean_stop:
-        assert all(row[3] for row in ledger), "every loaded file's move is recorded"
+        for key, _, _, archive_path in ledger:
+            archived = Path(archive_path)
+            assert archived.parent == ws.processed.resolve() and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
         assert db.rows("SELECT name, owner FROM file_claims") == []

@@ -37,7 +37,7 @@ def station_csv(count: int = 10, start: datetime = datetime(2009, 1, 1, 0, 10)) 
     for i in range(count):
         at = start + timedelta(minutes=10 * i)
         t = round(float(rng.uniform(-10, 30)), 2)
-        rest = ",".join(f"{v:.2f}" for v in rng.uniform(0, 10, 9))
+        rest = ",".join(f"{v:.2f}" for v in rng.uniform(0, 10, 8))
         lines.append(f"{at:%d.%m.%Y %H:%M:%S},{996.52 + i / 100:.2f},{t},{t + 273.0:.2f},{t - 3:.2f},{93.3 - i / 10:.1f},{rest},152.3")
     return "\r\n".join(lines) + "\r\n"
 

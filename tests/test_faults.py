@@ -190,12 +190,13 @@ def test_unwritable_processed_folder_after_commit_neither_loses_nor_reloads(work
     workspace.write("x.csv", content)
     daemon = workspace.start(**{PAUSE: "1.5"})
     daemon.wait_for("file_loaded")
+    planned = str((workspace.processed / "x.csv").resolve())
     away = workspace.root / "processed.away"
     workspace.processed.rename(away)
     workspace.processed.write_text("a file where the folder was: every move into it fails\n")
     daemon.wait_for("move_failed", count=3)  # logged, and tried again at each scan
     assert (workspace.data / "x.csv").exists()
-    assert db.rows("SELECT rows_loaded, archived_at FROM ingested_files") == [(12, None)]
+    assert db.rows("SELECT rows_loaded, archive_path FROM ingested_files") == [(12, planned)]  # committed, not yet there
     assert db.value("SELECT count(*) FROM sensor_readings") == 12
     workspace.processed.unlink()
     away.rename(workspace.processed)
