@@ -62,6 +62,18 @@ CREATE TABLE IF NOT EXISTS sensor_metrics (
     PRIMARY KEY (file_id, sensor_id, metric, day)
 );
 
+-- Leases on inbox file names, so that several workers (processes, daemons, hosts) share one folder
+-- and each file is handled by one worker at a time. A row lives while its owner handles the file: it
+-- is renewed by the owner's heartbeat and deleted once the file has left the inbox (or the worker
+-- gives up on it until a later scan); a row whose expires_at has passed belongs to a dead worker and
+-- may be taken over (see README "Guarantees").
+CREATE TABLE IF NOT EXISTS file_claims (
+    name        text        PRIMARY KEY,
+    owner       text        NOT NULL,
+    claimed_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL
+);
+
 -- Per sensor, UTC day and metric, merged over every file.
 CREATE OR REPLACE VIEW sensor_metrics_daily AS
 WITH parts AS (

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import __version__, files, logs, pipeline
+from . import __version__, files, logs, pipeline, workers
 from .config import ConfigError, Settings, load_settings, redact
 from .daemon import Daemon
 from .db import Database
@@ -86,13 +85,7 @@ def run(settings: Settings, once: bool) -> int:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logs.info("stop_requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    workers.stop_on_signals(stop)
 
     server: EmbeddedPostgres | None = None
     if settings.embedded:
@@ -120,7 +113,10 @@ def run(settings: Settings, once: bool) -> int:
         mode="once" if once else "watch",
     )
     try:
-        code = Daemon(settings, Database(connect), stop).run(once)
+        if settings.workers > 1:
+            code = workers.supervise(settings, connect, stop, once)
+        else:
+            code = Daemon(settings, Database(connect), stop).run(once)
     finally:
         if server is not None:
             server.stop()

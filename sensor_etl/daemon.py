@@ -5,16 +5,21 @@ This is the one place where typed errors become decisions:
 - ``TransientDatabaseError`` → retried with backoff, then the file waits in the inbox;
 - ``FatalDatabaseError`` → the daemon stops (exit 1): retrying cannot help;
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
+- ``FileChanged`` → rolled back, the file waits until it has settled again;
+- ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
 - ``Interrupted`` → rolled back, the file waits, the daemon exits.
+
+Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -22,13 +27,16 @@ from pathlib import Path
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from . import files, logs, pipeline
+from .claims import Claims
 from .config import Settings
 from .db import Database, FileMeta
 from .errors import (
     AlreadyLoaded,
+    ClaimLost,
     DatabaseError,
     DataDatabaseError,
     FatalDatabaseError,
+    FileChanged,
     Interrupted,
     InvalidFile,
     Problem,
@@ -37,6 +45,9 @@ from .errors import (
 from .logs import LOGGER
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
+# Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
+# processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
+PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
 
 
 class Result(Enum):
@@ -44,6 +55,21 @@ class Result(Enum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     WAITING = "waiting"  # left in the inbox, to be retried by a later scan
+    BUSY = "busy"  # claimed by another worker, which decides its fate
+    GONE = "gone"  # no longer in the inbox (another worker or a person moved it)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one scan left behind: files for a later scan of this worker, and files other workers hold."""
+
+    waiting: bool = False
+    busy: bool = False
+
+    @property
+    def settled(self) -> bool:
+        """Nothing is left in the inbox for this worker or any other."""
+        return not self.waiting and not self.busy
 
 
 def utcnow() -> datetime:
@@ -56,6 +82,8 @@ class Daemon:
         self.db = database
         self.stop = stop or threading.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
+        self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
         self.settle = files.Settle(settings.file_settle_seconds)
         self._reported_skips: set[tuple[Path, str]] = set()
 
@@ -68,7 +96,7 @@ class Daemon:
         for attempt in self._retrying(stop, "connect"):
             with attempt:
                 self.db.apply_schema()
-        logs.info("database_ready", worker=self.worker)
+        logs.info("database_ready", worker=self.claims.owner)
 
     def run(self, once: bool) -> int:
         """Scan until stopped (or once). Exit code: 0 all settled, 1 something could not be processed."""
@@ -81,37 +109,43 @@ class Daemon:
             logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
             return 1
         rounds = 0
-        while not self.stop.is_set():
-            try:
-                settled = self.scan_once()
-            except FatalDatabaseError as exc:
-                logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
-                return 1
-            rounds += 1
-            if once and (settled or rounds >= ONCE_ROUNDS):
-                return 0 if settled else 1
-            self.stop.wait(self.settings.file_settle_seconds if once else self.settings.monitor_interval)
+        with self.claims.heartbeat(self.db.another("sensor-etl-heartbeat")):
+            while not self.stop.is_set():
+                try:
+                    left = self.scan_once()
+                except FatalDatabaseError as exc:
+                    logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+                    return 1
+                if once:
+                    if left.settled:
+                        return 0
+                    rounds += left.waiting  # files other workers hold settle without us: wait for them
+                    if rounds >= ONCE_ROUNDS:
+                        return 1
+                self.stop.wait(self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval)
         return 0
 
-    def scan_once(self) -> bool:
-        """Process every ready file once; False when a file is left for later (not ready, or failed)."""
+    def scan_once(self) -> Pass:
+        """Offer every ready file to ``handle`` once; report what is left for later."""
         try:
             candidates, skipped = files.scan(self.settings.data_folder)
         except OSError as exc:
             logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
-            return False
+            return Pass(waiting=True)
         self._report_skips(skipped)
         ready = self.settle.ready(candidates, time.time_ns())
-        settled = len(ready) == len(candidates)
+        waiting, busy = len(ready) < len(candidates), False
         for candidate in ready:
             if self.stop.is_set():
-                return False
-            if self.handle(candidate) is Result.WAITING:
-                settled = False
+                return Pass(waiting=True, busy=busy)
+            result = self.handle(candidate)
+            busy = busy or result is Result.BUSY
+            if result is Result.WAITING:
+                waiting = True
                 if not self._database_alive():
                     logs.warning("scan_paused", reason="database unavailable; remaining files wait for the next scan")
-                    return False
-        return settled
+                    return Pass(waiting=True, busy=busy)
+        return Pass(waiting=waiting, busy=busy)
 
     def _report_skips(self, skipped: list[files.Skipped]) -> None:
         for item in skipped:
@@ -129,13 +163,30 @@ class Daemon:
 
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
+        """Claim the file, decide its fate, and release the claim once it has left the inbox (or failed)."""
+        if not candidate.path.exists():  # gone since our scan (with several workers, routinely): not worth a log line
+            return Result.GONE
+        try:
+            if not self._retrying_file(candidate.name)(self.claims.claim, candidate.name):
+                return Result.BUSY
+        except TransientDatabaseError as exc:
+            return self._deferred(candidate.name, exc)
+        try:
+            return self._handle_claimed(candidate)
+        finally:
+            try:
+                self.claims.release(candidate.name)
+            except DatabaseError as exc:
+                logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
+
+    def _handle_claimed(self, candidate: files.Candidate) -> Result:
         name = candidate.name
         started = utcnow()
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
         except FileNotFoundError:
             logs.warning("file_vanished", file=name)
-            return Result.WAITING
+            return Result.GONE
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
             return Result.WAITING
@@ -144,22 +195,26 @@ class Daemon:
             return Result.WAITING
         logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
         try:
-            retrying = self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
-            return retrying(self._process, candidate, fp, started)
+            return self._retrying_file(name)(self._process, candidate, fp, started)
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
             problem = Problem("duplicate_key" if exc.sqlstate == "23505" else "database", f"the database rejected the data: {exc}")
             return self._quarantine(candidate, fp, problem, {})
         except TransientDatabaseError as exc:
-            logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
-            return Result.WAITING
+            return self._deferred(name, exc)
         except Interrupted:
             logs.warning("file_interrupted", file=name, reason="stop requested; rolled back, file stays in the inbox")
             return Result.WAITING
+        except FileChanged as exc:
+            logs.warning("file_changing", file=name, reason=f"{exc}; rolled back, read again once it settles")
+            return Result.WAITING
+        except ClaimLost as exc:
+            logs.warning("claim_lost", file=name, reason=f"{exc}; rolled back")
+            return Result.BUSY
         except FileNotFoundError:
             logs.warning("file_vanished", file=name)
-            return Result.WAITING
+            return Result.GONE
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
@@ -193,6 +248,8 @@ class Daemon:
                     date_format=outcome.date_format,
                     archive_path=str(planned),
                 )
+                files.check_unchanged(candidate.path, fp)
+                self.claims.confirm(load.cursor, name)
                 # after every statement succeeded, just before the commit: only the commit itself can still fail
                 rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
                 file_id = load.file_id
@@ -210,6 +267,8 @@ class Daemon:
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
+        if PAUSE_AFTER_COMMIT:
+            self.stop.wait(PAUSE_AFTER_COMMIT)
         self._archive(candidate.path, file_id, planned)
         return Result.LOADED
 
@@ -280,6 +339,14 @@ class Daemon:
 
     def _skip_once(self, path: Path, reason: str) -> None:
         self._report_skips([files.Skipped(path, reason)])
+
+    def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
+        logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
+        return Result.WAITING
+
+    def _retrying_file(self, name: str) -> Retrying:
+        """RETRY_ATTEMPTS for one file's database work (its claim, its load), cut short by a stop."""
+        return self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
 
     def _retrying(self, stop: object, what: str) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:

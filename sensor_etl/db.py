@@ -86,6 +86,10 @@ class Database:
         self._conn: psycopg2.extensions.connection | None = None
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
 
+    def another(self, application_name: str) -> Database:
+        """A second, independent connection to the same server (a heartbeat must not wait on a load's transaction)."""
+        return Database({k: v for k, v in self._kwargs.items() if k != "application_name"}, application_name)
+
     def connection(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
             with translated():
@@ -114,17 +118,19 @@ class Database:
             finally:
                 conn.autocommit = False
 
-    def ping(self) -> None:
+    def query(self, statement: str, params: tuple | dict = ()) -> list[tuple]:
+        """One statement in its own transaction; the rows it returns (none for a plain write)."""
         conn = self.connection()
         with translated(), conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    def ping(self) -> None:
+        self.query("SELECT 1")
 
     def lookup(self, sha256: str) -> LedgerEntry | None:
-        conn = self.connection()
-        with translated(), conn, conn.cursor() as cur:
-            cur.execute("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
-            row = cur.fetchone()
-        return LedgerEntry(*row) if row else None
+        rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
+        return LedgerEntry(*rows[0]) if rows else None
 
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
         """Correct the recorded destination when the planned name was taken. Bookkeeping: no fsync wait."""

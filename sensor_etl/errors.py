@@ -74,3 +74,11 @@ class AlreadyLoaded(EtlError):
 
 class Interrupted(EtlError):
     """A stop signal arrived mid-file: roll back, leave the file in the inbox."""
+
+
+class ClaimLost(EtlError):
+    """This worker's lease on the file expired and another worker took it over: roll back, let that one finish."""
+
+
+class FileChanged(EtlError):
+    """The file was modified while it was being loaded: roll back, read it again once it has settled."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Problem
+from .errors import FileChanged, Problem
 from .sniff import TextChecker
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
@@ -120,6 +120,14 @@ def fingerprint(path: Path, encoding: str) -> Fingerprint:
     return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
 
 
+def check_unchanged(path: Path, fp: Fingerprint) -> None:
+    """Raise FileChanged when the file's size or mtime moved since it was fingerprinted (a writer
+    still at work): called inside the load transaction, so a half-written file is rolled back."""
+    info = path.stat()
+    if (info.st_size, info.st_mtime_ns) != (fp.size, fp.mtime_ns):
+        raise FileChanged(f"{path.name} changed while it was being loaded ({fp.size} -> {info.st_size} bytes)")
+
+
 def numbered(folder: Path, name: str) -> Iterator[Path]:
     """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order."""
     yield folder / name
@@ -129,9 +137,13 @@ def numbered(folder: Path, name: str) -> Iterator[Path]:
         yield folder / f"{stem}__{counter}{suffix}"
 
 
+def _taken(target: Path) -> bool:
+    return target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists()
+
+
 def unique_target(folder: Path, name: str) -> Path:
     """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
-    return next(t for t in numbered(folder, name) if not (t.exists() or t.is_symlink() or Path(f"{t}.error.json").exists()))
+    return next(t for t in numbered(folder, name) if not _taken(t))
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -141,35 +153,55 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def linked_copy(source: Path, folder: Path, preferred: Path | None = None) -> Path | None:
+    """The name that already is a hard link to ``source`` — ``preferred``, or one of the numbered
+    names in ``folder`` — left by a move that a crash interrupted between its link and its unlink."""
+    origin = source.stat()
+
+    def is_origin(target: Path) -> bool:
+        try:
+            info = target.stat(follow_symlinks=False)  # a symbolic link to the source is not a copy of it
+        except FileNotFoundError:
+            return False
+        return (info.st_dev, info.st_ino) == (origin.st_dev, origin.st_ino)
+
+    if preferred is not None and is_origin(preferred):
+        return preferred
+    for target in numbered(folder, source.name):
+        if not _taken(target):
+            return None
+        if is_origin(target):
+            return target
+    return None
+
+
 def move_unique(source: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
     without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
     name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink.
-    ``preferred`` is tried first; if it is already this very file (a crash between link and unlink),
-    only the unlink is left to do."""
+    ``preferred`` is tried first. A link left by an interrupted move (``linked_copy``) only needs
+    the unlink."""
     folder.mkdir(parents=True, exist_ok=True)
-    if preferred is not None and same_file(source, preferred):
-        source.unlink()
-        return preferred
-    while True:
-        target, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
-        sidecar = Path(f"{target}.error.json")
+    target = linked_copy(source, folder, preferred)
+    while target is None:
+        candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
+        sidecar = Path(f"{candidate}.error.json")
         if report is not None:
-            write_json(sidecar, {**report, "quarantined_as": target.name})
+            write_json(sidecar, {**report, "quarantined_as": candidate.name})
         try:
-            os.link(source, target)
-        except FileExistsError:
-            sidecar.unlink(missing_ok=report is None)
-            continue
+            os.link(source, candidate)
+            target = candidate
+        except FileExistsError:  # the name is taken (by another file, or another process meanwhile): try the next
+            if report is not None:
+                sidecar.unlink(missing_ok=True)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
                 if report is not None:
                     sidecar.unlink(missing_ok=True)
                 raise
-            target = _copy_across(source, folder, target)
-        break
+            target = _copy_across(source, folder, candidate)
     _fsync_dir(folder)  # the new name is durable before the old one goes
     source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target

@@ -10,7 +10,8 @@ Outcomes:
   (and ``line``, ``column``, ``value`` when given); ``problems`` lists every (line, rule) reported;
 - ``duplicate``: same bytes as a file loaded before: moved to ``processed/``, not loaded again;
 - ``skipped``: a symbolic link; not followed, left in place, logged once as ``file_skipped``;
-- ``vanished``: deleted between the scan and the read; logged as ``file_vanished``, nothing else.
+- ``vanished``: deleted between the scan and the read: gone, nothing else (not logged: with several
+  workers a file another one archived since our scan is routine).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def run_once(root: Path, dsn: str, **env: str) -> str:
     """One scan over the inbox (which must settle); returns the log."""
     daemon, log = start_daemon(root, dsn, **env)
     try:
-        assert daemon.scan_once(), log.getvalue()
+        assert daemon.scan_once().settled, log.getvalue()
     finally:
         daemon.db.close()
     return log.getvalue()

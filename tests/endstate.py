@@ -1,0 +1,67 @@
+"""The exactly-once promise as one assertion over the database and the three folders."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+REPORT_SUFFIXES = (".error.json", ".rejects.csv")
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def data_rows(content: bytes) -> int:
+    """Rows of a well-formed sample file: its lines after the header."""
+    return len(content.splitlines()) - 1
+
+
+def inbox_files(folder: Path) -> list[Path]:
+    """Input files in a folder: regular files, without quarantine reports."""
+    return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(REPORT_SUFFIXES) and not p.name.startswith(".")]
+
+
+def assert_exactly_once(
+    ws: object,
+    db: object,
+    inputs: Iterable[bytes],
+    *,
+    quarantined: Iterable[bytes] = (),
+    waiting: Iterable[bytes] = (),
+    clean_stop: bool = True,
+) -> None:
+    """``inputs``: the content of every file dropped into the inbox (repeats allowed).
+
+    Each content neither quarantined nor waiting has exactly one ``ingested_files`` row whose
+    ``rows_loaded`` and readings both equal its data rows, and nothing else is in the database; each
+    dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
+    or data/ (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file
+    now is, and no claim is left behind."""
+    inputs = list(inputs)
+    quarantined_shas = {sha(c) for c in quarantined}
+    waiting_shas = {sha(c) for c in waiting}
+    loaded = {sha(c): data_rows(c) for c in inputs if sha(c) not in quarantined_shas | waiting_shas}
+
+    ledger = db.rows(
+        "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archive_path"
+        " FROM ingested_files f"
+    )
+    assert {row[0]: (row[1], row[2]) for row in ledger} == {key: (rows, rows) for key, rows in loaded.items()}
+    assert len(ledger) == len(loaded)
+    assert db.value("SELECT count(*) FROM sensor_readings") == sum(loaded.values())
+
+    placed = {folder: Counter(sha(p.read_bytes()) for p in inbox_files(folder)) for folder in (ws.processed, ws.quarantine, ws.data)}
+    assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one folder"
+    assert set(placed[ws.processed]) == set(loaded)
+    assert set(placed[ws.quarantine]) == quarantined_shas
+    assert set(placed[ws.data]) == waiting_shas
+    for path in inbox_files(ws.quarantine):
+        assert Path(f"{path}.error.json").is_file(), f"{path.name} is quarantined without a report"
+    if clean_stop:
+        for key, _, _, archive_path in ledger:
+            archived = Path(archive_path)
+            assert archived.parent == ws.processed.resolve() and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
+        assert db.rows("SELECT name, owner FROM file_claims") == []
