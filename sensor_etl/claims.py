@@ -20,9 +20,10 @@ from . import logs
 from .db import Database
 from .errors import ClaimLost, DatabaseError
 
-# The CTE reads the previous owner only to log a takeover; the upsert alone decides who holds the file.
+# The CTE reads an expired previous owner only to log the takeover; the upsert alone decides who holds
+# the file (a row deleted by its owner's release meanwhile is simply replaced, and not logged).
 _CLAIM = """
-WITH previous AS (SELECT owner FROM file_claims WHERE name = %(name)s)
+WITH previous AS (SELECT owner FROM file_claims WHERE name = %(name)s AND expires_at < clock_timestamp())
 INSERT INTO file_claims AS c (name, owner, claimed_at, expires_at)
 VALUES (%(name)s, %(owner)s, clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s))
 ON CONFLICT (name) DO UPDATE
@@ -53,7 +54,7 @@ class Claims:
 
     def claim(self, name: str) -> bool:
         """Take the file unless a live lease (another worker's, not yet expired) holds it."""
-        rows = self.db.query(_CLAIM, {"name": name, "owner": self.owner, "lease": self.lease})
+        rows = self.db.query(_CLAIM, {"name": name, "owner": self.owner, "lease": self.lease}, durable=False)
         if not rows:
             return False
         previous = rows[0][0]
@@ -74,7 +75,7 @@ class Claims:
         """The file has left the inbox, or this worker is done trying for now."""
         with self._lock:
             self._held.discard(name)
-        self.db.query(_RELEASE, {"name": name, "owner": self.owner})
+        self.db.query(_RELEASE, {"name": name, "owner": self.owner}, durable=False)
 
     @contextmanager
     def heartbeat(self, database: Database) -> Iterator[None]:
@@ -97,7 +98,7 @@ class Claims:
             if not names:
                 continue
             try:
-                database.query(_RENEW, {"owner": self.owner, "names": names, "lease": self.lease})
+                database.query(_RENEW, {"owner": self.owner, "names": names, "lease": self.lease}, durable=False)
             except DatabaseError as exc:  # the load's own retries decide about the outage; the fence guards the commit
                 database.discard()
                 logs.warning("heartbeat_failed", files=len(names), error=exc)

@@ -19,6 +19,7 @@ import secrets
 import socket
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -135,6 +136,9 @@ class Daemon:
         self._report_skips(skipped)
         ready = self.settle.ready(candidates, time.time_ns())
         waiting, busy = len(ready) < len(candidates), False
+        if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
+            start = zlib.crc32(self.claims.owner.encode()) % len(ready)
+            ready = ready[start:] + ready[:start]
         for candidate in ready:
             if self.stop.is_set():
                 return Pass(waiting=True, busy=busy)
@@ -184,8 +188,8 @@ class Daemon:
         started = utcnow()
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
-        except FileNotFoundError:
-            logs.warning("file_vanished", file=name)
+        except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
+            logs.info("file_vanished", file=name)
             return Result.GONE
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
@@ -213,7 +217,7 @@ class Daemon:
             logs.warning("claim_lost", file=name, reason=f"{exc}; rolled back")
             return Result.BUSY
         except FileNotFoundError:
-            logs.warning("file_vanished", file=name)
+            logs.info("file_vanished", file=name)
             return Result.GONE
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")

@@ -118,10 +118,15 @@ class Database:
             finally:
                 conn.autocommit = False
 
-    def query(self, statement: str, params: tuple | dict = ()) -> list[tuple]:
-        """One statement in its own transaction; the rows it returns (none for a plain write)."""
+    def query(self, statement: str, params: tuple | dict = (), *, durable: bool = True) -> list[tuple]:
+        """One statement in its own transaction; the rows it returns (none for a plain write).
+
+        ``durable=False`` is for soft state (claims, bookkeeping): the commit is visible at once but
+        does not wait for the WAL flush, which a crash may then lose harmlessly."""
         conn = self.connection()
         with translated(), conn, conn.cursor() as cur:
+            if not durable:
+                cur.execute("SET LOCAL synchronous_commit TO off")
             cur.execute(statement, params)
             return cur.fetchall() if cur.description else []
 
@@ -133,11 +138,8 @@ class Database:
         return LedgerEntry(*rows[0]) if rows else None
 
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
-        """Correct the recorded destination when the planned name was taken. Bookkeeping: no fsync wait."""
-        conn = self.connection()
-        with translated(), conn, conn.cursor() as cur:
-            cur.execute("SET LOCAL synchronous_commit TO off")
-            cur.execute("UPDATE ingested_files SET archive_path = %s WHERE file_id = %s", (archive_path, file_id))
+        """Correct the recorded destination when the planned name was taken (bookkeeping)."""
+        self.query("UPDATE ingested_files SET archive_path = %s WHERE file_id = %s", (archive_path, file_id), durable=False)
 
     @contextmanager
     def load(self, meta: FileMeta) -> Iterator[Load]:
