@@ -43,6 +43,24 @@ def classify(exc: psycopg2.Error) -> DatabaseError:
     return TransientDatabaseError(message, code or None)
 
 
+# Refusals the server sends while a connection is being set up (they carry no SQLSTATE in psycopg2):
+# retrying cannot fix a wrong password, role or database name.
+_REFUSED_AT_CONNECT = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "authentication failed",
+)
+
+
+def classify_connect(exc: psycopg2.Error) -> DatabaseError:
+    message = " ".join(str(exc).split())
+    if exc.pgcode is None and "FATAL:" in message and any(p in message for p in _REFUSED_AT_CONNECT):
+        return FatalDatabaseError(message, "28000")
+    return classify(exc)
+
+
 @contextmanager
 def translated() -> Iterator[None]:
     """Raise this package's typed errors instead of psycopg2's."""
@@ -92,8 +110,10 @@ class Database:
 
     def connection(self) -> psycopg2.extensions.connection:
         if self._conn is None or self._conn.closed:
-            with translated():
+            try:
                 self._conn = psycopg2.connect(**self._kwargs)
+            except psycopg2.Error as exc:
+                raise classify_connect(exc) from exc
         return self._conn
 
     def close(self) -> None:

@@ -350,3 +350,17 @@ def test_crash_between_commit_and_move_is_finished_not_reloaded(workspace: Works
     assert db.value("SELECT count(*) FROM ingested_files") == 2 and db.value("SELECT count(*) FROM sensor_readings") == 12
     paths = {Path(p).name for (p,) in db.rows("SELECT archive_path FROM ingested_files")}
     assert paths == {"a.csv", "b.csv"}
+
+
+def test_a_refusing_server_stops_the_daemon_instead_of_retrying_forever(workspace: Workspace, db: Db) -> None:
+    """A wrong database name (or role, or password) is not an outage: one error line, exit 1."""
+    from psycopg2.extensions import make_dsn
+
+    url = make_dsn(db.dsn, dbname="no_such_database")
+    result = workspace.cli(timeout=60, DATABASE_URL=url)  # watch mode: would wait forever on a transient error
+    assert result.returncode == 1
+    assert (
+        'database_refused error="connection to server' in result.stderr
+        and 'database \\"no_such_database\\" does not exist' in result.stderr
+    )
+    assert "db_retry" not in result.stderr
