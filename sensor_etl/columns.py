@@ -1,0 +1,118 @@
+"""Recognise the key columns of a header by documented aliases, and the units they are in.
+
+Matching ignores case, spaces, punctuation and a unit suffix: ``"T (degC)"``, ``"temp_f"`` and
+``"Temperature [K]"`` are all temperature. COLUMN_MAP names headers the aliases do not cover.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import InvalidFile, Problem
+from .units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
+
+MEASURES = ("temperature", "humidity", "pressure")
+
+ALIASES: dict[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp", "datetime", "date", "time", "ts", "observedat", "observationtime", "measuredat", "datetimeutc"),
+    "sensor_id": ("sensorid", "sensor", "sensorname", "device", "deviceid", "station", "stationid"),
+    "temperature": ("temperature", "temp", "t", "airtemperature", "airtemp"),
+    "humidity": ("humidity", "rh", "relativehumidity", "hum", "relhum"),
+    "pressure": ("pressure", "p", "press", "airpressure", "baro", "barometricpressure"),
+}
+_ALIAS_ROLE = {alias: role for role, aliases in ALIASES.items() for alias in aliases}
+_SUFFIXES = {"temperature": TEMPERATURE_SUFFIXES, "pressure": PRESSURE_SUFFIXES, "humidity": HUMIDITY_SUFFIXES}
+_BRACKETED = re.compile(r"^(?P<name>.*?)\s*[\(\[](?P<unit>[^\)\]]*)[\)\]]\s*$")
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Where each key column is in a file and which unit it is in; every other column is an extra."""
+
+    headers: tuple[str, ...]
+    roles: Mapping[str, int]
+    units: Mapping[str, str]
+
+    @property
+    def extras(self) -> tuple[int, ...]:
+        taken = set(self.roles.values())
+        return tuple(i for i in range(len(self.headers)) if i not in taken)
+
+    def header(self, role: str) -> str:
+        return self.headers[self.roles[role]]
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^0-9a-z°%]+", "", text.lower())
+
+
+def recognise(header: str) -> tuple[str | None, str | None]:
+    """(role, unit suffix) for one header text; (None, None) when it is not a key column."""
+    text = header.strip()
+    bracketed = _BRACKETED.match(text)
+    if bracketed:
+        role = _ALIAS_ROLE.get(_key(bracketed["name"]))
+        return role, _key(bracketed["unit"]) or None
+    role = _ALIAS_ROLE.get(_key(text))
+    if role:
+        return role, None
+    base, sep, suffix = re.sub(r"[\s\-]+", "_", text).rpartition("_")
+    role = _ALIAS_ROLE.get(_key(base)) if sep else None
+    if role in _SUFFIXES and _key(suffix) in _SUFFIXES[role]:
+        return role, _key(suffix)
+    return None, None
+
+
+def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_units: Mapping[str, str]) -> ColumnPlan:
+    """Map a header row to roles and units, or raise InvalidFile saying what is wrong with it."""
+    headers = tuple(h.strip() for h in headers)
+    seen: dict[str, int] = {}
+    for index, name in enumerate(headers):
+        if not name:
+            raise InvalidFile(Problem("header", f"column {index + 1} of the header has an empty name", line=1))
+        if name in seen:
+            raise InvalidFile(
+                Problem("header", f"column name {name!r} appears twice (columns {seen[name] + 1} and {index + 1})", line=1, column=name)
+            )
+        seen[name] = index
+
+    mapped = {k.strip().lower(): v for k, v in column_map.items()}
+    roles: dict[str, int] = {}
+    units = dict(default_units)
+    for index, name in enumerate(headers):
+        role, suffix = (mapped[name.lower()], None) if name.lower() in mapped else recognise(name)
+        if role is None:
+            continue
+        if role in roles:
+            raise InvalidFile(
+                Problem(
+                    "header",
+                    f"columns {headers[roles[role]]!r} and {name!r} both look like {role}; name one in COLUMN_MAP",
+                    line=1,
+                    column=name,
+                )
+            )
+        roles[role] = index
+        if suffix is not None and role in _SUFFIXES:
+            unit = _SUFFIXES[role].get(suffix)
+            if unit is None:
+                raise InvalidFile(
+                    Problem("unit", f"unknown {role} unit {suffix!r} (known: {', '.join(sorted(_SUFFIXES[role]))})", line=1, column=name)
+                )
+            units[role] = unit
+
+    if "timestamp" not in roles:
+        raise InvalidFile(
+            Problem("missing_column", f"no timestamp column: expected one of {', '.join(ALIASES['timestamp'])} (or COLUMN_MAP)", line=1)
+        )
+    if not any(m in roles for m in MEASURES):
+        raise InvalidFile(
+            Problem(
+                "missing_column",
+                "no temperature, humidity or pressure column (aliases: T, temp, rh, humidity, p, pressure; or COLUMN_MAP)",
+                line=1,
+            )
+        )
+    return ColumnPlan(headers=headers, roles=roles, units=units)

@@ -1,0 +1,72 @@
+"""Typed errors. Each kind maps to exactly one decision in ``daemon``: stop, retry, or quarantine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class EtlError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(EtlError):
+    """A setting is wrong: the daemon refuses to start (exit code 2)."""
+
+    def __init__(self, variable: str, value: object, accepted: str) -> None:
+        self.variable, self.value, self.accepted = variable, value, accepted
+        super().__init__(f"{variable}={value!r} is invalid: expected {accepted}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, precise enough for a person to fix it."""
+
+    rule: str
+    message: str
+    line: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+    def describe(self, file: str) -> str:
+        """``file:line, column 'T', value '99': <message> [rule]``: the one line a log or report shows."""
+        parts = [file if self.line is None else f"{file}:{self.line}"]
+        if self.column is not None:
+            parts.append(f"column {self.column!r}")
+        if self.value is not None:
+            parts.append(f"value {self.value!r}")
+        return f"{', '.join(parts)}: {self.message} [{self.rule}]"
+
+
+@dataclass
+class InvalidFile(EtlError):
+    """The file breaks a rule: it goes to quarantine with a report, and nothing of it is loaded."""
+
+    problem: Problem
+    details: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.problem.message
+
+
+class DatabaseError(EtlError):
+    """A database failure, already classified by SQLSTATE (see ``db.classify``)."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+class TransientDatabaseError(DatabaseError):
+    """Connection lost/refused, shutdown, deadlock, serialization failure: retry, then leave the file."""
+
+
+class DataDatabaseError(DatabaseError):
+    """The database rejected the data itself (SQLSTATE class 22 or 23): quarantine the file."""
+
+
+class FatalDatabaseError(DatabaseError):
+    """Authentication, permissions, a broken schema: retrying cannot help, the daemon stops."""
+
+
+class Interrupted(EtlError):
+    """A stop signal arrived mid-file: roll back, leave the file in the inbox."""

@@ -1,0 +1,59 @@
+"""One line per event, as ``key=value`` text or as JSON (LOG_FORMAT)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+LOGGER = logging.getLogger("sensor_etl")
+
+
+def _value(value: object) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if (not text or any(c in text for c in ' "=\n\t')) else text
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+        fields = " ".join(f"{k}={_value(v)}" for k, v in getattr(record, "fields", {}).items())
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f" {fields}" if fields else "")
+        return line.replace("\n", "\\n")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "event": record.getMessage(),
+            **{k: (v if isinstance(v, (int, float, bool)) or v is None else str(v)) for k, v in getattr(record, "fields", {}).items()},
+        }
+        return json.dumps(document, ensure_ascii=False)
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
+
+
+def event(level: int, name: str, **fields: object) -> None:
+    """Log ``name`` with its fields; the event name is a stable, greppable word."""
+    LOGGER.log(level, name, extra={"fields": fields})
+
+
+def info(name: str, **fields: object) -> None:
+    event(logging.INFO, name, **fields)
+
+
+def warning(name: str, **fields: object) -> None:
+    event(logging.WARNING, name, **fields)
+
+
+def error(name: str, **fields: object) -> None:
+    event(logging.ERROR, name, **fields)

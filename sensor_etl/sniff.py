@@ -1,0 +1,91 @@
+"""Byte- and header-level checks that run before CSV parsing: encoding, binary content, delimiter.
+
+Pure: they look at bytes or text handed to them and never open a file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from .errors import InvalidFile, Problem
+
+_MAGIC = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"PK\x03\x04": "a ZIP archive",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ": "xz-compressed",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"PAR1": "a Parquet file",
+}
+_BOMS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+_DATA_LIKE = re.compile(r"^[\s\"']*[-+]?(\d+([.,:/ T-]\d+)*([eE][-+]?\d+)?)[\s\"']*$")
+
+
+class TextChecker:
+    """Fed a file's bytes block by block, finds the first reason it is not text in the expected encoding."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self._line = 1
+        self._offset = 0
+        self._started = False
+        self.problem: Problem | None = None
+
+    def feed(self, block: bytes, final: bool = False) -> None:
+        if self.problem is not None:
+            return
+        if not self._started and block:
+            self._started = True
+            self.problem = _signature_problem(block, self.encoding)
+            if self.problem:
+                return
+        try:
+            text = self._decoder.decode(block, final)
+        except UnicodeDecodeError as exc:
+            line = self._line + block.count(b"\n", 0, max(exc.start, 0))
+            bad = exc.object[exc.start : exc.start + 4]
+            self.problem = Problem(
+                "encoding",
+                f"byte {self._offset + exc.start} is not valid {self.encoding} ({bad!r}); save the file as UTF-8 or set ENCODING",
+                line=line,
+            )
+            return
+        nul = text.find("\x00")
+        if nul >= 0:
+            self.problem = Problem(
+                "encoding", "the file contains a NUL byte: binary data, not CSV text", line=self._line + text.count("\n", 0, nul)
+            )
+            return
+        self._line += text.count("\n")
+        self._offset += len(block)
+
+
+def _signature_problem(head: bytes, encoding: str) -> Problem | None:
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return Problem("encoding", f"the file is {kind}, not CSV text; decompress or convert it first", line=1)
+    for bom, name in _BOMS.items():
+        if head.startswith(bom) and not encoding.startswith("utf-16"):
+            return Problem("encoding", f"the file is {name} (byte-order mark {bom!r}); save it as UTF-8 or set ENCODING={name}", line=1)
+    return None
+
+
+def choose_delimiter(header_line: str, configured: str) -> str:
+    """The configured delimiter, or for ``auto`` the first of , ; tab that occurs in the header."""
+    if configured != "auto":
+        return configured
+    for candidate in (",", ";", "\t", "|"):
+        if candidate in header_line:
+            return candidate
+    return ","
+
+
+def check_not_data(headers: list[str]) -> None:
+    """A first line made of numbers and dates is data: the file has no header."""
+    if headers and sum(bool(_DATA_LIKE.match(h)) for h in headers) * 2 > len(headers):
+        raise InvalidFile(
+            Problem("no_header", "the first line looks like data, not a header: add a header row", line=1, value=",".join(headers)[:200])
+        )

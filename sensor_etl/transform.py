@@ -1,0 +1,71 @@
+"""Checked rows to the stored shape: canonical units (K, %, hPa), UTC, lineage, extras as JSON.
+
+Pure and vectorized with pyarrow compute; the result is an Arrow table in ``sensor_readings``'
+column order, ready to be serialized for COPY.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .columns import ColumnPlan
+from .units import to_hpa, to_kelvin, to_percent
+from .validate import Checked
+
+READINGS_COLUMNS = ("file_id", "line_no", "observed_at", "sensor_id", "temperature_k", "humidity_pct", "pressure_hpa", "extra")
+METRIC_OF = {"temperature": "temperature_k", "humidity": "humidity_pct", "pressure": "pressure_hpa"}
+_CONVERT = {"temperature": to_kelvin, "humidity": to_percent, "pressure": to_hpa}
+_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_CONTROL = r"[\x00-\x1f]"
+
+
+def transform(checked: Checked, plan: ColumnPlan, file_id: int) -> pa.Table:
+    """The valid rows of a chunk as ``sensor_readings`` rows."""
+    rows = len(checked.lines)
+    columns: dict[str, pa.Array] = {
+        "file_id": pa.array(np.full(rows, file_id, dtype=np.int64)),
+        "line_no": pa.array(checked.lines, pa.int64()),
+        "observed_at": pa.array(checked.observed_at, pa.timestamp("us", tz="UTC")),
+        "sensor_id": pa.array(checked.sensor_id, pa.string()),
+    }
+    for role, name in METRIC_OF.items():
+        if role in checked.measures:
+            columns[name] = pa.array(_CONVERT[role](checked.measures[role], plan.units[role]), pa.float64())
+        else:
+            columns[name] = pa.nulls(rows, pa.float64())
+    columns["extra"] = extras_json(checked.extras, [plan.headers[i] for i in plan.extras], rows)
+    return pa.table(columns)
+
+
+def extras_json(extras: pa.Table, names: list[str], rows: int) -> pa.Array:
+    """One JSON object per row: numbers stay numbers, text stays text, empty fields become null."""
+    if not names:
+        return pa.array(["{}"] * rows, pa.string())
+    members = [
+        pc.binary_join_element_wise(json.dumps(name) + ":", _json_value(column), "")
+        for name, column in zip(names, extras.columns, strict=True)
+    ]
+    body = pc.binary_join_element_wise(*members, ",")
+    return (
+        pc.binary_join_element_wise("{", body, "}", "").combine_chunks()
+        if isinstance(body, pa.ChunkedArray)
+        else pc.binary_join_element_wise("{", body, "}", "")
+    )
+
+
+def _json_value(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    stripped = pc.utf8_trim_whitespace(column)
+    is_number = pc.match_substring_regex(stripped, _JSON_NUMBER)
+    is_empty = pc.equal(pc.utf8_length(stripped), 0)
+    return pc.if_else(is_number, stripped, pc.if_else(is_empty, "null", _json_string(column)))
+
+
+def _json_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+        return pa.chunked_array([pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())])
+    escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+    return pc.binary_join_element_wise('"', escaped, '"', "")
