@@ -20,9 +20,7 @@ from sensor_etl.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
 def with_database(dsn: str, database: str) -> str:
     """The libpq URI ``dsn`` pointed at another database (host, user and options kept)."""
     parts = urllib.parse.urlsplit(dsn)
-    return urllib.parse.urlunsplit(
-        parts._replace(path="/" + urllib.parse.quote(database))
-    )
+    return urllib.parse.urlunsplit(parts._replace(path="/" + urllib.parse.quote(database)))
 
 
 def connect(dsn: str) -> psycopg2.extensions.connection:
@@ -70,12 +68,8 @@ class Server:
 
     def __init__(self, work: Path, external_dsn: str | None) -> None:
         # A folder of its own, so that a smoke run beside a full run gets its own server.
-        pgdata = (
-            Path(tempfile.mkdtemp(prefix="pg-", dir=work)) if not external_dsn else None
-        )
-        self._embedded = (
-            EmbeddedPostgres(pgdata, database="postgres") if pgdata else None
-        )
+        pgdata = Path(tempfile.mkdtemp(prefix="pg-", dir=work)) if not external_dsn else None
+        self._embedded = EmbeddedPostgres(pgdata, database="postgres") if pgdata else None
         self.admin_dsn = external_dsn or ""
 
     def __enter__(self) -> Self:

@@ -117,9 +117,7 @@ def multi_chunk(start: np.datetime64, first_row: int, rows: int) -> pa.Table:
     iso = pc.cast(pa.array(seconds, pa.timestamp("s")), pa.string())
     return pa.table(
         {
-            "timestamp": pc.binary_join_element_wise(
-                pc.utf8_replace_slice(iso, 10, 11, "T"), "Z", ""
-            ),
+            "timestamp": pc.binary_join_element_wise(pc.utf8_replace_slice(iso, 10, 11, "T"), "Z", ""),
             "sensor_id": pc.take(pa.array(SENSORS), pa.array(sensor)),
             "temperature": _round2(
                 np.clip(
@@ -128,9 +126,7 @@ def multi_chunk(start: np.datetime64, first_row: int, rows: int) -> pa.Table:
                     60,
                 )
             ),
-            "humidity": _round2(
-                np.clip(60.0 - 15.0 * daily + rng.normal(0, 5.0, rows), 0, 100)
-            ),
+            "humidity": _round2(np.clip(60.0 - 15.0 * daily + rng.normal(0, 5.0, rows), 0, 100)),
             "pressure": _round2(np.clip(1013.0 + rng.normal(0, 4.0, rows), 300, 1100)),
         }
     )
@@ -171,25 +167,18 @@ def multi_file(cache: Path, rows: int) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
-        chunks = (
-            multi_chunk(MULTI_START, s, min(CHUNK_ROWS, rows - s)) for s in starts
-        )
+        chunks = (multi_chunk(MULTI_START, s, min(CHUNK_ROWS, rows - s)) for s in starts)
         _write_rows(path, MULTI_HEADER, chunks)
     return path
 
 
-def multi_files(
-    cache: Path, files: int, rows_per_file: int, start: np.datetime64 = MANY_FILES_START
-) -> Path:
+def multi_files(cache: Path, files: int, rows_per_file: int, start: np.datetime64 = MANY_FILES_START) -> Path:
     """A folder of ``files`` multi-sensor files of ``rows_per_file`` rows each (shape c, latency).
 
     All rows are generated in one table and sliced, so that every file has its own timestamps
     (and so its own content hash: identical files would be skipped as already ingested).
     """
-    folder = (
-        cache
-        / f"multi-{files}x{rows_per_file}-{start}-v{GENERATOR_VERSION}".replace(":", "")
-    )
+    folder = cache / f"multi-{files}x{rows_per_file}-{start}-v{GENERATOR_VERSION}".replace(":", "")
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)

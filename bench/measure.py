@@ -6,6 +6,7 @@ process, while the daemon's memory is the sum over its worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -36,10 +37,8 @@ def tree_rss(process: psutil.Process) -> int:
     except psutil.NoSuchProcess:
         return 0
     for member in members:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += member.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
@@ -67,9 +66,7 @@ class PeakRssSampler:
                 return
 
 
-def run_measured(
-    command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
-) -> Measurement:
+def run_measured(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Measurement:
     """Run ``command`` to completion; stdout is discarded, the end of stderr kept for error reports."""
     started = time.perf_counter()
     process = subprocess.Popen(

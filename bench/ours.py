@@ -52,9 +52,7 @@ def daemon_available() -> bool:
     return DAEMON.exists()
 
 
-def daemon_environment(
-    dsn: str, folders: Folders, workers: int, settle_seconds: float
-) -> dict[str, str]:
+def daemon_environment(dsn: str, folders: Folders, workers: int, settle_seconds: float) -> dict[str, str]:
     """The daemon's settings; DATABASE_URL is always set so it never starts its own server."""
     return {
         **os.environ,
@@ -75,9 +73,7 @@ def copy_inputs(files: list[Path], folder: Path) -> None:
         shutil.copyfile(path, folder / path.name)
 
 
-def load_once(
-    admin_dsn: str, files: list[Path], rows: int, folders: Folders, workers: int
-) -> tuple[Measurement, str]:
+def load_once(admin_dsn: str, files: list[Path], rows: int, folders: Folders, workers: int) -> tuple[Measurement, str]:
     """One timed ``etl_pipeline.py --once`` over a fresh copy of ``files`` into a fresh database.
 
     Returns the measurement and why the run does not count ("" when every row was loaded).
@@ -85,26 +81,18 @@ def load_once(
     dsn = recreate_database(admin_dsn, RUN_DATABASE)
     copy_inputs(files, folders.fresh().data)
     environment = daemon_environment(dsn, folders, workers, settle_seconds=0)
-    measurement = run_measured(
-        [sys.executable, str(DAEMON), "--once"], env=environment, cwd=REPO
-    )
+    measurement = run_measured([sys.executable, str(DAEMON), "--once"], env=environment, cwd=REPO)
     try:
         return measurement, _check_load(dsn, measurement, folders, len(files), rows)
     finally:
         drop_database(admin_dsn, RUN_DATABASE)
 
 
-def _check_load(
-    dsn: str, measurement: Measurement, folders: Folders, files: int, rows: int
-) -> str:
+def _check_load(dsn: str, measurement: Measurement, folders: Folders, files: int, rows: int) -> str:
     """Why a run does not count: a failed exit, quarantined files, or missing files or rows."""
     if measurement.returncode != 0:
         return f"exit code {measurement.returncode}: {measurement.stderr_tail[-500:]}"
-    quarantined = [
-        path.name
-        for path in folders.quarantine.iterdir()
-        if not path.name.startswith(".")
-    ]
+    quarantined = [path.name for path in folders.quarantine.iterdir() if not path.name.startswith(".")]
     if quarantined:
         return f"{len(quarantined)} file(s) quarantined, e.g. {quarantined[0]}"
     ingested = execute(dsn, "SELECT count(*) FROM ingested_files")[0][0]
@@ -119,9 +107,7 @@ def _wait_for_schema(dsn: str, daemon: subprocess.Popen, timeout: float) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise RuntimeError(
-                f"daemon exited with {daemon.returncode} during start-up"
-            )
+            raise RuntimeError(f"daemon exited with {daemon.returncode} during start-up")
         if execute(dsn, "SELECT to_regclass('ingested_files') IS NOT NULL")[0][0]:
             return
         time.sleep(0.05)
@@ -136,9 +122,7 @@ def _drop_file(source: Path, folder: Path) -> float:
     return time.perf_counter()
 
 
-def _wait_for_ingested(
-    cursor: psycopg2.extensions.cursor, count: int, timeout: float
-) -> float:
+def _wait_for_ingested(cursor: psycopg2.extensions.cursor, count: int, timeout: float) -> float:
     """Poll until ``ingested_files`` has ``count`` rows (committed, as seen by another session)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
@@ -149,9 +133,7 @@ def _wait_for_ingested(
     raise RuntimeError(f"file {count} not in ingested_files after {timeout} s")
 
 
-def pickup_latency(
-    admin_dsn: str, files: list[Path], folders: Folders, settle_seconds: float
-) -> list[float]:
+def pickup_latency(admin_dsn: str, files: list[Path], folders: Folders, settle_seconds: float) -> list[float]:
     """Seconds from a file's rename into the folder to its committed ``ingested_files`` row.
 
     The daemon runs idle (no --once) with MONITOR_INTERVAL=1. Between drops the bench waits a
@@ -159,9 +141,7 @@ def pickup_latency(
     """
     dsn = recreate_database(admin_dsn, RUN_DATABASE)
     folders.fresh()
-    environment = daemon_environment(
-        dsn, folders, workers=1, settle_seconds=settle_seconds
-    )
+    environment = daemon_environment(dsn, folders, workers=1, settle_seconds=settle_seconds)
     log = folders.root.with_name("latency-daemon.log")
     with open(log, "wb") as stderr:
         daemon = subprocess.Popen(
@@ -184,9 +164,7 @@ def pickup_latency(
                 samples.append(_wait_for_ingested(cursor, number, timeout=60) - dropped)
         return samples
     except RuntimeError as error:
-        raise RuntimeError(
-            f"{error}; daemon log: {log.read_text(errors='replace')[-500:]}"
-        ) from error
+        raise RuntimeError(f"{error}; daemon log: {log.read_text(errors='replace')[-500:]}") from error
     finally:
         if connection is not None:
             connection.close()

@@ -75,9 +75,7 @@ def copy_command(table: str, path: Path) -> str:
     return f"\\copy {table} FROM '{quoted}' WITH (FORMAT csv, HEADER true)"
 
 
-def copy_files(
-    dsn: str, file_format: str, files: list[Path], script: Path
-) -> Measurement:
+def copy_files(dsn: str, file_format: str, files: list[Path], script: Path) -> Measurement:
     """Load ``files`` through one psql connection, one ``\\copy`` (one transaction) per file."""
     table = table_name(file_format)
     script.write_text("".join(copy_command(table, path) + "\n" for path in files))

@@ -22,9 +22,7 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parent.parent)
-)  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench import generate, ours, reference
 from bench.db import Server, drop_database, recreate_database, server_version
@@ -54,9 +52,7 @@ class Shape:
 
 SHAPES = {
     "a": Shape("a", "1 file, seed format", "seed", "rows/s", 1, min_ratio=0.5),
-    "b": Shape(
-        "b", "1 file, multi-sensor (20 sensors)", "multi", "rows/s", 1, min_ratio=0.6
-    ),
+    "b": Shape("b", "1 file, multi-sensor (20 sensors)", "multi", "rows/s", 1, min_ratio=0.6),
     "c": Shape(
         "c",
         "many 100-row multi-sensor files",
@@ -106,9 +102,7 @@ SMOKE = Sizes(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--shapes",
         default=",".join(SHAPE_KEYS),
@@ -146,9 +140,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown shapes: {', '.join(sorted(unknown))}")
     args.runs = args.runs or (1 if args.smoke else 3)
-    args.output = args.output or (
-        args.work / "results-smoke.json" if args.smoke else BENCH / "results.json"
-    )
+    args.output = args.output or (args.work / "results-smoke.json" if args.smoke else BENCH / "results.json")
     return args
 
 
@@ -172,22 +164,16 @@ def summarize(runs: list[Measurement], rows: int, files: int) -> dict:
         "median_seconds": round(seconds, 3),
         "rows_per_s": round(rows / seconds, 1),
         "files_per_s": round(files / seconds, 2),
-        "peak_rss_mb": round(
-            statistics.median(run.peak_rss_bytes for run in runs) / MB, 1
-        ),
+        "peak_rss_mb": round(statistics.median(run.peak_rss_bytes for run in runs) / MB, 1),
         "runs_seconds": [round(run.seconds, 3) for run in runs],
         "runs_peak_rss_mb": [round(run.peak_rss_bytes / MB, 1) for run in runs],
     }
 
 
-def reference_run(
-    dsn: str, shape: Shape, files: list[Path], rows: int, scratch: Path
-) -> tuple[Measurement, str]:
+def reference_run(dsn: str, shape: Shape, files: list[Path], rows: int, scratch: Path) -> tuple[Measurement, str]:
     """One timed reference load into an emptied table; returns it and why it failed ("" if it did not)."""
     reference.prepare(dsn, shape.file_format)
-    measurement = reference.copy_files(
-        dsn, shape.file_format, files, scratch / f"copy-{shape.key}.sql"
-    )
+    measurement = reference.copy_files(dsn, shape.file_format, files, scratch / f"copy-{shape.key}.sql")
     if measurement.returncode != 0:
         return (
             measurement,
@@ -227,29 +213,13 @@ def bench_shape(
             flush=True,
         )
         if "reference" not in errors:
-            measurement, problem = reference_run(
-                reference_dsn, shape, files, rows, args.work
-            )
-            reference_runs.append(measurement) if not problem else errors.setdefault(
-                "reference", problem
-            )
+            measurement, problem = reference_run(reference_dsn, shape, files, rows, args.work)
+            reference_runs.append(measurement) if not problem else errors.setdefault("reference", problem)
         if ours.daemon_available() and "ours" not in errors:
-            measurement, problem = ours.load_once(
-                admin_dsn, files, rows, folders, shape.workers
-            )
-            our_runs.append(measurement) if not problem else errors.setdefault(
-                "ours", problem
-            )
-    entry["reference"] = (
-        summarize(reference_runs, rows, len(files))
-        if reference_runs and not errors.get("reference")
-        else None
-    )
-    entry["ours"] = (
-        summarize(our_runs, rows, len(files))
-        if our_runs and not errors.get("ours")
-        else None
-    )
+            measurement, problem = ours.load_once(admin_dsn, files, rows, folders, shape.workers)
+            our_runs.append(measurement) if not problem else errors.setdefault("ours", problem)
+    entry["reference"] = summarize(reference_runs, rows, len(files)) if reference_runs and not errors.get("reference") else None
+    entry["ours"] = summarize(our_runs, rows, len(files)) if our_runs and not errors.get("ours") else None
     entry["errors"] = errors
     entry["ours_status"] = status(entry["ours"], errors.get("ours"))
     entry["ratio"] = ratio(entry["reference"], entry["ours"])
@@ -281,18 +251,10 @@ def targets(shape: Shape, entry: dict) -> list[dict]:
         met = None if entry["ratio"] is None else entry["ratio"] >= shape.min_ratio
         goals.append({"goal": f"ours/reference >= {shape.min_ratio}", "met": met})
     if shape.min_files_per_s is not None:
-        met = (
-            None
-            if our_result is None
-            else our_result["files_per_s"] >= shape.min_files_per_s
-        )
+        met = None if our_result is None else our_result["files_per_s"] >= shape.min_files_per_s
         goals.append({"goal": f"files/s >= {shape.min_files_per_s:g}", "met": met})
     if shape.max_rss_mb is not None:
-        met = (
-            None
-            if our_result is None
-            else our_result["peak_rss_mb"] <= shape.max_rss_mb
-        )
+        met = None if our_result is None else our_result["peak_rss_mb"] <= shape.max_rss_mb
         goals.append({"goal": f"peak RSS <= {shape.max_rss_mb:g} MB", "met": met})
     return goals
 
@@ -340,11 +302,7 @@ def bench_latency(args: argparse.Namespace, sizes: Sizes, admin_dsn: str) -> dic
 def machine(dsn: str) -> dict:
     """What the numbers were measured on; other work may share the machine, hence the load average."""
     cpu_model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
         platform.processor(),
     )
     commit = subprocess.run(
@@ -388,10 +346,7 @@ def print_table(report: dict) -> None:
         name = f"({key}) {entry['rows']:,} rows in {entry['files']:,} file(s), {entry['input_mb']:,.0f} MB"
         ref, our = entry["reference"], entry["ours"]
         ratio_text = f"{entry['ratio']:.2f}x" if entry["ratio"] is not None else "n/a"
-        rss = [
-            f"{result['peak_rss_mb']:,.0f} MB" if result else "n/a"
-            for result in (our, ref)
-        ]
+        rss = [f"{result['peak_rss_mb']:,.0f} MB" if result else "n/a" for result in (our, ref)]
         print(
             f"{name:<44} {fmt_rate(ref, entry['unit']):>18} {fmt_rate(our, entry['unit']):>18} {ratio_text:>8}"
             f" {rss[0]:>9} {rss[1]:>9}  {fmt_goals(entry['targets'])}"
@@ -400,11 +355,7 @@ def print_table(report: dict) -> None:
             print(f"    {side} failed: {error}")
     latency = report.get("latency")
     if latency:
-        value = (
-            f"{latency['median_seconds']:.2f} s"
-            if latency["median_seconds"] is not None
-            else latency["status"]
-        )
+        value = f"{latency['median_seconds']:.2f} s" if latency["median_seconds"] is not None else latency["status"]
         print(
             f"latency, median of {latency['samples']} (settle {latency['settle_seconds']} s, scan every 1 s): {value}"
             f"  {fmt_goals(latency['targets'])}"
@@ -417,10 +368,7 @@ def failed(report: dict, allow_no_daemon: bool) -> bool:
         *report["shapes"].values(),
         *([report["latency"]] if "latency" in report else []),
     ]
-    if any(
-        entry.get("errors") or entry.get("status", "").startswith("failed")
-        for entry in entries
-    ):
+    if any(entry.get("errors") or entry.get("status", "").startswith("failed") for entry in entries):
         return True
     return not ours.daemon_available() and not allow_no_daemon
 
@@ -443,15 +391,11 @@ def main(argv: list[str]) -> int:
         }
         for key in args.shapes:
             if key in SHAPES:
-                report["shapes"][key] = bench_shape(
-                    SHAPES[key], args, sizes, server.admin_dsn, reference_dsn
-                )
+                report["shapes"][key] = bench_shape(SHAPES[key], args, sizes, server.admin_dsn, reference_dsn)
         if "latency" in args.shapes:
             report["latency"] = bench_latency(args, sizes, server.admin_dsn)
         drop_database(server.admin_dsn, REFERENCE_DATABASE)
-    report["machine"]["load_average_at_end"] = [
-        round(value, 2) for value in os.getloadavg()
-    ]
+    report["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
