@@ -21,8 +21,7 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     worker         text,
     started_at     timestamptz NOT NULL,
     loaded_at      timestamptz NOT NULL DEFAULT now(),
-    archive_path   text,
-    archived_at    timestamptz
+    archive_path   text  -- where the file is moved after the commit (recorded in the same transaction)
 );
 
 -- One row per valid CSV row. file_id + line_no is the lineage back to the source line; loaded_at is
@@ -32,11 +31,11 @@ CREATE TABLE IF NOT EXISTS sensor_readings (
     file_id        bigint           NOT NULL,
     line_no        bigint           NOT NULL,
     observed_at    timestamptz      NOT NULL,
-    sensor_id      text             NOT NULL,
+    sensor_id      text COLLATE "C" NOT NULL,  -- ids compare byte-wise: fast, and the same on every server
     temperature_k  double precision,
     humidity_pct   double precision,
     pressure_hpa   double precision,
-    extra          jsonb            NOT NULL DEFAULT '{}'::jsonb,
+    extra          json             NOT NULL DEFAULT '{}'::json,  -- every other column; json, not jsonb: see README
     loaded_at      timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (file_id, line_no)
 );
@@ -49,7 +48,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS sensor_readings_sensor_time ON sensor_readings
 -- m2 = sum m2_i + sum n_i*(mean_i - mean)^2; std = sqrt(m2 / (n - 1))).
 CREATE TABLE IF NOT EXISTS sensor_metrics (
     file_id    bigint           NOT NULL REFERENCES ingested_files (file_id) ON DELETE CASCADE,
-    sensor_id  text             NOT NULL,
+    sensor_id  text COLLATE "C" NOT NULL,
     day        date             NOT NULL,
     metric     text             NOT NULL CHECK (metric IN ('temperature_k', 'humidity_pct', 'pressure_hpa')),
     n          bigint           NOT NULL CHECK (n > 0),

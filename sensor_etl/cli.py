@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .config import ConfigError, Settings, load_settings, redact
 from .daemon import Daemon
 from .db import Database
 from .embedded import EmbeddedPostgres
-from .errors import InvalidFile
+from .errors import InvalidFile, Problem
 
 
 def _workers(text: str) -> int:
@@ -129,50 +130,82 @@ def run(settings: Settings, once: bool) -> int:
 
 
 def validate_files(settings: Settings, paths: list[Path]) -> int:
-    """Print, per file, what the daemon would do and every problem found; exit 0 when all would load."""
+    """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
+
+    Same checks as the daemon, in the same order, without the database (so a content already loaded
+    is not recognised as a duplicate) and without moving or writing anything."""
     all_good = True
     now = datetime.now(UTC)
     for path in paths:
-        try:
-            fp = files.fingerprint(path, settings.rules.encoding)
-            if fp.problem is not None:
-                raise InvalidFile(fp.problem)
-            outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
-        except InvalidFile as exc:
-            all_good = False
-            reason = exc.details.get("reason") or exc.problem.message
-            print(f"{path}: would be QUARANTINED: {reason}")
-            for error in exc.details.get("errors") or [vars(exc.problem)]:
-                print("  " + _describe(path, error))
-            continue
-        except OSError as exc:
-            all_good = False
-            print(f"{path}: cannot be read: {exc.strerror or exc}")
-            continue
-        rejected = f", {outcome.invalid_rows} invalid rows rejected" if outcome.invalid_rows else ""
-        print(f"{path}: would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s){rejected} (dates: {outcome.date_format})")
-        for error in outcome.details:
-            print("  " + _describe(path, error))
+        shown = _printable(str(path))
+        verdict, problems, more = _dry_run(settings, path, now)
+        all_good &= verdict.startswith("would LOAD")
+        print(f"{shown}: {verdict}")
+        for error in problems:
+            print("  " + _describe(shown, error))
+        if more:
+            print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
     return 0 if all_good else 1
 
 
-def _describe(path: Path, error: dict) -> str:
-    from .errors import Problem
+def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict], int]:
+    """(what would happen, the problems to list, how many more there are)."""
+    if not files.is_input_name(path.name):
+        return "would be IGNORED: the daemon takes *.csv names that are not hidden or temporary", [], 0
+    try:
+        reason = files.skip_reason(path, os.lstat(path))
+        if reason is not None:
+            return f"would be SKIPPED: {reason}", [], 0
+        fp = files.fingerprint(path, settings.rules.encoding)
+        if fp.problem is not None:
+            raise InvalidFile(fp.problem)
+        outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
+    except InvalidFile as exc:
+        errors = exc.details.get("errors") or [asdict(exc.problem)]
+        more = sum(exc.details.get("rule_counts", {}).values()) - len(errors) if exc.details else 0
+        return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, more
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}", [], 0
+    except Exception as exc:  # the daemon quarantines on a bug; say so rather than print a traceback
+        return f"would be QUARANTINED: unexpected {type(exc).__name__}: {exc} [internal_error]", [], 0
+    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
+    if not outcome.invalid_rows:
+        return loaded, [], 0
+    rejects = settings.quarantine_folder / f"{path.name}.rejects.csv"
+    verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
+    return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
 
-    return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(str(path))
+
+def _printable(text: str) -> str:
+    """A file name on one line: control characters (a newline in a name) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _describe(shown: str, error: dict) -> str:
+    return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(shown)
 
 
 def requeue(settings: Settings, names: list[str]) -> int:
-    """Move quarantined files back to DATA_FOLDER and drop their reports."""
+    """Move quarantined files back to DATA_FOLDER and drop their reports.
+
+    A quarantined file loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by
+    hand) goes back as new input and loses its ``.rejects.json``."""
     code = 0
     for name in names:
         source = settings.quarantine_folder / Path(name).name
-        if not source.is_file():
-            print(f"{name}: not found in {settings.quarantine_folder}", file=sys.stderr)
+        if not files.is_input_name(source.name) or not source.is_file() or source.is_symlink():
+            print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
             code = 1
             continue
-        target = files.move_unique(source, settings.data_folder)
-        for sidecar in (Path(f"{source}.error.json"), Path(f"{source}.rejects.csv")):
-            sidecar.unlink(missing_ok=True)
-        print(f"{name}: requeued as {target}")
+        try:
+            target = files.move_unique(source, settings.data_folder)
+        except OSError as exc:
+            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
+            code = 1
+            continue
+        report = Path(f"{source}.error.json")
+        if not report.exists() and source.name.endswith(".rejects.csv"):
+            report = Path(f"{str(source).removesuffix('.rejects.csv')}.rejects.json")
+        report.unlink(missing_ok=True)
+        print(f"{_printable(name)}: requeued as {_printable(str(target))}")
     return code

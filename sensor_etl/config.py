@@ -38,9 +38,16 @@ class RejectLimit:
             return total > 0 and invalid * 100.0 <= self.percent * total
         return invalid <= self.count
 
+    def may_allow(self, invalid: int) -> bool:
+        """Whether valid rows are still worth loading: a count can be exceeded mid-file, a percentage is known at the end."""
+        return invalid == 0 or (self.enabled and (self.percent is not None or invalid <= self.count))
+
     @property
     def enabled(self) -> bool:
         return self.count > 0 or bool(self.percent)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Settings:
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS a file must stay unmodified before it is read
     workers: int = 1  # WORKERS processes sharing the inbox
     lease_seconds: float = 60.0  # LEASE_SECONDS before a dead worker's claim is taken over
-    read_block_bytes: int = 16 << 20  # READ_BLOCK_BYTES per chunk: bounds memory on huge files
+    read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES per chunk: bounds memory on huge files (~50x this)
     retry_attempts: int = 5  # RETRY_ATTEMPTS for a transient database error, per file
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT seconds between attempts (exponential, jittered)
     log_level: str = "INFO"  # LOG_LEVEL

@@ -19,12 +19,21 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from . import files, logs, pipeline
 from .config import Settings
-from .db import Database, FileMeta, is_duplicate_content
-from .errors import DatabaseError, DataDatabaseError, FatalDatabaseError, Interrupted, InvalidFile, Problem, TransientDatabaseError
+from .db import Database, FileMeta
+from .errors import (
+    AlreadyLoaded,
+    DatabaseError,
+    DataDatabaseError,
+    FatalDatabaseError,
+    Interrupted,
+    InvalidFile,
+    Problem,
+    TransientDatabaseError,
+)
 from .logs import LOGGER
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
@@ -113,7 +122,7 @@ class Daemon:
 
     def _database_alive(self) -> bool:
         try:
-            self.db.lookup("0" * 64)
+            self.db.ping()
             return True
         except DatabaseError:
             return False
@@ -125,6 +134,7 @@ class Daemon:
         try:
             fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
         except FileNotFoundError:
+            logs.warning("file_vanished", file=name)
             return Result.WAITING
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
@@ -159,12 +169,10 @@ class Daemon:
 
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
-        known = self.db.lookup(fp.sha256)
-        if known is not None:
-            return self._archive_known(candidate, known.file_id, known.file_name, known.archived)
         if fp.problem is not None:
             raise InvalidFile(fp.problem)
         meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
+        planned = files.unique_target(self.settings.processed_folder, name).resolve()
         clock = time.perf_counter()
         try:
             with self.db.load(meta) as load:
@@ -183,49 +191,65 @@ class Daemon:
                     rows_rejected=outcome.invalid_rows,
                     sensors=len(outcome.sensors),
                     date_format=outcome.date_format,
+                    archive_path=str(planned),
                 )
+                # after every statement succeeded, just before the commit: only the commit itself can still fail
+                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
                 file_id = load.file_id
-        except DataDatabaseError as exc:
-            if is_duplicate_content(exc):  # another worker committed this content first
-                return self._archive_known(candidate, None, "?", True)
-            raise
+        except AlreadyLoaded:
+            return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
         logs.info(
             "file_loaded",
             file=name,
             file_id=file_id,
             rows=outcome.loaded,
+            rows_rejected=outcome.invalid_rows,
+            rejects=rejects.name if rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
-        self._archive(candidate.path, file_id)
+        self._archive(candidate.path, file_id, planned)
         return Result.LOADED
 
-    def _archive_known(self, candidate: files.Candidate, file_id: int | None, loaded_as: str, archived: bool) -> Result:
-        """Content already in the ledger: finish an interrupted move, or set a duplicate aside."""
-        if not archived and loaded_as == candidate.name and file_id is not None:
-            logs.info("file_recovered", file=candidate.name, file_id=file_id, reason="committed before; finishing the move")
-            self._archive(candidate.path, file_id)
-            return Result.LOADED
-        target = self._move(candidate.path, self.settings.processed_folder)
-        if target is not None:
-            logs.warning("file_duplicate", file=candidate.name, loaded_as=loaded_as, file_id=file_id, moved_to=target.name)
-            return Result.DUPLICATE
-        return Result.WAITING
+    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
+        """A partial load's rejected lines and their report, written before the commit: if the commit
+        fails, the file is retried and the same content rewrites the same reject files."""
+        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
+        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
+        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
 
-    def _archive(self, path: Path, file_id: int) -> None:
-        target = self._move(path, self.settings.processed_folder)
+    def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
+        """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
+        entry = self.db.lookup(fp.sha256)
+        if entry is None:  # the other loader rolled back after all: try again next scan
+            return Result.WAITING
+        if entry.file_name == candidate.name and entry.archive_path:
+            planned = Path(entry.archive_path)
+            if not planned.exists() or files.same_file(candidate.path, planned):
+                logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
+                self._archive(candidate.path, entry.file_id, planned)
+                return Result.LOADED
+        target = self._move(candidate.path, self.settings.processed_folder)
         if target is None:
+            return Result.WAITING
+        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
+        return Result.DUPLICATE
+
+    def _archive(self, path: Path, file_id: int, planned: Path) -> None:
+        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
+        target = self._move(path, self.settings.processed_folder, preferred=planned)
+        if target is None or target.resolve() == planned:
             return
         try:
-            self.db.mark_archived(file_id, str(target.resolve()))
+            self.db.set_archive_path(file_id, str(target.resolve()))
         except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
             logs.warning("archive_not_recorded", file=path.name, file_id=file_id, error=exc)
 
-    def _move(self, path: Path, folder: Path, report: dict | None = None) -> Path | None:
+    def _move(self, path: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path | None:
         try:
-            return files.move_unique(path, folder, report)
+            return files.move_unique(path, folder, report, preferred)
         except OSError as exc:
             logs.error(
                 "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
@@ -266,7 +290,7 @@ class Daemon:
         return Retrying(
             retry=retry_if_exception_type(TransientDatabaseError),
             stop=stop,
-            wait=wait_exponential_jitter(initial=0.5, max=self.settings.retry_max_wait),
+            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
             sleep=self.stop.wait,
             before_sleep=before_sleep,
             reraise=True,

@@ -68,5 +68,9 @@ class FatalDatabaseError(DatabaseError):
     """Authentication, permissions, a broken schema: retrying cannot help, the daemon stops."""
 
 
+class AlreadyLoaded(EtlError):
+    """The content's sha256 is already in the ledger (maybe committed by another worker just now)."""
+
+
 class Interrupted(EtlError):
     """A stop signal arrived mid-file: roll back, leave the file in the inbox."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,18 +58,25 @@ def scan(folder: Path) -> tuple[list[Candidate], list[Skipped]]:
                 continue
             path = Path(entry.path)
             try:
-                if entry.is_symlink():
-                    skipped.append(Skipped(path, f"symbolic link to {os.readlink(entry.path)!r}: links are not followed"))
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    skipped.append(Skipped(path, "not a regular file"))
-                    continue
                 info = entry.stat(follow_symlinks=False)
+                reason = skip_reason(path, info)
             except FileNotFoundError:
                 continue  # vanished between listing and stat
+            if reason is not None:
+                skipped.append(Skipped(path, reason))
+                continue
             found.append(Candidate(path, info.st_size, info.st_mtime_ns))
     found.sort(key=lambda c: (c.mtime_ns, c.name))
     return found, skipped
+
+
+def skip_reason(path: Path, info: os.stat_result) -> str | None:
+    """Why an entry with an input name is not taken: a link could lead anywhere, so it is not followed."""
+    if stat.S_ISLNK(info.st_mode):
+        return f"symbolic link to {os.readlink(path)!r}: links are not followed"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
 
 
 class Settle:
@@ -111,27 +120,41 @@ def fingerprint(path: Path, encoding: str) -> Fingerprint:
     return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
 
 
-def unique_target(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
-    target = folder / name
+def numbered(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order."""
+    yield folder / name
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if dot else (name, "")
-    counter = 2
-    while target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists():
-        target = folder / f"{stem}__{counter}{suffix}"
-        counter += 1
-    return target
+    for counter in itertools.count(2):
+        yield folder / f"{stem}__{counter}{suffix}"
 
 
-def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
+def unique_target(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
+    return next(t for t in numbered(folder, name) if not (t.exists() or t.is_symlink() or Path(f"{t}.error.json").exists()))
+
+
+def same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def move_unique(source: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
     without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
-    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink."""
+    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink.
+    ``preferred`` is tried first; if it is already this very file (a crash between link and unlink),
+    only the unlink is left to do."""
     folder.mkdir(parents=True, exist_ok=True)
+    if preferred is not None and same_file(source, preferred):
+        source.unlink()
+        return preferred
     while True:
-        target = unique_target(folder, source.name)
+        target, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
         sidecar = Path(f"{target}.error.json")
         if report is not None:
             write_json(sidecar, {**report, "quarantined_as": target.name})
@@ -147,9 +170,8 @@ def move_unique(source: Path, folder: Path, report: dict | None = None) -> Path:
                 raise
             target = _copy_across(source, folder, target)
         break
-    _fsync_dir(folder)
-    source.unlink()
-    _fsync_dir(source.parent)
+    _fsync_dir(folder)  # the new name is durable before the old one goes
+    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 
@@ -190,16 +212,54 @@ def write_json(path: Path, document: dict) -> None:
     os.replace(temp, path)
 
 
-def read_lines(path: Path, wanted: set[int]) -> dict[int, bytes]:
-    """The raw bytes of the given 1-based line numbers (for reject files: original lines, not re-rendered)."""
-    found: dict[int, bytes] = {}
+def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
+    """The given 1-based lines, as they are in the file (line ends included, CR, LF or CRLF as the CSV
+    reader counts them): reject files hold the original lines, not re-rendered rows."""
+    found: dict[int, str] = {}
     if not wanted:
         return found
     last = max(wanted)
-    with open(path, "rb") as handle:
+    with open(path, encoding=encoding, newline="") as handle:
         for number, line in enumerate(handle, start=1):
             if number in wanted:
                 found[number] = line
             if number >= last:
                 break
     return found
+
+
+def rejects_base(folder: Path, name: str, sha256: str) -> Path:
+    """``folder/name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
+    content gets ``__2``, ``__3``... A retry of the same content (same sha256) reuses its own names."""
+    return next(base for base in numbered(folder, name) if _free_or_ours(base, sha256))
+
+
+def _free_or_ours(base: Path, sha256: str) -> bool:
+    report = Path(f"{base}.rejects.json")
+    if not report.exists() and not Path(f"{base}.rejects.csv").exists():
+        return True
+    try:
+        return json.loads(report.read_text(encoding="utf-8")).get("sha256") == sha256
+    except (OSError, ValueError, AttributeError):
+        return False  # no readable report: not ours
+
+
+def write_rejects(source: Path, base: Path, lines: set[int], encoding: str, report: dict) -> Path:
+    """Write ``<base>.rejects.csv`` (the header line and the rejected lines, as they were) and then
+    ``<base>.rejects.json``, each atomically; returns the CSV's path."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    original = read_lines(source, {1, *lines}, encoding)
+    target = Path(f"{base}.rejects.csv")
+    fd, temp = tempfile.mkstemp(dir=base.parent, prefix=".rejects-")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
+            handle.writelines(original[number] for number in sorted(original))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    write_json(Path(f"{base}.rejects.json"), {**report, "rejects_file": target.name})
+    _fsync_dir(base.parent)
+    return target

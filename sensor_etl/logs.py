@@ -20,6 +20,8 @@ class TextFormatter(logging.Formatter):
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
         fields = " ".join(f"{k}={_value(v)}" for k, v in getattr(record, "fields", {}).items())
         line = f"{stamp} {record.levelname:<7} {record.getMessage()}" + (f" {fields}" if fields else "")
+        if record.exc_info:  # only for bugs (internal_error): the traceback, kept on the event's line
+            line += " traceback=" + _value(self.formatException(record.exc_info))
         return line.replace("\n", "\\n")
 
 
@@ -31,6 +33,8 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
             **{k: (v if isinstance(v, (int, float, bool)) or v is None else str(v)) for k, v in getattr(record, "fields", {}).items()},
         }
+        if record.exc_info:
+            document["traceback"] = self.formatException(record.exc_info)
         return json.dumps(document, ensure_ascii=False)
 
 
@@ -43,8 +47,8 @@ def configure(level: str, fmt: str) -> None:
 
 
 def event(level: int, name: str, **fields: object) -> None:
-    """Log ``name`` with its fields; the event name is a stable, greppable word."""
-    LOGGER.log(level, name, extra={"fields": fields})
+    """Log ``name`` with its fields (those that are None are left out); the event name is a stable, greppable word."""
+    LOGGER.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
 
 
 def info(name: str, **fields: object) -> None:

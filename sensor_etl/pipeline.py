@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import aggregate
 from .columns import ColumnPlan, plan_columns
-from .config import Rules
+from .config import RejectLimit, Rules
 from .errors import Interrupted, InvalidFile, Problem
 from .reader import read_chunks, read_header
 from .transform import transform
-from .validate import check_chunk, detect_date_format
+from .validate import Checked, check_chunk, detect_date_format
 
 MAX_DETAILS = 100
 
@@ -39,36 +40,60 @@ class Outcome:
     date_format: str = ""
     rows: int = 0
     loaded: int = 0
-    invalid_lines: list[np.ndarray] = field(default_factory=list)
+    rejected: list[pd.DataFrame] = field(default_factory=list)  # invalid rows: first line, lines spanned
     rule_counts: Counter = field(default_factory=Counter)
-    details: list[dict] = field(default_factory=list)
-    summaries: list[pd.DataFrame] = field(default_factory=list)
+    details: list[dict] = field(default_factory=list)  # the first MAX_DETAILS problems
+    reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
+    summaries: list[pa.Table] = field(default_factory=list)
     sensors: set[str] = field(default_factory=set)
 
     @property
     def invalid_rows(self) -> int:
-        return int(sum(len(lines) for lines in self.invalid_lines))
+        return int(sum(len(part) for part in self.rejected))
 
-    def add_problems(self, problems: pd.DataFrame) -> None:
+    def add_problems(self, checked: Checked, keep_all: bool) -> None:
+        problems = checked.problems
         if problems.empty:
             return
         self.rule_counts.update(problems["rule"].value_counts().to_dict())
-        self.invalid_lines.append(np.unique(problems["line"].to_numpy(dtype=np.int64)))
+        self.rejected.append(checked.rejected)
+        if keep_all:
+            self.reject_problems.append(problems)
         room = MAX_DETAILS - len(self.details)
         if room > 0:
-            first = problems.sort_values("line", kind="stable").head(room)
-            self.details.extend({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in first.to_dict("records"))
+            self.details.extend(_records(problems.sort_values("line", kind="stable").head(room)))
 
-    def summary(self) -> pd.DataFrame:
+    def rejected_lines(self) -> set[int]:
+        """Every physical line of the invalid rows (a row can span lines), for the rejects file."""
+        if not self.rejected:
+            return set()
+        spans = pd.concat(self.rejected, ignore_index=True)
+        counts = spans["lines"].to_numpy(np.int64)
+        first = np.repeat(spans["line"].to_numpy(np.int64), counts)
+        offset = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)  # 0, 1, ... within each row
+        return set((first + offset).tolist())
+
+    def summary(self) -> pa.Table:
         return aggregate.merge(self.summaries)
 
     def first_problem(self) -> Problem:
         d = self.details[0]
         return Problem(d["rule"], d["message"], line=d["line"], column=d["column"] or None, value=d["value"])
 
-    def reason(self) -> str:
-        counts = ", ".join(f"{rule}: {count}" for rule, count in self.rule_counts.most_common())
-        return f"{self.invalid_rows} of {self.rows} rows invalid ({counts})"
+    def counts(self) -> dict[str, int]:
+        """Rule counts, most frequent first, ties by rule name (stable reports)."""
+        return dict(sorted(self.rule_counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def reason(self, limit: RejectLimit) -> str:
+        counts = ", ".join(f"{rule}: {count}" for rule, count in self.counts().items())
+        verdict = ""
+        if limit.enabled:
+            verdict = "; no valid row to load" if self.invalid_rows == self.rows else f"; more than MAX_INVALID_ROWS={limit} allows"
+        return f"{self.invalid_rows} of {self.rows} rows invalid ({counts}){verdict}"
+
+
+def _records(problems: pd.DataFrame) -> list[dict]:
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
 def run(
@@ -76,7 +101,7 @@ def run(
     rules: Rules,
     now: datetime,
     *,
-    block_bytes: int = 16 << 20,
+    block_bytes: int = 4 << 20,
     file_id: int = 0,
     sink: Callable[[pa.Table], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -93,23 +118,24 @@ def run(
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            samples = pd.Series(chunk.table.column(plan.roles["timestamp"]).to_pandas(), dtype=object)
+            column = plan.roles["timestamp"]
+            first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
+            samples = pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
             outcome.date_format = detect_date_format(samples, rules.date_format)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
-        outcome.add_problems(checked.problems)
-        still_loadable = outcome.invalid_rows == 0 or (limit.enabled and (limit.percent is not None or outcome.invalid_rows <= limit.count))
-        if still_loadable and len(checked.lines):
+        outcome.add_problems(checked, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
+        if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
             readings = transform(checked, plan, file_id)
             if sink is not None:
                 sink(readings)
             outcome.loaded += readings.num_rows
             outcome.summaries.append(aggregate.summarize(readings))
-            outcome.sensors.update(pd.unique(checked.sensor_id))
+            outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
     if outcome.rows == 0:
         raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
-    if not limit.allows(outcome.invalid_rows, outcome.rows):
-        raise InvalidFile(outcome.first_problem(), details={"reason": outcome.reason(), **report_body(outcome)})
+    if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
+        raise InvalidFile(outcome.first_problem(), details={"reason": outcome.reason(limit), **report_body(outcome)})
     return outcome
 
 
@@ -118,8 +144,21 @@ def report_body(outcome: Outcome) -> dict:
     return {
         "rows_total": outcome.rows,
         "rows_invalid": outcome.invalid_rows,
-        "rule_counts": dict(outcome.rule_counts.most_common()),
+        "rule_counts": outcome.counts(),
         "errors": outcome.details,
         "errors_shown": len(outcome.details),
         "date_format": outcome.date_format or None,
+    }
+
+
+def rejects_report(outcome: Outcome) -> dict:
+    """The report next to a partial load's rejected lines: every problem of every rejected row."""
+    problems = pd.concat(outcome.reject_problems, ignore_index=True).sort_values("line", kind="stable")
+    return {
+        "rows_total": outcome.rows,
+        "rows_loaded": outcome.loaded,
+        "rows_rejected": outcome.invalid_rows,
+        "rule_counts": outcome.counts(),
+        "date_format": outcome.date_format or None,
+        "errors": _records(problems),
     }

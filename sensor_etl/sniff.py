@@ -6,6 +6,7 @@ Pure: they look at bytes or text handed to them and never open a file.
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 
 from .errors import InvalidFile, Problem
@@ -21,6 +22,12 @@ _MAGIC = {
 }
 _BOMS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
 _DATA_LIKE = re.compile(r"^[\s\"']*[-+]?(\d+([.,:/ T-]\d+)*([eE][-+]?\d+)?)[\s\"']*$")
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def line_breaks(text: str) -> int:
+    """Line ends in ``text`` as the CSV reader counts them: LF, CRLF or a lone CR each end a line."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
 class TextChecker:
@@ -32,6 +39,7 @@ class TextChecker:
         self._line = 1
         self._offset = 0
         self._started = False
+        self._after_cr = False  # the previous block ended with CR: a LF starting this one ends no new line
         self.problem: Problem | None = None
 
     def feed(self, block: bytes, final: bool = False) -> None:
@@ -55,12 +63,20 @@ class TextChecker:
             return
         nul = text.find("\x00")
         if nul >= 0:
-            self.problem = Problem(
-                "encoding", "the file contains a NUL byte: binary data, not CSV text", line=self._line + text.count("\n", 0, nul)
-            )
+            self.problem = Problem("encoding", _nul_message(block), line=self._line + line_breaks(text[:nul]))
             return
-        self._line += text.count("\n")
+        self._line += line_breaks(text) - (self._after_cr and text.startswith("\n"))
+        self._after_cr = text.endswith("\r") or (self._after_cr and not text)
         self._offset += len(block)
+
+
+def _nul_message(block: bytes) -> str:
+    """NUL bytes at every other position are UTF-16 text without a byte-order mark; anything else is binary."""
+    head = block[:4096]
+    for name, start in (("utf-16-le", 1), ("utf-16-be", 0)):
+        if len(head) >= 4 and head[start::2].count(0) * 10 >= len(head[start::2]) * 8 and head[1 - start :: 2].count(0) == 0:
+            return f"the file looks like {name} text without a byte-order mark (NUL bytes); save it as UTF-8 or set ENCODING={name}"
+    return "the file contains a NUL byte: binary data, not CSV text"
 
 
 def _signature_problem(head: bytes, encoding: str) -> Problem | None:
@@ -74,13 +90,12 @@ def _signature_problem(head: bytes, encoding: str) -> Problem | None:
 
 
 def choose_delimiter(header_line: str, configured: str) -> str:
-    """The configured delimiter, or for ``auto`` the first of , ; tab that occurs in the header."""
+    """The configured delimiter, or for ``auto`` the one of , ; tab | that splits the header into the
+    most fields (outside quotes: ``timestamp;T;"a,b"`` is semicolon-separated); comma on a tie."""
     if configured != "auto":
         return configured
-    for candidate in (",", ";", "\t", "|"):
-        if candidate in header_line:
-            return candidate
-    return ","
+    counts = {candidate: len(next(csv.reader([header_line], delimiter=candidate), [])) for candidate in DELIMITERS}
+    return max(DELIMITERS, key=lambda candidate: counts[candidate])
 
 
 def check_not_data(headers: list[str]) -> None:

@@ -19,7 +19,8 @@ from .validate import Checked
 READINGS_COLUMNS = ("file_id", "line_no", "observed_at", "sensor_id", "temperature_k", "humidity_pct", "pressure_hpa", "extra")
 METRIC_OF = {"temperature": "temperature_k", "humidity": "humidity_pct", "pressure": "pressure_hpa"}
 _CONVERT = {"temperature": to_kelvin, "humidity": to_percent, "pressure": to_hpa}
-_JSON_NUMBER = r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
+_JSON_NUMBER = r"^[ \t]*-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t]*$"
+_BLANK = r"^\s*$"
 _CONTROL = r"[\x00-\x1f]"
 
 
@@ -29,8 +30,8 @@ def transform(checked: Checked, plan: ColumnPlan, file_id: int) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "file_id": pa.array(np.full(rows, file_id, dtype=np.int64)),
         "line_no": pa.array(checked.lines, pa.int64()),
-        "observed_at": pa.array(checked.observed_at, pa.timestamp("us", tz="UTC")),
-        "sensor_id": pa.array(checked.sensor_id, pa.string()),
+        "observed_at": pa.array(checked.observed_at.view(np.int64), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "sensor_id": checked.sensor_id.combine_chunks(),
     }
     for role, name in METRIC_OF.items():
         if role in checked.measures:
@@ -42,30 +43,30 @@ def transform(checked: Checked, plan: ColumnPlan, file_id: int) -> pa.Table:
 
 
 def extras_json(extras: pa.Table, names: list[str], rows: int) -> pa.Array:
-    """One JSON object per row: numbers stay numbers, text stays text, empty fields become null."""
+    """One JSON object per row: numbers stay numbers, text stays text, empty fields become null.
+
+    Built as one element-wise string join over all columns (``{"k1":v1,"k2":v2}``), no row loop."""
     if not names:
         return pa.array(["{}"] * rows, pa.string())
-    members = [
-        pc.binary_join_element_wise(json.dumps(name) + ":", _json_value(column), "")
-        for name, column in zip(names, extras.columns, strict=True)
-    ]
-    body = pc.binary_join_element_wise(*members, ",")
-    return (
-        pc.binary_join_element_wise("{", body, "}", "").combine_chunks()
-        if isinstance(body, pa.ChunkedArray)
-        else pc.binary_join_element_wise("{", body, "}", "")
-    )
+    pieces: list[object] = []
+    for index, (name, column) in enumerate(zip(names, extras.columns, strict=True)):
+        pieces += [("{" if index == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":", _json_value(column)]
+    pieces.append("}")
+    joined = pc.binary_join_element_wise(*pieces, "")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
 
 
 def _json_value(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    stripped = pc.utf8_trim_whitespace(column)
-    is_number = pc.match_substring_regex(stripped, _JSON_NUMBER)
-    is_empty = pc.equal(pc.utf8_length(stripped), 0)
-    return pc.if_else(is_number, stripped, pc.if_else(is_empty, "null", _json_string(column)))
+    """The field as a JSON value: a JSON number as written (spaces around it are valid JSON), else a string or null."""
+    is_number = pc.match_substring_regex(column, _JSON_NUMBER)
+    if pc.all(is_number).as_py():
+        return column
+    is_empty = pc.match_substring_regex(column, _BLANK)
+    return pc.if_else(is_number, column, pc.if_else(is_empty, "null", _json_string(column)))
 
 
 def _json_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
-        return pa.chunked_array([pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())])
+        return pa.chunked_array([pa.array([json.dumps(v, ensure_ascii=False) for v in column.to_pylist()], pa.string())])
     escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
     return pc.binary_join_element_wise('"', escaped, '"', "")

@@ -1,0 +1,47 @@
+"""The daemon run in the test process (much faster than the CLI in a subprocess), logging into a buffer."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from sensor_etl import logs
+from sensor_etl.config import settings_from
+from sensor_etl.daemon import Daemon
+from sensor_etl.db import Database
+
+
+def start_daemon(root: Path, dsn: str, **env: str) -> tuple[Daemon, io.StringIO]:
+    """A connected daemon over root/{data,processed,quarantine}; its log lines go to the returned buffer."""
+    settings = settings_from(
+        {
+            "DATABASE_URL": dsn,
+            "DATA_FOLDER": str(root / "data"),
+            "PROCESSED_FOLDER": str(root / "processed"),
+            "QUARANTINE_FOLDER": str(root / "quarantine"),
+            "FILE_SETTLE_SECONDS": "0",
+            "RETRY_ATTEMPTS": "3",
+            "RETRY_MAX_WAIT": "0.5",
+            **env,
+        }
+    )
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logs.TextFormatter())
+    logs.LOGGER.handlers[:] = [handler]
+    logs.LOGGER.setLevel("INFO")
+    logs.LOGGER.propagate = False
+    daemon = Daemon(settings, Database(settings.connection_kwargs()))
+    daemon.connect(3)
+    return daemon, buffer
+
+
+def run_once(root: Path, dsn: str, **env: str) -> str:
+    """One scan over the inbox (which must settle); returns the log."""
+    daemon, log = start_daemon(root, dsn, **env)
+    try:
+        assert daemon.scan_once(), log.getvalue()
+    finally:
+        daemon.db.close()
+    return log.getvalue()

@@ -1,0 +1,242 @@
+"""The hostile-input corpus (``tests/corpus.py``): one daemon pass over every case in one inbox, then
+each case's outcome, the schema, and what reached the database, checked exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import Db, Server, Workspace
+from corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
+from inprocess import run_once, start_daemon
+
+from sensor_etl import files
+from sensor_etl.daemon import Result
+
+SCHEMA_QUERY = """
+SELECT c.table_name, c.column_name, c.data_type, c.is_nullable, coalesce(c.column_default, '')
+FROM information_schema.columns AS c WHERE c.table_schema = 'public'
+UNION ALL SELECT 'index', indexname, indexdef, '', '' FROM pg_indexes WHERE schemaname = 'public'
+ORDER BY 1, 2"""
+
+
+@dataclass
+class CorpusRun:
+    root: Path
+    outside: Path
+    vanished: Result
+    settled: bool
+    settled_again: bool
+    seconds: float
+    ledger: dict[str, tuple]
+    readings: dict[str, list[tuple]]
+    reports: dict[str, dict]
+    report_texts: dict[str, str]
+    log: str
+    schema_before: list[tuple]
+    schema_after: list[tuple]
+
+    def folder(self, name: str) -> list[str]:
+        return sorted(p.name for p in (self.root / name).iterdir())
+
+
+@pytest.fixture(scope="module")
+def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
+    if server.embedded is not None and not server.embedded.is_running():
+        server.start()
+    db = Db(server.dsn)
+    db.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    root = tmp_path_factory.mktemp("corpus")
+    outside = root / "outside"
+    for name in ("data", "processed", "quarantine", "outside"):
+        (root / name).mkdir()
+    base = time.time_ns() - 10**12
+    for index, case in enumerate(CASES):
+        path = root / "data" / case.name
+        if case.outcome == "skipped":
+            (outside / case.name).write_bytes(case.content)
+            path.symlink_to(outside / case.name)
+            continue
+        path.write_bytes(case.content)
+        os.utime(path, ns=(base + index * 10**9, base + index * 10**9))
+
+    # pinned: with a block smaller than half the 10 MB field, that case would be a `structure` error instead
+    daemon, log = start_daemon(root, server.dsn, READ_BLOCK_BYTES=str(16 << 20))
+    schema_before = db.rows(SCHEMA_QUERY)
+    started = time.perf_counter()
+    (gone,) = [c for c in files.scan(root / "data")[0] if c.name == "vanished.csv"]
+    gone.path.unlink()  # scanned, then deleted before it is read
+    vanished = daemon.handle(gone)
+    settled = daemon.scan_once()
+    seconds = time.perf_counter() - started
+    settled_again = daemon.scan_once()
+    daemon.db.close()
+
+    readings: dict[str, list[tuple]] = {}
+    for name, *values in db.rows(
+        "SELECT f.file_name, r.line_no, r.observed_at, r.sensor_id, r.temperature_k, r.humidity_pct, r.pressure_hpa, r.extra"
+        " FROM sensor_readings r JOIN ingested_files f USING (file_id) ORDER BY f.file_name, r.line_no"
+    ):
+        readings.setdefault(name, []).append(tuple(values))
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (root / "quarantine").glob("*.error.json")}
+    reports = {json.loads(text)["file"]: json.loads(text) for text in texts.values()}
+    return CorpusRun(
+        root=root,
+        outside=outside,
+        vanished=vanished,
+        settled=settled,
+        settled_again=settled_again,
+        seconds=seconds,
+        ledger={name: tuple(rest) for name, *rest in db.rows("SELECT file_name, status, rows_loaded, rows_rejected FROM ingested_files")},
+        readings=readings,
+        reports=reports,
+        report_texts={json.loads(text)["file"]: text for text in texts.values()},
+        log=log.getvalue(),
+        schema_before=schema_before,
+        schema_after=db.rows(SCHEMA_QUERY),
+    )
+
+
+def test_the_corpus_covers_enough_distinct_cases() -> None:
+    assert len(CASES) >= 40
+    assert len({c.name for c in CASES}) == len(CASES)
+    contents = [c.content for c in CASES if c.outcome != "duplicate"]
+    assert len(set(contents)) == len(contents), "a case would be a ledger duplicate of another"
+    assert all(c.why or c.outcome == "quarantined" for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name.replace("\n", "\\n") for c in CASES])
+def test_case(corpus: CorpusRun, case: Case) -> None:
+    name = case.name
+    in_data, in_processed, in_quarantine = (name in corpus.folder(f) for f in ("data", "processed", "quarantine"))
+    if case.outcome == "loaded":
+        assert (in_data, in_processed, in_quarantine) == (False, True, False)
+        assert corpus.ledger[name] == ("loaded", case.rows, 0)
+        assert len(corpus.readings[name]) == case.rows
+        assert f"{name}.error.json" not in corpus.folder("quarantine")
+    elif case.outcome == "quarantined":
+        assert (in_data, in_processed, in_quarantine) == (False, False, True)
+        assert name not in corpus.ledger and name not in corpus.readings
+        report = corpus.reports[name]
+        first = report["errors"][0]
+        assert (report["rule"], first["rule"]) == (case.rule, case.rule), report["reason"]
+        for key in ("line", "column", "value"):
+            if getattr(case, key) is not None:
+                assert first[key] == getattr(case, key), (key, report["reason"])
+        if case.message is not None:
+            assert case.message in first["message"] or case.message in report["reason"], report["reason"]
+        if case.problems is not None:
+            assert [(e["line"], e["rule"]) for e in report["errors"]] == list(case.problems)
+        assert report["file"] == name and report["quarantined_as"] == name
+        assert report["reason"].endswith(f"[{case.rule}]")
+        assert "Traceback" not in corpus.report_texts[name]
+    elif case.outcome == "duplicate":
+        assert (in_data, in_processed, in_quarantine) == (False, True, False)
+        assert name not in corpus.ledger
+        assert f"file_duplicate file={name} loaded_as=duplicate_content_first.csv" in corpus.log
+    elif case.outcome == "skipped":
+        link = corpus.root / "data" / name
+        assert link.is_symlink() and not in_processed and not in_quarantine
+        assert (corpus.outside / name).read_bytes() == case.content
+        assert name not in corpus.ledger
+        assert corpus.log.count(f"file_skipped file={name} reason=") == 1
+        assert "links are not followed" in corpus.log
+    else:
+        assert case.outcome == "vanished"
+        assert not (in_data or in_processed or in_quarantine) and name not in corpus.ledger
+        assert corpus.vanished is Result.WAITING
+        assert f"file_vanished file={name}" in corpus.log
+
+
+def test_the_daemon_kept_running_and_the_inbox_settled(corpus: CorpusRun) -> None:
+    assert corpus.settled and corpus.settled_again
+    assert corpus.folder("data") == ["symlink_outside.csv"]
+    assert "internal_error" not in corpus.log and "Traceback" not in corpus.log
+    print(f"corpus of {len(CASES)} cases processed in {corpus.seconds:.1f} s")
+
+
+def test_the_schema_is_unchanged_by_hostile_names_and_values(corpus: CorpusRun) -> None:
+    assert corpus.schema_after == corpus.schema_before
+    tables = {t for t, *_ in corpus.schema_after}
+    assert {"ingested_files", "sensor_readings", "sensor_metrics"} <= tables
+
+
+def test_sql_looking_text_is_stored_and_reported_verbatim(corpus: CorpusRun) -> None:
+    ((_, _, _, temperature, humidity, pressure, extra),) = corpus.readings["header_hostile_names.csv"]
+    assert extra == dict(zip(HOSTILE_HEADERS, range(1, 7), strict=True))
+    assert (temperature, humidity, pressure) == (293.65, None, None)
+    ((_, _, sensor, *_, extra),) = corpus.readings["values_sql.csv"]
+    assert (sensor, extra) == (SQL_SENSOR, {"note": SQL_NOTE})
+    assert corpus.reports["sql_in_measure.csv"]["errors"][0]["value"] == "1; DROP TABLE sensor_readings"
+    ((*_, extra),) = corpus.readings["formula_values.csv"]
+    assert extra == {"note": "=cmd|' /C calc'!A0"}
+
+
+def test_line_ends_and_bom_do_not_leak_into_values(corpus: CorpusRun) -> None:
+    for name, sensor in (("crlf.csv", "crlf"), ("cr_only.csv", "cr"), ("utf8_bom.csv", "bom")):
+        rows = corpus.readings[name]
+        assert [r[0] for r in rows] == list(range(2, 2 + len(rows))), name
+        assert {r[2] for r in rows} == {sensor}
+        assert [r[1] for r in rows] == [datetime(2024, 3, 1, 0, i, tzinfo=UTC) for i in range(len(rows))]
+
+
+def test_values_that_load_are_the_values_in_the_file(corpus: CorpusRun) -> None:
+    edge = corpus.readings["bounds_exact_other_units.csv"]
+    assert [(r[3], r[4], r[5]) for r in edge] == [(183.15, 0.0, 300.0), (333.15, 100.0, 1100.0)]
+    fahrenheit = corpus.readings["bounds_exact_fahrenheit.csv"]
+    assert [round(r[3], 9) for r in fahrenheit] == [183.15, 333.15]
+    ((line, at, sensor, temperature, *_),) = corpus.readings["whitespace_around_values.csv"]
+    assert (line, at, sensor, temperature) == (2, datetime(2024, 3, 1, tzinfo=UTC), "ws", 293.65)
+    assert [r[1].date().isoformat() for r in corpus.readings["date_day_first.csv"]] == ["2024-02-01", "2024-02-13"]
+    assert corpus.readings["date_at_1900.csv"][0][1] == datetime(1900, 1, 1, tzinfo=UTC)
+    wide = corpus.readings["columns_2000.csv"]
+    assert len(wide[2][-1]) == 1995 and wide[2][-1]["x1994"] == "v2-1994"
+    assert corpus.ledger[ODD_NAME] == ("loaded", 2, 0) and ODD_NAME in corpus.folder("processed")
+
+
+def test_a_10_mb_value_is_cut_in_the_report(corpus: CorpusRun) -> None:
+    assert len(corpus.report_texts["field_10mb.csv"]) < 5000
+
+
+# -- the same files under other settings ---------------------------------------------------------
+def test_latin1_and_utf16_files_load_when_encoding_says_so(workspace: Workspace) -> None:
+    cases = {c.name: c for c in CASES}
+    for encoding, name, sensors in (("latin-1", "latin1.csv", {"ok", "Zürich"}), ("utf-16", "utf16_bom.csv", {"u16"})):
+        workspace.write(name, cases[name].content)
+        run_once(workspace.root, workspace.env["DATABASE_URL"], ENCODING=encoding)
+        assert workspace.names(workspace.processed) == [name]
+        rows = Db(workspace.env["DATABASE_URL"]).rows(
+            "SELECT sensor_id, line_no FROM sensor_readings JOIN ingested_files USING (file_id) WHERE file_name = %s", (name,)
+        )
+        assert {s for s, _ in rows} == sensors and sorted(n for _, n in rows) == [2, 3]
+        (workspace.processed / name).unlink()
+
+
+def test_a_row_longer_than_the_read_block_is_read_whole_and_judged(workspace: Workspace) -> None:
+    """Blocks grow to hold a long line, so such a row gets its real rule and line, not a parse error."""
+    rows = [row(i, "blk", 20.5, 50, 1000, "n") for i in range(50)] + [row(50, "blk", 20.5, 50, 1000, "z" * 300_000)]
+    workspace.write("long_row.csv", csv_text(*rows, header="timestamp,sensor_id,temperature,humidity,pressure,note"))
+    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
+    report = json.loads((workspace.quarantine / "long_row.csv.error.json").read_text())
+    assert report["rule"] == "field_too_long"
+    assert report["errors"][0]["line"] == 52
+    assert report["rows_total"] == 51 and report["rows_invalid"] == 1
+
+
+def test_line_numbers_stay_exact_across_read_blocks(workspace: Workspace) -> None:
+    """Rows spanning lines and skipped blank lines in many 64 KiB blocks: every line number is the file's."""
+    lines, expected = ["timestamp,sensor_id,temperature,humidity,pressure,note"], []
+    for i in range(6000):
+        if i % 97 == 0:
+            lines.append("")  # a blank line: skipped, but it is a line
+        expected.append(len(lines) + 1)
+        lines.append(row(i % 60, f"s{i // 60}", 20.5, 50, 1000, f"n{i}"))
+    workspace.write("blocks.csv", "\n".join(lines) + "\n")
+    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
+    got = Db(workspace.env["DATABASE_URL"]).rows("SELECT line_no, extra->>'note' FROM sensor_readings ORDER BY line_no")
+    assert got == [(line, f"n{i}") for i, line in enumerate(expected)]
