@@ -132,6 +132,7 @@ def run(
             outcome.loaded += readings.num_rows
             outcome.summaries.append(aggregate.summarize(readings))
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
+        pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     if outcome.rows == 0:
         raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
