@@ -10,12 +10,15 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import __version__, files, logs, pipeline, workers
-from .config import ConfigError, Settings, load_settings, redact
-from .daemon import Daemon
-from .db import Database
-from .embedded import EmbeddedPostgres
-from .errors import InvalidFile, Problem
+from sensor_etl import __version__
+from sensor_etl.config import ConfigError, Settings, load_settings, redact
+from sensor_etl.edges import files
+from sensor_etl.edges.db import Database
+from sensor_etl.edges.embedded import EmbeddedPostgres
+from sensor_etl.errors import InvalidFile, Problem
+from sensor_etl.ops import logs
+from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners.daemon import Daemon
 
 
 def _workers(text: str) -> int:

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-from .errors import ConfigError
-from .units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
+from sensor_etl.core.units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
+from sensor_etl.errors import ConfigError
 
 ROLES = ("timestamp", "sensor_id", "temperature", "humidity", "pressure")
 T = TypeVar("T")

@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from endstate import assert_exactly_once
-from samples import multi_csv
 
-from sensor_etl.claims import Claims
-from sensor_etl.db import Database, FileMeta
+from sensor_etl.edges.claims import Claims
+from sensor_etl.edges.db import Database, FileMeta
 from sensor_etl.errors import ClaimLost
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.samples import multi_csv
 
 
 @pytest.fixture

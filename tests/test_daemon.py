@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.conftest import REPO, Db, Workspace
-from tests.samples import MULTI_HEADER, SEED_HEADER, multi_csv, seed_csv, station_csv
+from tests.helpers.samples import MULTI_HEADER, SEED_HEADER, multi_csv, seed_csv, station_csv
+from tests.helpers.workspace import REPO, Db, Workspace
 
 
 def wait_for(condition, timeout: float = 30.0, interval: float = 0.1) -> None:
@@ -218,7 +218,7 @@ def test_embedded_server_when_nothing_is_configured(tmp_path: Path) -> None:
     assert "embedded_postgres_started" in result.stderr and "embedded_postgres_stopped" in result.stderr
     assert "psql 'postgresql://postgres@/sensor_etl?host=" in result.stderr
     assert (tmp_path / "processed" / "m.csv").exists() and (tmp_path / ".pgdata" / "PG_VERSION").exists()
-    from sensor_etl.embedded import EmbeddedPostgres
+    from sensor_etl.edges.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(tmp_path / ".pgdata")
     try:

@@ -14,11 +14,11 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import DaemonProcess
-from endstate import assert_exactly_once
-from samples import multi_csv
 
-from sensor_etl.embedded import SYSTEM_USER
+from sensor_etl.edges.embedded import SYSTEM_USER
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.samples import multi_csv
+from tests.helpers.workspace import DaemonProcess
 
 PAUSE = "SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT"
 

@@ -11,14 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-from conftest import REPO, Db, Workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inprocess import run_once
 
-from sensor_etl import files, pipeline
 from sensor_etl.config import RejectLimit, Rules
+from sensor_etl.edges import files
 from sensor_etl.errors import InvalidFile
+from sensor_etl.runners import pipeline
+from tests.helpers.inprocess import run_once
+from tests.helpers.workspace import REPO, Db, Workspace
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 RULES_SECTION = (REPO / "README.md").read_text(encoding="utf-8").split("## Validation rules", 1)[1].split("\n## ", 1)[0]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from conftest import REPO, Db, Workspace
-from corpus import csv_text, row
-from inprocess import run_once
+from tests.helpers.corpus import csv_text, row
+from tests.helpers.inprocess import run_once
+from tests.helpers.workspace import REPO, Db, Workspace
 
 NOTE_HEADER = "timestamp,sensor_id,temperature,humidity,pressure,note"
 

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from endstate import assert_exactly_once
 from psycopg2.extensions import make_dsn
-from samples import multi_csv
+
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.samples import multi_csv
 
 
 def sample(index: int) -> bytes:

@@ -16,10 +16,10 @@ import threading
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
-from . import logs
-from .config import Settings
-from .daemon import Daemon
-from .db import Database
+from sensor_etl.config import Settings
+from sensor_etl.edges.db import Database
+from sensor_etl.ops import logs
+from sensor_etl.runners.daemon import Daemon
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is replaced: a crash loop costs one restart a second
 EXIT_FATAL = 1  # a worker's Daemon.run gave up for good (database refused us): restarting cannot help

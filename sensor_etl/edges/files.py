@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FileChanged, Problem
-from .sniff import TextChecker
+from sensor_etl.edges.sniff import TextChecker
+from sensor_etl.errors import FileChanged, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 _READ_BYTES = 4 << 20

@@ -17,13 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import aggregate
-from .columns import ColumnPlan, plan_columns
-from .config import RejectLimit, Rules
-from .errors import Interrupted, InvalidFile, Problem
-from .reader import read_chunks, read_header
-from .transform import transform
-from .validate import Checked, check_chunk, detect_date_format
+from sensor_etl.config import RejectLimit, Rules
+from sensor_etl.core import aggregate
+from sensor_etl.core.columns import ColumnPlan, plan_columns
+from sensor_etl.core.transform import transform
+from sensor_etl.core.validate import Checked, check_chunk, detect_date_format
+from sensor_etl.edges.reader import read_chunks, read_header
+from sensor_etl.errors import Interrupted, InvalidFile, Problem
 
 MAX_DETAILS = 100
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
-from . import files, logs, pipeline
-from .claims import Claims
-from .config import Settings
-from .db import Database, FileMeta
-from .errors import (
+from sensor_etl.config import Settings
+from sensor_etl.edges import files
+from sensor_etl.edges.claims import Claims
+from sensor_etl.edges.db import Database, FileMeta
+from sensor_etl.errors import (
     AlreadyLoaded,
     ClaimLost,
     DatabaseError,
@@ -43,7 +43,9 @@ from .errors import (
     Problem,
     TransientDatabaseError,
 )
-from .logs import LOGGER
+from sensor_etl.ops import logs
+from sensor_etl.ops.logs import LOGGER
+from sensor_etl.runners import pipeline
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to

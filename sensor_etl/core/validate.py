@@ -14,11 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import MEASURES, ColumnPlan
-from .config import Rules
-from .errors import InvalidFile, Problem
-from .reader import Chunk
-from .units import celsius_to, hpa_to, percent_to
+from sensor_etl.config import Rules
+from sensor_etl.core.chunk import Chunk
+from sensor_etl.core.columns import MEASURES, ColumnPlan
+from sensor_etl.core.units import celsius_to, hpa_to, percent_to
+from sensor_etl.errors import InvalidFile, Problem
 
 PROBLEM_COLUMNS = ["line", "column", "value", "rule", "message"]
 MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database

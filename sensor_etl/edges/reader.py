@@ -18,34 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import InvalidFile, Problem
-from .sniff import check_not_data, choose_delimiter, line_breaks
+from sensor_etl.core.chunk import BadRow, Chunk
+from sensor_etl.edges.sniff import check_not_data, choose_delimiter, line_breaks
+from sensor_etl.errors import InvalidFile, Problem
 
 MAX_HEADER_CHARS = 1 << 20
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LINE_BREAK = r"\r\n|\r|\n"
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row whose field count differs from the header's; ``lines`` > 1 when a quote ran over line ends."""
-
-    line: int
-    lines: int
-    text: str
-    fields: int
-    expected: int
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Up to one read block of rows: text columns c0..cN-1, the first physical line of each row, and
-    how many lines each row spans (more than one when a quoted value holds a line break)."""
-
-    table: pa.Table
-    lines: np.ndarray
-    heights: np.ndarray
-    bad_rows: tuple[BadRow, ...]
 
 
 def column_names(count: int) -> list[str]:

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import InvalidFile, Problem
-from .units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
+from sensor_etl.core.units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
+from sensor_etl.errors import InvalidFile, Problem
 
 MEASURES = ("temperature", "humidity", "pressure")
 

@@ -9,7 +9,7 @@ import codecs
 import csv
 import re
 
-from .errors import InvalidFile, Problem
+from sensor_etl.errors import InvalidFile, Problem
 
 _MAGIC = {
     b"\x1f\x8b": "gzip-compressed",
