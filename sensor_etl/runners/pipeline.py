@@ -20,8 +20,9 @@ import pyarrow.compute as pc
 from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
 from sensor_etl.core.columns import ColumnPlan, plan_columns
+from sensor_etl.core.dates import detect_date_format
 from sensor_etl.core.transform import transform
-from sensor_etl.core.validate import Checked, check_chunk, detect_date_format
+from sensor_etl.core.validate import Checked, check_chunk
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
 
