@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 import threading
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files
+from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
 from sensor_etl.errors import InvalidFile, Problem
@@ -160,8 +160,8 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
             raise InvalidFile(fp.problem)
         outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
     except InvalidFile as exc:
-        errors = exc.details.get("errors") or [asdict(exc.problem)]
-        more = sum(exc.details.get("rule_counts", {}).values()) - len(errors) if exc.details else 0
+        errors, rule_counts = reports.listed_problems(exc.problem, exc.details)
+        more = sum(rule_counts.values()) - len(errors)
         return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, more
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}", [], 0
@@ -170,7 +170,7 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = settings.quarantine_folder / f"{path.name}.rejects.csv"
+    rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)
     verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
 
@@ -197,14 +197,11 @@ def requeue(settings: Settings, names: list[str]) -> int:
             code = 1
             continue
         try:
-            target = files.move_unique(source, settings.data_folder)
+            target = files.move_unique(source, settings.data_folder, taken=reports.name_taken)
         except OSError as exc:
             print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
             code = 1
             continue
-        report = Path(f"{source}.error.json")
-        if not report.exists() and source.name.endswith(".rejects.csv"):
-            report = Path(f"{str(source).removesuffix('.rejects.csv')}.rejects.json")
-        report.unlink(missing_ok=True)
+        reports.report_of(source).unlink(missing_ok=True)
         print(f"{_printable(name)}: requeued as {_printable(str(target))}")
     return code

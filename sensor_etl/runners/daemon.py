@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -28,7 +28,7 @@ from pathlib import Path
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from sensor_etl.config import Settings
-from sensor_etl.edges import files
+from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta
 from sensor_etl.errors import (
@@ -233,7 +233,7 @@ class Daemon:
         if fp.problem is not None:
             raise InvalidFile(fp.problem)
         meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
-        planned = files.unique_target(self.settings.processed_folder, name).resolve()
+        planned = files.unique_target(self.settings.processed_folder, name, reports.name_taken).resolve()
         clock = time.perf_counter()
         try:
             with self.db.load(meta) as load:
@@ -281,9 +281,14 @@ class Daemon:
     def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
         """A partial load's rejected lines and their report, written before the commit: if the commit
         fails, the file is retried and the same content rewrites the same reject files."""
-        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
-        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
-        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
+        return reports.write_rejects(
+            candidate.path,
+            self.settings.quarantine_folder,
+            sha256=fp.sha256,
+            file_id=file_id,
+            findings=outcome,
+            encoding=self.settings.rules.encoding,
+        )
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
@@ -314,7 +319,9 @@ class Daemon:
 
     def _move(self, path: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path | None:
         try:
-            return files.move_unique(path, folder, report, preferred)
+            if report is not None:
+                return reports.quarantine(path, folder, report)
+            return files.move_unique(path, folder, taken=reports.name_taken, preferred=preferred)
         except OSError as exc:
             logs.error(
                 "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
@@ -322,25 +329,11 @@ class Daemon:
             return None
 
     def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: dict) -> Result:
-        reason = problem.describe(candidate.name)
-        if details.get("reason"):
-            reason = f"{details['reason']}; first: {reason}"
-        report = {
-            "file": candidate.name,
-            "reason": reason,
-            "rule": problem.rule,
-            "sha256": fp.sha256,
-            "size_bytes": fp.size,
-            "quarantined_at": utcnow().isoformat(timespec="seconds"),
-            "rows_total": details.get("rows_total"),
-            "rows_invalid": details.get("rows_invalid"),
-            "rule_counts": details.get("rule_counts", {problem.rule: 1}),
-            "errors": details.get("errors", [asdict(problem)]),
-        }
+        report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
         target = self._move(candidate.path, self.settings.quarantine_folder, report)
         if target is None:
             return Result.WAITING
-        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=reason, moved_to=target.name)
+        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
         return Result.QUARANTINED
 
     def _skip_once(self, path: Path, reason: str) -> None:
