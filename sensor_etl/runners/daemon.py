@@ -46,6 +46,7 @@ from sensor_etl.errors import (
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
 from sensor_etl.runners import pipeline
+from sensor_etl.runners.archive import Archive
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
@@ -88,6 +89,7 @@ class Daemon:
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
         self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
         self.settle = files.Settle(settings.file_settle_seconds)
+        self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
         self._reported_skips: set[tuple[Path, str]] = set()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class Daemon:
         if fp.problem is not None:
             raise InvalidFile(fp.problem)
         meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
-        planned = files.unique_target(self.settings.processed_folder, name, reports.name_taken).resolve()
+        planned = self.archive.plan(name)
         clock = time.perf_counter()
         try:
             with self.db.load(meta) as load:
@@ -275,7 +277,7 @@ class Daemon:
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self._archive(candidate.path, file_id, planned)
+        self.archive.committed(candidate.path, file_id, planned)
         return Result.LOADED
 
     def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
@@ -299,38 +301,17 @@ class Daemon:
             planned = Path(entry.archive_path)
             if not planned.exists() or files.same_file(candidate.path, planned):
                 logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self._archive(candidate.path, entry.file_id, planned)
+                self.archive.committed(candidate.path, entry.file_id, planned)
                 return Result.LOADED
-        target = self._move(candidate.path, self.settings.processed_folder)
+        target = self.archive.duplicate(candidate.path)
         if target is None:
             return Result.WAITING
         logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
         return Result.DUPLICATE
 
-    def _archive(self, path: Path, file_id: int, planned: Path) -> None:
-        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
-        target = self._move(path, self.settings.processed_folder, preferred=planned)
-        if target is None or target.resolve() == planned:
-            return
-        try:
-            self.db.set_archive_path(file_id, str(target.resolve()))
-        except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
-            logs.warning("archive_not_recorded", file=path.name, file_id=file_id, error=exc)
-
-    def _move(self, path: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path | None:
-        try:
-            if report is not None:
-                return reports.quarantine(path, folder, report)
-            return files.move_unique(path, folder, taken=reports.name_taken, preferred=preferred)
-        except OSError as exc:
-            logs.error(
-                "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
-            )
-            return None
-
     def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: dict) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
-        target = self._move(candidate.path, self.settings.quarantine_folder, report)
+        target = self.archive.quarantine(candidate.path, report)
         if target is None:
             return Result.WAITING
         logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
