@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 from dataclasses import replace
@@ -15,9 +14,10 @@ from sensor_etl.config import ConfigError, Settings, load_settings, redact
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import InvalidFile, Problem
+from sensor_etl.errors import InvalidFile, NotTaken, Problem
 from sensor_etl.ops import logs
 from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 
 
@@ -149,24 +149,18 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
 
 def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict], int]:
     """(what would happen, the problems to list, how many more there are)."""
-    if not files.is_input_name(path.name):
-        return "would be IGNORED: the daemon takes *.csv names that are not hidden or temporary", [], 0
     try:
-        reason = files.skip_reason(path, os.lstat(path))
-        if reason is not None:
-            return f"would be SKIPPED: {reason}", [], 0
-        fp = files.fingerprint(path, settings.rules.encoding)
-        if fp.problem is not None:
-            raise InvalidFile(fp.problem)
-        outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
+        outcome = check_file(path, settings, now)
+    except NotTaken as exc:
+        return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
         errors, rule_counts = reports.listed_problems(exc.problem, exc.details)
-        more = sum(rule_counts.values()) - len(errors)
-        return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, more
+        return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, sum(rule_counts.values()) - len(errors)
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}", [], 0
     except Exception as exc:  # the daemon quarantines on a bug; say so rather than print a traceback
-        return f"would be QUARANTINED: unexpected {type(exc).__name__}: {exc} [internal_error]", [], 0
+        problem = internal_problem(exc)
+        return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
     if not outcome.invalid_rows:
         return loaded, [], 0

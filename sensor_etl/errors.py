@@ -82,3 +82,12 @@ class ClaimLost(EtlError):
 
 class FileChanged(EtlError):
     """The file was modified while it was being loaded: roll back, read it again once it has settled."""
+
+
+class NotTaken(EtlError):
+    """Not a file the daemon takes: a name that is not input (``ignored``: not ``*.csv``, hidden or
+    temporary), or a symbolic link or something other than a regular file. It stays where it is."""
+
+    def __init__(self, reason: str, *, ignored: bool = False) -> None:
+        self.ignored = ignored
+        super().__init__(reason)

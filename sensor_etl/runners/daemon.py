@@ -2,6 +2,7 @@
 
 This is the one place where typed errors become decisions:
 - ``InvalidFile`` / ``DataDatabaseError`` → quarantine with a report;
+- ``NotTaken`` → left where it is, logged once (a link or a directory; the scan already leaves those);
 - ``TransientDatabaseError`` → retried with backoff, then the file waits in the inbox;
 - ``FatalDatabaseError`` → the daemon stops (exit 1): retrying cannot help;
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
@@ -40,13 +41,15 @@ from sensor_etl.errors import (
     FileChanged,
     Interrupted,
     InvalidFile,
+    NotTaken,
     Problem,
     TransientDatabaseError,
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
-from sensor_etl.runners import pipeline
 from sensor_etl.runners.archive import Archive
+from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.runners.load import FileLoad
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
@@ -204,6 +207,9 @@ class Daemon:
         logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
         try:
             return self._retrying_file(name)(self._process, candidate, fp, started)
+        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
+            self._skip_once(candidate.path, str(exc))
+            return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
@@ -228,69 +234,36 @@ class Daemon:
             return Result.WAITING
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
-            return self._quarantine(candidate, fp, Problem("internal_error", f"unexpected {type(exc).__name__}: {exc}"), {})
+            return self._quarantine(candidate, fp, internal_problem(exc), {})
 
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
-        if fp.problem is not None:
-            raise InvalidFile(fp.problem)
-        meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
         planned = self.archive.plan(name)
+        meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
+        load = FileLoad(
+            self.db, self.claims, candidate.path, fp, meta, planned, self.settings.quarantine_folder, self.settings.rules.encoding
+        )
         clock = time.perf_counter()
         try:
-            with self.db.load(meta) as load:
-                outcome = pipeline.run(
-                    candidate.path,
-                    self.settings.rules,
-                    started,
-                    block_bytes=self.settings.read_block_bytes,
-                    file_id=load.file_id,
-                    sink=load.copy_readings,
-                    should_stop=self.stop.is_set,
-                )
-                load.write_metrics(outcome.summary())
-                load.finish(
-                    rows_loaded=outcome.loaded,
-                    rows_rejected=outcome.invalid_rows,
-                    sensors=len(outcome.sensors),
-                    date_format=outcome.date_format,
-                    archive_path=str(planned),
-                )
-                files.check_unchanged(candidate.path, fp)
-                self.claims.confirm(load.cursor, name)
-                # after every statement succeeded, just before the commit: only the commit itself can still fail
-                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
-                file_id = load.file_id
+            outcome = check_file(candidate.path, self.settings, started, fp=fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
         logs.info(
             "file_loaded",
             file=name,
-            file_id=file_id,
+            file_id=load.file_id,
             rows=outcome.loaded,
             rows_rejected=outcome.invalid_rows,
-            rejects=rejects.name if rejects else None,
+            rejects=load.rejects.name if load.rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, file_id, planned)
+        self.archive.committed(candidate.path, load.file_id, planned)
         return Result.LOADED
-
-    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
-        """A partial load's rejected lines and their report, written before the commit: if the commit
-        fails, the file is retried and the same content rewrites the same reject files."""
-        return reports.write_rejects(
-            candidate.path,
-            self.settings.quarantine_folder,
-            sha256=fp.sha256,
-            file_id=file_id,
-            findings=outcome,
-            encoding=self.settings.rules.encoding,
-        )
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
