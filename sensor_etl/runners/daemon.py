@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
+from tenacity import Retrying
 
 from sensor_etl.config import Settings
 from sensor_etl.edges import files, reports
@@ -47,6 +47,7 @@ from sensor_etl.errors import (
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
+from sensor_etl.runners import retry
 from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.load import FileLoad
@@ -98,10 +99,7 @@ class Daemon:
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
         """Reach the database and apply the schema; retried with backoff (forever when attempts is None)."""
-        stop = stop_when_event_set(self.stop)
-        if attempts is not None:
-            stop = stop | stop_after_attempt(attempts)
-        for attempt in self._retrying(stop, "connect"):
+        for attempt in self._retrying("connect", attempts):
             with attempt:
                 self.db.apply_schema()
         logs.info("database_ready", worker=self.claims.owner)
@@ -299,19 +297,7 @@ class Daemon:
 
     def _retrying_file(self, name: str) -> Retrying:
         """RETRY_ATTEMPTS for one file's database work (its claim, its load), cut short by a stop."""
-        return self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
+        return self._retrying(name, self.settings.retry_attempts)
 
-    def _retrying(self, stop: object, what: str) -> Retrying:
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.db.discard()
-            logs.warning("db_retry", what=what, attempt=state.attempt_number, wait_s=round(state.upcoming_sleep, 2), error=exc)
-
-        return Retrying(
-            retry=retry_if_exception_type(TransientDatabaseError),
-            stop=stop,
-            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
-            sleep=self.stop.wait,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+    def _retrying(self, what: str, attempts: int | None) -> Retrying:
+        return retry.retrying(what, attempts=attempts, max_wait=self.settings.retry_max_wait, stop=self.stop, before_retry=self.db.discard)
