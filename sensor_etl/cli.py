@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,7 @@ def run(settings: Settings, once: bool) -> int:
     workers.stop_on_signals(stop)
 
     server: EmbeddedPostgres | None = None
+    connect: Mapping[str, object]
     if settings.embedded:
         server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
         try:
