@@ -159,6 +159,14 @@ class Database:
     def ping(self) -> None:
         self.query("SELECT 1")
 
+    def alive(self) -> bool:
+        """Whether the server answers now (one try, no retry)."""
+        try:
+            self.ping()
+            return True
+        except DatabaseError:
+            return False
+
     def lookup(self, sha256: str) -> LedgerEntry | None:
         rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None

@@ -21,17 +21,19 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from tenacity import Retrying
 
 from sensor_etl.config import Settings
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
-from sensor_etl.edges.db import Database, FileMeta
+from sensor_etl.edges.db import Database
 from sensor_etl.errors import (
     AlreadyLoaded,
     ClaimLost,
@@ -151,7 +153,7 @@ class Daemon:
             busy = busy or result is Result.BUSY
             if result is Result.WAITING:
                 waiting = True
-                if not self._database_alive():
+                if not self.db.alive():
                     logs.warning("scan_paused", reason="database unavailable; remaining files wait for the next scan")
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
@@ -162,13 +164,6 @@ class Daemon:
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
                 logs.warning("file_skipped", file=item.path.name, reason=item.reason)
-
-    def _database_alive(self) -> bool:
-        try:
-            self.db.ping()
-            return True
-        except DatabaseError:
-            return False
 
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
@@ -237,10 +232,7 @@ class Daemon:
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
-        meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
-        load = FileLoad(
-            self.db, self.claims, candidate.path, fp, meta, planned, self.settings.quarantine_folder, self.settings.rules.encoding
-        )
+        load = FileLoad(self.db, self.claims, self.settings, candidate.path, fp, planned=planned, started=started, worker=self.worker)
         clock = time.perf_counter()
         try:
             outcome = check_file(candidate.path, self.settings, started, fp=fp, sink=load, should_stop=self.stop.is_set)
@@ -280,7 +272,7 @@ class Daemon:
         logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
         return Result.DUPLICATE
 
-    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: dict) -> Result:
+    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
         target = self.archive.quarantine(candidate.path, report)
         if target is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
+from sensor_etl.config import Settings
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta, Load
@@ -24,16 +26,19 @@ class FileLoad:
         self,
         database: Database,
         claims: Claims,
+        settings: Settings,
         path: Path,
         fp: files.Fingerprint,
-        meta: FileMeta,
+        *,
         planned: Path,
-        quarantine: Path,
-        encoding: str,
+        started: datetime,
+        worker: str,
     ) -> None:
         self.db, self.claims = database, claims
-        self.path, self.fp, self.meta, self.planned = path, fp, meta, planned
-        self.quarantine, self.encoding = quarantine, encoding
+        self.path, self.fp, self.planned = path, fp, planned
+        self.quarantine, self.encoding = settings.quarantine_folder, settings.rules.encoding
+        modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
+        self.meta = FileMeta(path.name, fp.sha256, fp.size, modified, started, worker)
         self.file_id = 0
         self.rejects: Path | None = None
         self._load: Load | None = None
