@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings, load_settings, redact
@@ -149,7 +150,7 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
     return 0 if all_good else 1
 
 
-def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict], int]:
+def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are)."""
     try:
         outcome = check_file(path, settings, now)
@@ -176,7 +177,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _describe(shown: str, error: dict) -> str:
+def _describe(shown: str, error: Mapping[str, Any]) -> str:
     return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(shown)
 
 
