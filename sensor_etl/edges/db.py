@@ -7,12 +7,13 @@ travels inside COPY data. Nothing from a file is ever formatted into a statement
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -95,8 +96,8 @@ class LedgerEntry:
 class Database:
     """A reconnecting handle on the configured server."""
 
-    def __init__(self, connect_kwargs: dict[str, object], application_name: str = "sensor-etl") -> None:
-        self._kwargs = {
+    def __init__(self, connect_kwargs: Mapping[str, Any], application_name: str = "sensor-etl") -> None:
+        self._kwargs: dict[str, Any] = {
             **connect_kwargs,
             "application_name": application_name,
             "connect_timeout": 5,

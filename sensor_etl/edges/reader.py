@@ -127,6 +127,18 @@ def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], s
     return headers, chosen
 
 
+def _utf8_pieces(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]:
+    """The file's bytes in pieces of about ``block_bytes``, re-encoded to UTF-8 when it is in another encoding."""
+    if codecs.lookup(encoding).name == "utf-8":
+        with open(path, "rb") as raw:
+            while data := raw.read(block_bytes):
+                yield data
+        return
+    with open(path, encoding=encoding, newline="") as text:
+        while chunk := text.read(block_bytes // 2):
+            yield chunk.encode("utf-8")
+
+
 def _utf8_blocks(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]:
     """The data lines after the header as UTF-8 blocks cut at line ends.
 
@@ -134,25 +146,23 @@ def _utf8_blocks(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]
     reader reads ahead without bound: a 2 GB file would end up in memory. Other encodings are decoded
     and re-encoded to UTF-8 here, so that cutting after a ``\n`` is always safe. (A quoted value
     holding a line break is invalid anyway, see ``line_break``.)"""
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    with open(path, "rb") if utf8 else open(path, encoding=encoding, newline="") as handle:
-        rest, header_done = b"", False
-        while data := handle.read(block_bytes if utf8 else block_bytes // 2):
-            data = rest + (data if utf8 else data.encode("utf-8"))
-            if not header_done:  # the header was parsed by read_header; its line end may be LF, CRLF or CR
-                end = _first_line_end(data)
-                if end is None:
-                    rest = data
-                    continue
-                data, header_done = data[end:], True
-            cut = _last_line_end(data)
-            if cut == 0:  # no line end yet (a line longer than a block): keep reading
+    rest, header_done = b"", False
+    for piece in _utf8_pieces(path, encoding, block_bytes):
+        data = rest + piece
+        if not header_done:  # the header was parsed by read_header; its line end may be LF, CRLF or CR
+            end = _first_line_end(data)
+            if end is None:
                 rest = data
                 continue
-            rest = data[cut:]
-            yield data[:cut]
-        if rest and header_done:
-            yield rest
+            data, header_done = data[end:], True
+        cut = _last_line_end(data)
+        if cut == 0:  # no line end yet (a line longer than a block): keep reading
+            rest = data
+            continue
+        rest = data[cut:]
+        yield data[:cut]
+    if rest and header_done:
+        yield rest
 
 
 def _first_line_end(data: bytes) -> int | None:
