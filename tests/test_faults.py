@@ -18,6 +18,8 @@ from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.samples import multi_csv
 from tests.helpers.workspace import DaemonProcess
 
+pytestmark = pytest.mark.slow  # fault injection and end-to-end runs: left out of `make test-fast`
+
 PAUSE = "SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT"
 
 
@@ -57,7 +59,6 @@ def test_database_down_at_start_up_touches_nothing_then_loads_everything(workspa
 
 
 # -- 2. the database stops in the middle of a COPY -------------------------------------------
-@pytest.mark.slow
 def test_database_stopped_during_copy_leaves_no_partial_rows_and_loads_once(workspace, db, server):
     content = multi_csv(sensors=10, per_sensor=10_000).encode()  # 100,000 rows
     workspace.write("big.csv", content)
@@ -79,7 +80,6 @@ def test_database_stopped_during_copy_leaves_no_partial_rows_and_loads_once(work
 
 
 # -- 3. SIGKILL at random moments ------------------------------------------------------------
-@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(workspace, db):
     rng = random.Random(20261127)
     sizes = [4] * 36 + [2_000] * 10 + [20_000] * 4  # rows per sensor: small, medium, large (about 1 s to load)
