@@ -48,7 +48,7 @@ from sensor_etl.ops.logs import LOGGER
 from sensor_etl.runners import pipeline
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
-# Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
+# Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
 # processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
 PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
 
