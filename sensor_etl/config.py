@@ -238,14 +238,6 @@ def _reject_limit(text: str) -> RejectLimit:
 
 
 FOLDER = Parser(_path, "a folder path")
-TIMEZONE = Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin")
-TIMESTAMP = Parser(_timestamp, "an ISO 8601 date or timestamp, e.g. 1900-01-01")
-DATE_FORMAT = Parser(_date_format, "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S")
-DELIMITER = Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character")
-ENCODING = Parser(_encoding, "a Python codec name such as utf-8, latin-1 or utf-16")
-COLUMN_MAP = Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES))
-REJECT_LIMIT = Parser(_reject_limit, "a row count (0 = any invalid row quarantines the file) or a percentage like 1%")
-ANY_TEXT = Parser(str, "any text", keeps_blank=True)
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -275,7 +267,7 @@ class Setting:
     secret: bool = False  # its value is never shown: empty in .env.example, repr=False on the field
 
 
-DB, FOLDERS, RETRIES, RULES, LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
+_DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Database
@@ -284,34 +276,36 @@ SETTINGS: tuple[Setting, ...] = (
         "database_url",
         text("a libpq URI such as postgresql://user:password@host:5432/dbname"),
         "",
-        "libpq URI of the server, e.g. postgresql://user:password@host:5432/dbname; wins over the DB_* variables. "
-        "Leave it and DB_HOST empty to start the embedded PostgreSQL (data in PGDATA_FOLDER).",
-        DB,
+        "The server to load into; wins over the DB_* variables. Leave it and DB_HOST empty to start the embedded "
+        "PostgreSQL (data in PGDATA_FOLDER).",
+        _DB,
     ),
     Setting(
         "DB_HOST",
         "db_host",
         text("a host name, an IP address or a Unix socket folder"),
         "",
-        "The server's host when DATABASE_URL is unset (with DB_PORT, DB_NAME, DB_USER, DB_PASSWORD). "
-        "With neither set, the embedded server starts.",
-        DB,
+        "The server's host when DATABASE_URL is unset (with DB_PORT, DB_NAME, DB_USER, DB_PASSWORD); "
+        "with both empty, the embedded server starts.",
+        _DB,
     ),
-    Setting("DB_PORT", "db_port", integer(1, 65535), "5432", "The server's port.", DB),
-    Setting("DB_NAME", "db_name", text(), "sensor_etl", "Database name (also of the embedded server).", DB),
-    Setting("DB_USER", "db_user", text(), "postgres", "User name on the server.", DB),
-    Setting("DB_PASSWORD", "db_password", ANY_TEXT, "", "Password of DB_USER. Never logged.", DB, secret=True),
+    Setting("DB_PORT", "db_port", integer(1, 65535), "5432", "The server's port.", _DB),
+    Setting("DB_NAME", "db_name", text(), "sensor_etl", "Database name (also of the embedded server).", _DB),
+    Setting("DB_USER", "db_user", text(), "postgres", "User name on the server.", _DB),
+    Setting(
+        "DB_PASSWORD", "db_password", Parser(str, "any text", keeps_blank=True), "", "Password of DB_USER. Never logged.", _DB, secret=True
+    ),
     Setting(
         "PGDATA_FOLDER",
         "pgdata_folder",
         FOLDER,
         "./.pgdata",
         "Folder of the embedded server's data (used only when no server is configured).",
-        DB,
+        _DB,
     ),
     # --- Folders and scanning
     Setting(
-        "DATA_FOLDER", "data_folder", FOLDER, "./data", "The inbox: every *.csv file dropped here is loaded (created if missing).", FOLDERS
+        "DATA_FOLDER", "data_folder", FOLDER, "./data", "The inbox: every *.csv file dropped here is loaded (created if missing).", _FOLDERS
     ),
     Setting(
         "PROCESSED_FOLDER",
@@ -319,7 +313,7 @@ SETTINGS: tuple[Setting, ...] = (
         FOLDER,
         "./processed",
         "Loaded and duplicate files are moved here (created if missing).",
-        FOLDERS,
+        _FOLDERS,
     ),
     Setting(
         "QUARANTINE_FOLDER",
@@ -327,9 +321,9 @@ SETTINGS: tuple[Setting, ...] = (
         FOLDER,
         "./quarantine",
         "Invalid files are moved here, each with <name>.error.json saying what to fix (created if missing).",
-        FOLDERS,
+        _FOLDERS,
     ),
-    Setting("MONITOR_INTERVAL", "monitor_interval", number(0.05, 86400), "5", "Seconds between scans of DATA_FOLDER.", FOLDERS),
+    Setting("MONITOR_INTERVAL", "monitor_interval", number(0.05, 86400), "5", "Seconds between scans of DATA_FOLDER.", _FOLDERS),
     Setting(
         "FILE_SETTLE_SECONDS",
         "file_settle_seconds",
@@ -337,7 +331,7 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "A file is taken only when its size and mtime did not change since the previous scan and it was not modified "
         "for this many seconds (protects against half-written files).",
-        FOLDERS,
+        _FOLDERS,
     ),
     Setting(
         "WORKERS",
@@ -346,7 +340,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         "Worker processes sharing DATA_FOLDER (also --workers N). Daemons started separately on the same folder "
         "(and database) share it safely too: each file is claimed by one worker at a time.",
-        FOLDERS,
+        _FOLDERS,
     ),
     Setting(
         "LEASE_SECONDS",
@@ -355,7 +349,7 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "Seconds after which a claim held by a dead worker (killed, host gone) is taken over. "
         "Renewed every LEASE_SECONDS/3 while the worker lives, so long loads never lose it.",
-        FOLDERS,
+        _FOLDERS,
     ),
     Setting(
         "READ_BLOCK_BYTES",
@@ -364,7 +358,7 @@ SETTINGS: tuple[Setting, ...] = (
         str(4 << 20),
         "Bytes read per chunk: bounds memory on huge files (peak RSS is about 50 times this; "
         "the rows of one file still load in one transaction).",
-        FOLDERS,
+        _FOLDERS,
     ),
     # --- Retries
     Setting(
@@ -374,7 +368,7 @@ SETTINGS: tuple[Setting, ...] = (
         "5",
         "Attempts per file on a transient database error (connection lost, shutdown, deadlock...); "
         "when they run out the file waits in DATA_FOLDER for the next scan.",
-        RETRIES,
+        _RETRIES,
     ),
     Setting(
         "RETRY_MAX_WAIT",
@@ -382,82 +376,110 @@ SETTINGS: tuple[Setting, ...] = (
         number(0.1, 3600),
         "30",
         "Longest wait between attempts, seconds (exponential backoff with jitter).",
-        RETRIES,
+        _RETRIES,
     ),
     # --- Validation rules
-    Setting("TEMPERATURE_MIN", "temperature_min", number(), "-90", "Lowest valid temperature, °C (below TEMPERATURE_MAX).", RULES),
-    Setting("TEMPERATURE_MAX", "temperature_max", number(), "60", "Highest valid temperature, °C.", RULES),
-    Setting("HUMIDITY_MIN", "humidity_min", number(), "0", "Lowest valid relative humidity, % (below HUMIDITY_MAX).", RULES),
-    Setting("HUMIDITY_MAX", "humidity_max", number(), "100", "Highest valid relative humidity, %.", RULES),
-    Setting("PRESSURE_MIN", "pressure_min", number(), "300", "Lowest valid pressure, hPa (below PRESSURE_MAX).", RULES),
-    Setting("PRESSURE_MAX", "pressure_max", number(), "1100", "Highest valid pressure, hPa.", RULES),
+    Setting("TEMPERATURE_MIN", "temperature_min", number(), "-90", "Lowest valid temperature, °C (below TEMPERATURE_MAX).", _RULES),
+    Setting("TEMPERATURE_MAX", "temperature_max", number(), "60", "Highest valid temperature, °C.", _RULES),
+    Setting("HUMIDITY_MIN", "humidity_min", number(), "0", "Lowest valid relative humidity, % (below HUMIDITY_MAX).", _RULES),
+    Setting("HUMIDITY_MAX", "humidity_max", number(), "100", "Highest valid relative humidity, %.", _RULES),
+    Setting("PRESSURE_MIN", "pressure_min", number(), "300", "Lowest valid pressure, hPa (below PRESSURE_MAX).", _RULES),
+    Setting("PRESSURE_MAX", "pressure_max", number(), "1100", "Highest valid pressure, hPa.", _RULES),
     Setting(
         "TEMPERATURE_UNIT",
         "temperature_unit",
         choice(*TEMPERATURE_UNITS),
         "C",
         "Unit of a temperature column whose header names none (a suffix such as T (degC) or temp_f wins).",
-        RULES,
+        _RULES,
     ),
-    Setting("PRESSURE_UNIT", "pressure_unit", choice(*PRESSURE_UNITS), "hPa", "Unit of a pressure column whose header names none.", RULES),
+    Setting("PRESSURE_UNIT", "pressure_unit", choice(*PRESSURE_UNITS), "hPa", "Unit of a pressure column whose header names none.", _RULES),
     Setting(
         "HUMIDITY_UNIT",
         "humidity_unit",
         choice(*HUMIDITY_UNITS),
         "percent",
         "Unit of a humidity column whose header names none (fraction: 0 to 1).",
-        RULES,
+        _RULES,
     ),
     Setting(
         "DATE_FORMAT",
         "date_format",
-        DATE_FORMAT,
+        Parser(_date_format, "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
         "auto",
-        "auto = detected per file (ISO 8601, 01.01.2009 00:10:00, ...); or strftime codes like %d.%m.%Y %H:%M:%S to force one format.",
-        RULES,
+        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force one.",
+        _RULES,
     ),
-    Setting("SOURCE_TIMEZONE", "source_timezone", TIMEZONE, "UTC", "Time zone of timestamps without an offset (IANA name).", RULES),
-    Setting("TIMESTAMP_MIN", "timestamp_min", TIMESTAMP, "1900-01-01", "Earliest accepted timestamp.", RULES),
+    Setting(
+        "SOURCE_TIMEZONE",
+        "source_timezone",
+        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin"),
+        "UTC",
+        "Time zone of timestamps without an offset (IANA name).",
+        _RULES,
+    ),
+    Setting(
+        "TIMESTAMP_MIN",
+        "timestamp_min",
+        Parser(_timestamp, "an ISO 8601 date or timestamp, e.g. 1900-01-01"),
+        "1900-01-01",
+        "Earliest accepted timestamp.",
+        _RULES,
+    ),
     Setting(
         "MAX_FUTURE_SECONDS",
         "max_future_seconds",
         number(0),
         "86400",
         'How far past "now" a timestamp may lie, seconds.',
-        RULES,
+        _RULES,
     ),
-    Setting("DEFAULT_SENSOR_ID", "default_sensor_id", text(), "default", "Sensor id for files without a sensor column.", RULES),
+    Setting("DEFAULT_SENSOR_ID", "default_sensor_id", text(), "default", "Sensor id for files without a sensor column.", _RULES),
     Setting(
         "COLUMN_MAP",
         "column_map",
-        COLUMN_MAP,
+        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)),
         "",
-        "Headers the aliases do not cover, as Header:role pairs (roles: " + ", ".join(ROLES) + "), "
-        "e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id",
-        RULES,
+        "Headers the aliases do not cover, with their roles (e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id).",
+        _RULES,
     ),
     Setting(
         "CSV_DELIMITER",
         "delimiter",
-        DELIMITER,
+        Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character"),
         "auto",
-        "auto (comma, else ; tab or | as found in the header), or comma, semicolon, tab, pipe, one character.",
-        RULES,
+        "Field delimiter; auto takes the one of comma, semicolon, tab and pipe that splits the header line into the most "
+        "fields (comma on a tie).",
+        _RULES,
     ),
-    Setting("ENCODING", "encoding", ENCODING, "utf-8", "Text encoding of the input files (a UTF-8 byte-order mark is accepted).", RULES),
+    Setting(
+        "ENCODING",
+        "encoding",
+        Parser(_encoding, "a Python codec name such as utf-8, latin-1 or utf-16"),
+        "utf-8",
+        "Text encoding of the input files (a UTF-8 byte-order mark is accepted).",
+        _RULES,
+    ),
     Setting(
         "MAX_INVALID_ROWS",
         "max_invalid_rows",
-        REJECT_LIMIT,
+        Parser(_reject_limit, "a row count (0 = any invalid row quarantines the file) or a percentage like 1%"),
         "0",
-        "Invalid rows a file may have and still load its valid rows: a count, or a percentage like 1%. "
+        "Invalid rows a file may have and still load its valid rows (a count, or a percentage of its rows). "
         "The rejected lines go to QUARANTINE_FOLDER/<name>.rejects.csv (as they were, with the header) and their problems "
-        "to <name>.rejects.json; the file is recorded with status 'partial'. 0 = any invalid row quarantines the whole file.",
-        RULES,
+        "to <name>.rejects.json; the file is recorded with status 'partial'.",
+        _RULES,
     ),
     # --- Logging
-    Setting("LOG_LEVEL", "log_level", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Lowest level of the lines logged.", LOGGING),
-    Setting("LOG_FORMAT", "log_format", choice("text", "json"), "text", "text (key=value) or json (one object per line).", LOGGING),
+    Setting("LOG_LEVEL", "log_level", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Lowest level of the lines logged.", _LOGGING),
+    Setting(
+        "LOG_FORMAT",
+        "log_format",
+        choice("text", "json"),
+        "text",
+        "Log line format: text is key=value pairs, json one object per line.",
+        _LOGGING,
+    ),
 )
 VARIABLES = tuple(setting.variable for setting in SETTINGS)
 _RULE_FIELDS = frozenset(f.name for f in fields(Rules))

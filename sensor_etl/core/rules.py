@@ -72,7 +72,7 @@ RULES: dict[Rule, RuleDoc] = {
     ),
     Rule.UNIT: RuleDoc(
         "a unit suffix on a key column is a known unit",
-        "write the unit as one the key columns know (see Input), or convert the column",
+        "write a known unit in the header (`T (degC)`, `temp_f`, `pressure_kpa`...), or none and set the `*_UNIT` settings",
     ),
     Rule.MISSING_COLUMN: RuleDoc(
         "a timestamp column and at least one measure column",
