@@ -89,7 +89,8 @@ def configuration_md() -> str:
         "```",
         "",
         "Each `*_MIN` must also be below its `*_MAX`. The password never appears in a log line (`DATABASE_URL` is",
-        "logged with `***`).",
+        "logged with `***`). What each rule checks: [rules.md](rules.md); how `MAX_INVALID_ROWS` sets invalid rows",
+        "aside: [Rejects](input.md#rejects-max_invalid_rows).",
     ]
     for group, settings in _grouped():
         lines += ["", f"## {group}", "", "| variable | default | accepted values | meaning |", "|---|---|---|---|"]
@@ -107,8 +108,9 @@ def rules_md() -> str:
         f"<!-- Generated from sensor_etl/core/rules.py (RULES) by `{REGENERATE}` ({COMMAND}): edit the registry there, not this file. -->",
         "",
         "Every problem names the file, line, column, raw value and rule. File-level rules quarantine at once; row rules",
-        "are all collected (counts for every rule, details of the first 100) before deciding. The rules in the order",
-        "they are checked:",
+        "are all collected (counts for every rule, details of the first 100) before deciding. What happens to a file",
+        "that breaks them (quarantine, or rejects mode with `MAX_INVALID_ROWS`) is in [input.md](input.md#validation);",
+        "the settings are in [configuration.md](configuration.md). The rules in the order they are checked:",
         "",
         "| rule | what it checks | what to do | setting |",
         "|---|---|---|---|",
@@ -116,13 +118,6 @@ def rules_md() -> str:
     for rule, doc in RULES.items():
         settings = ", ".join(f"`{name}`" for name in doc.settings) or "—"
         lines.append(f"| `{rule}` | {_pipes(doc.checks)} | {_pipes(doc.fix)} | {settings} |")
-    lines += [
-        "",
-        "A file with any invalid row is quarantined whole and none of its rows is loaded (`MAX_INVALID_ROWS=0`, the",
-        "default); `MAX_INVALID_ROWS` lets a file with a few invalid rows load its valid ones and set the others aside.",
-        "A file that is identical (sha256) to one already loaded is not a problem: it is moved to `processed/` and",
-        "logged as `file_duplicate`.",
-    ]
     return "\n".join(lines) + "\n"
 
 
