@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sensor_etl.core.chunk import BadRow, Chunk
+from sensor_etl.core.rules import Rule
 from sensor_etl.edges.sniff import check_not_data, choose_delimiter, line_breaks
 from sensor_etl.errors import InvalidFile, Problem
 
@@ -110,18 +111,18 @@ def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], s
         first = handle.readline(MAX_HEADER_CHARS)
     first = first.removeprefix("\ufeff")
     if not first:
-        raise InvalidFile(Problem("empty_file", "the file is empty"))
+        raise InvalidFile(Problem(Rule.EMPTY_FILE, "the file is empty"))
     if not first.endswith(("\n", "\r")) and len(first) >= MAX_HEADER_CHARS:
-        raise InvalidFile(Problem("header", f"the header line is longer than {MAX_HEADER_CHARS} characters", line=1))
+        raise InvalidFile(Problem(Rule.HEADER, f"the header line is longer than {MAX_HEADER_CHARS} characters", line=1))
     if not first.strip():
-        raise InvalidFile(Problem("no_header", "the first line is empty: a header row is required", line=1))
+        raise InvalidFile(Problem(Rule.NO_HEADER, "the first line is empty: a header row is required", line=1))
     line = first.rstrip("\r\n")
     chosen = choose_delimiter(line, delimiter)
     try:
         headers = next(csv.reader([line], delimiter=chosen, strict=True))
     except csv.Error as exc:
         raise InvalidFile(
-            Problem("header", f"the header line is not valid CSV ({exc}): is a quote not closed?", line=1, value=line[:200])
+            Problem(Rule.HEADER, f"the header line is not valid CSV ({exc}): is a quote not closed?", line=1, value=line[:200])
         ) from exc
     check_not_data(headers)
     return headers, chosen
@@ -206,7 +207,9 @@ def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_byt
         try:
             table = pacsv.read_csv(pa.py_buffer(block), read_options=options, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
-            raise InvalidFile(Problem("structure", f"the CSV cannot be parsed near line {numbers.line}: {exc}", line=numbers.line)) from exc
+            raise InvalidFile(
+                Problem(Rule.STRUCTURE, f"the CSV cannot be parsed near line {numbers.line}: {exc}", line=numbers.line)
+            ) from exc
         rows_before += table.num_rows + invalid_in_block
         heights = _heights(table) if b'"' in block else np.ones(table.num_rows, dtype=np.int64)  # no quote, no line break in a value
         lines, bad = numbers.place(heights)

@@ -28,6 +28,7 @@ from pathlib import Path
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
 
 from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta
@@ -205,7 +206,7 @@ class Daemon:
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
-            problem = Problem("duplicate_key" if exc.sqlstate == "23505" else "database", f"the database rejected the data: {exc}")
+            problem = Problem(Rule.DUPLICATE_KEY if exc.sqlstate == "23505" else Rule.DATABASE, f"the database rejected the data: {exc}")
             return self._quarantine(candidate, fp, problem, {})
         except TransientDatabaseError as exc:
             return self._deferred(name, exc)
@@ -226,7 +227,7 @@ class Daemon:
             return Result.WAITING
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
-            return self._quarantine(candidate, fp, Problem("internal_error", f"unexpected {type(exc).__name__}: {exc}"), {})
+            return self._quarantine(candidate, fp, Problem(Rule.INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}"), {})
 
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
