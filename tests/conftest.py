@@ -21,7 +21,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if url:
         yield Server(url, None)
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="sensor_etl_test")
+    root = tmp_path_factory.mktemp("pg")
+    # A socket folder of its own (root's, closed to others): a daemon running as root without the file-mode
+    # override capabilities (test_faults' unreadable file) can reach it, where pgdata is the server user's alone.
+    embedded = EmbeddedPostgres(root / "data", database="sensor_etl_test", socket_dir=root / "socket")
     dsn = embedded.start()
     try:
         yield Server(dsn, embedded)

@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.workspace import REPO
+
+pytestmark = pytest.mark.slow  # fault injection and end-to-end runs: left out of `make test-fast`
 
 
 def test_smoke_benchmark_writes_a_complete_report(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The hostile-input corpus (``tests/corpus.py``): one daemon pass over every case in one inbox, then
+"""The hostile-input corpus (``tests/helpers/corpus.py``): one daemon pass over every case in one inbox, then
 each case's outcome, the schema, and what reached the database, checked exactly."""
 
 from __future__ import annotations

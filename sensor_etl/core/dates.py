@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sensor_etl.core.problems import shown
+from sensor_etl.core.rules import Rule
 from sensor_etl.errors import InvalidFile, Problem
 
 DATE_FORMATS = (
@@ -69,7 +70,7 @@ def detect_date_format(samples: pd.Series, configured: str | None) -> str:
 
 def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
     return Problem(
-        "timestamp_format",
+        Rule.TIMESTAMP_FORMAT,
         message,
         line=int(samples.index[position]),
         column=None if samples.name is None else str(samples.name),

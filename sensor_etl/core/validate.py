@@ -20,6 +20,7 @@ from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import MEASURES, ColumnPlan
 from sensor_etl.core.dates import parse_timestamps
 from sensor_etl.core.problems import no_problems, shown
+from sensor_etl.core.rules import Rule
 from sensor_etl.core.units import celsius_to, hpa_to, percent_to
 
 MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
@@ -51,8 +52,9 @@ class Checked:
     rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
 
 
-def _problems(lines: np.ndarray, column: str, values: list, rule: str, message: str | np.ndarray | list) -> pd.DataFrame:
-    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule, "message": message})
+def _problems(lines: np.ndarray, column: str, values: list, rule: Rule, message: str | np.ndarray | list) -> pd.DataFrame:
+    """Problems as a table; the rule column holds the rule's plain string (vectorized counts and reports)."""
+    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule.value, "message": message})
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -89,7 +91,7 @@ def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
         for b in chunk.bad_rows
     ]
     lines = np.array([b.line for b in chunk.bad_rows], dtype=np.int64)
-    return [_problems(lines, "", [b.text for b in chunk.bad_rows], "column_count", messages)]
+    return [_problems(lines, "", [b.text for b in chunk.bad_rows], Rule.COLUMN_COUNT, messages)]
 
 
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
@@ -103,7 +105,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
-    def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: str, message: str | np.ndarray) -> None:
+    def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: Rule, message: str | np.ndarray) -> None:
         """Record ``rule`` for the rows in ``mask`` of the column headed ``name``; raw values are only materialized for those rows."""
         nonlocal invalid
         if mask.any():
@@ -117,33 +119,37 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if multiline.any():
             breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
             flag(
-                breaks, name, column, "line_break", "the value runs onto the next line: is a quote not closed? (values must be on one line)"
+                breaks,
+                name,
+                column,
+                Rule.LINE_BREAK,
+                "the value runs onto the next line: is a quote not closed? (values must be on one line)",
             )
         if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
             long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
-            flag(long, name, column, "field_too_long", f"longer than {MAX_FIELD_CHARS} characters")
+            flag(long, name, column, Rule.FIELD_TOO_LONG, f"longer than {MAX_FIELD_CHARS} characters")
 
     # timestamp
     ts_header = plan.header("timestamp")
     raw_ts = table.column(plan.roles["timestamp"])
     ts_text = pc.utf8_trim_whitespace(raw_ts)
     missing = _empty(ts_text)
-    flag(missing, ts_header, raw_ts, "missing_value", "empty timestamp")
+    flag(missing, ts_header, raw_ts, Rule.MISSING_VALUE, "empty timestamp")
     observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
     unparsed = np.isnat(observed) & ~missing
-    flag(unparsed, ts_header, raw_ts, "timestamp_format", f"not a valid date/time in this file's format ({date_format})")
+    flag(unparsed, ts_header, raw_ts, Rule.TIMESTAMP_FORMAT, f"not a valid date/time in this file's format ({date_format})")
     earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
     latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
     early = (observed < earliest) & ~unparsed & ~missing
-    flag(early, ts_header, raw_ts, "timestamp_range", f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
+    flag(early, ts_header, raw_ts, Rule.TIMESTAMP_RANGE, f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
     late = (observed > latest) & ~unparsed & ~missing
-    flag(late, ts_header, raw_ts, "timestamp_range", f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
+    flag(late, ts_header, raw_ts, Rule.TIMESTAMP_RANGE, f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
 
     # sensor id
     if "sensor_id" in plan.roles:
         raw_sensor = table.column(plan.roles["sensor_id"])
         sensor = pc.utf8_trim_whitespace(raw_sensor)
-        flag(_empty(sensor), plan.header("sensor_id"), raw_sensor, "missing_value", "empty sensor id")
+        flag(_empty(sensor), plan.header("sensor_id"), raw_sensor, Rule.MISSING_VALUE, "empty sensor id")
     else:
         sensor = pa.chunked_array([pa.array(np.full(table.num_rows, rules.default_sensor_id, dtype=object), pa.string())])
 
@@ -158,16 +164,16 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         nan = np.isnan(values)
         if nan.any():  # only then can a value be empty, text, or spelled NaN
             empty = _empty(pc.utf8_trim_whitespace(text))
-            flag(empty, header, text, "missing_value", f"empty {role}")
+            flag(empty, header, text, Rule.MISSING_VALUE, f"empty {role}")
             not_number = nan & ~empty & ~_nan_text(text)
-            flag(not_number, header, text, "not_a_number", "not a number (use a point for decimals and no thousands separator)")
-            flag(nan & ~empty & ~not_number, header, text, "not_finite", _NOT_FINITE)
-        flag(np.isinf(values), header, text, "not_finite", _NOT_FINITE)
+            flag(not_number, header, text, Rule.NOT_A_NUMBER, "not a number (use a point for decimals and no thousands separator)")
+            flag(nan & ~empty & ~not_number, header, text, Rule.NOT_FINITE, _NOT_FINITE)
+        flag(np.isinf(values), header, text, Rule.NOT_FINITE, _NOT_FINITE)
         unit = plan.units[role]
         low, high = _bounds(role, unit, rules)
         with np.errstate(invalid="ignore"):
             outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, header, text, "out_of_range", f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
+        flag(outside, header, text, Rule.OUT_OF_RANGE, f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
     # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
@@ -184,7 +190,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         repeated[order[1:][same]] = True
         repeated &= ~(missing | unparsed)
         message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
-        flag(repeated, ts_header, raw_ts, "duplicate_key", message)
+        flag(repeated, ts_header, raw_ts, Rule.DUPLICATE_KEY, message)
 
     valid = ~invalid
     rejected = pd.DataFrame(

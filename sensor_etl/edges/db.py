@@ -96,8 +96,8 @@ class LedgerEntry:
 class Database:
     """A reconnecting handle on the configured server."""
 
-    def __init__(self, connect_kwargs: Mapping[str, object], application_name: str = "sensor-etl") -> None:
-        self._kwargs: dict[str, Any] = {  # psycopg2.connect() keyword arguments
+    def __init__(self, connect_kwargs: Mapping[str, Any], application_name: str = "sensor-etl") -> None:
+        self._kwargs: dict[str, Any] = {
             **connect_kwargs,
             "application_name": application_name,
             "connect_timeout": 5,

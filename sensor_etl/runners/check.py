@@ -19,6 +19,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files
 from sensor_etl.errors import InvalidFile, NotTaken, Problem
 from sensor_etl.runners import pipeline
@@ -85,4 +86,4 @@ def check_file(
 
 def internal_problem(exc: Exception) -> Problem:
     """A bug met on a file: the daemon quarantines the file with this problem, ``validate`` says so."""
-    return Problem("internal_error", f"unexpected {type(exc).__name__}: {exc}")
+    return Problem(Rule.INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}")

@@ -31,6 +31,7 @@ from typing import Any
 from tenacity import Retrying
 
 from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database
@@ -55,7 +56,7 @@ from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.load import FileLoad
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
-# Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
+# Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
 # processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
 PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
 
@@ -206,7 +207,7 @@ class Daemon:
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
-            problem = Problem("duplicate_key" if exc.sqlstate == "23505" else "database", f"the database rejected the data: {exc}")
+            problem = Problem(Rule.DUPLICATE_KEY if exc.sqlstate == "23505" else Rule.DATABASE, f"the database rejected the data: {exc}")
             return self._quarantine(candidate, fp, problem, {})
         except TransientDatabaseError as exc:
             return self._deferred(name, exc)

@@ -22,6 +22,7 @@ from sensor_etl.config import Rules
 from sensor_etl.core import aggregate
 from sensor_etl.core.columns import ColumnPlan, plan_columns
 from sensor_etl.core.dates import detect_date_format
+from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
 from sensor_etl.edges import reports
@@ -134,7 +135,7 @@ def run(
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     if outcome.rows == 0:
-        raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
+        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
         raise InvalidFile(outcome.first_problem(), details=reports.rows_details(outcome, limit))
     return outcome

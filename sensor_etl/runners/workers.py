@@ -16,6 +16,7 @@ import threading
 from collections.abc import Mapping
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from sensor_etl.config import Settings
 from sensor_etl.edges.db import Database
@@ -37,7 +38,7 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def supervise(settings: Settings, connect: Mapping[str, object], stop: threading.Event, once: bool) -> int:
+def supervise(settings: Settings, connect: Mapping[str, Any], stop: threading.Event, once: bool) -> int:
     """Run ``settings.workers`` worker processes until stopped (or, with ``once``, until all are done)."""
     context = multiprocessing.get_context("spawn")
 
@@ -85,7 +86,7 @@ def _cause(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def work(settings: Settings, connect: Mapping[str, object], once: bool) -> None:
+def work(settings: Settings, connect: Mapping[str, Any], once: bool) -> None:
     """A worker process: the single-process daemon, which also stops when its supervisor dies."""
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -88,11 +87,15 @@ class Workspace:
             timeout=timeout,
         )
 
-    def start(self, *args: str, as_user: pwd.struct_passwd | None = None, **extra_env: str) -> DaemonProcess:
-        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log;
-        ``as_user`` runs it as that unprivileged user. Killed at the end of the test if still running."""
-        identity = {"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []} if as_user else {}
-        daemon = DaemonProcess([sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env}, **identity)
+    def start(self, *args: str, honour_file_modes: bool = False, **extra_env: str) -> DaemonProcess:
+        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log.
+        Killed at the end of the test if still running.
+
+        ``honour_file_modes``: root reads any file, so as root the daemon runs without the capabilities
+        that bypass file modes (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH; util-linux ``setpriv``). It
+        stays root otherwise, so nothing depends on who may traverse root's home or the venv."""
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if honour_file_modes and os.geteuid() == 0 else []
+        daemon = DaemonProcess([*prefix, sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env})
         self.daemons.append(daemon)
         return daemon
 
