@@ -1,1 +1,1 @@
-"""edges"""
+"""The outside world, one module per thing touched: files, the database, the embedded server, reports."""

@@ -1,1 +1,1 @@
-"""ops"""
+"""What operators read: logs (and, as they come, metrics and status)."""
