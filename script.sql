@@ -1,6 +1,6 @@
 -- sensor-etl schema. The daemon applies this file at start-up; every statement is idempotent, so it
 -- can also be run by hand:   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f script.sql
--- Public names (tables, views, columns) are a stable interface; see README "Schema".
+-- Public names (tables, views, columns) are a stable interface; see docs/schema.md.
 
 BEGIN;
 -- Several workers or daemons may start at once: apply the schema one at a time.
@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS sensor_readings (
     temperature_k  double precision,
     humidity_pct   double precision,
     pressure_hpa   double precision,
-    extra          json             NOT NULL DEFAULT '{}'::json,  -- every other column; json, not jsonb: see README
+    extra          json             NOT NULL DEFAULT '{}'::json,  -- every other column; json, not jsonb: see docs/schema.md
     loaded_at      timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (file_id, line_no)
 );
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS sensor_metrics (
 -- and each file is handled by one worker at a time. A row lives while its owner handles the file: it
 -- is renewed by the owner's heartbeat and deleted once the file has left the inbox (or the worker
 -- gives up on it until a later scan); a row whose expires_at has passed belongs to a dead worker and
--- may be taken over (see README "Guarantees").
+-- may be taken over (see docs/operations.md "Workers and claims").
 CREATE TABLE IF NOT EXISTS file_claims (
     name        text        PRIMARY KEY,
     owner       text        NOT NULL,

@@ -1,1 +1,1 @@
-"""Benchmark of the sensor-etl daemon against plain ``psql \\copy``; run ``python bench/run.py``."""
+"""Benchmark of the sensor-etl daemon against plain ``psql \\copy``; run ``python -m bench.run``."""

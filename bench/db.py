@@ -14,7 +14,7 @@ from typing import Self
 import psycopg2
 import psycopg2.extensions
 
-from sensor_etl.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
+from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -1,4 +1,4 @@
-"""Benchmark sensor-etl against ``psql \\copy``: ``python bench/run.py [--smoke] [--shapes a,b] [--runs N]``.
+"""Benchmark sensor-etl against ``psql \\copy``: ``python -m bench.run [--smoke] [--shapes a,b] [--runs N]``.
 
 Shapes: (a) one 1M-row seed-format file, (b) one 1M-row multi-sensor file, (c) 5,000 files of 100
 rows, (d) one ~2 GB seed-format file (peak memory), and the pickup latency of an idle daemon.
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from bench import generate, ours, reference
 from bench.db import Server, drop_database, recreate_database, server_version

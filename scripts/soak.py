@@ -2,7 +2,7 @@
 """Soak test: drop files for a while, kill and restart the daemon and the database at random, then
 reconcile every input against the database and the folders.
 
-    python scripts/soak.py --minutes 10
+    python -m scripts.soak --minutes 10   (from the repository root)
 
 Runs its own embedded PostgreSQL and its own folders (under --workdir, a temporary folder by
 default). Progress goes to stderr; stdout gets one summary line ending in ``OK`` or in the
@@ -30,12 +30,10 @@ from pathlib import Path
 
 import psycopg2
 
+from sensor_etl.edges.embedded import EmbeddedPostgres
+from tests.helpers.samples import multi_csv
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from samples import multi_csv  # noqa: E402
-
-from sensor_etl.embedded import EmbeddedPostgres  # noqa: E402
 
 REPORT_SUFFIXES = (".error.json", ".rejects.csv")
 

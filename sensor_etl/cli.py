@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
-from dataclasses import asdict, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from . import __version__, files, logs, pipeline, workers
-from .config import ConfigError, Settings, load_settings, redact
-from .daemon import Daemon
-from .db import Database
-from .embedded import EmbeddedPostgres
-from .errors import InvalidFile, Problem
+from sensor_etl import __version__
+from sensor_etl.config import ConfigError, Settings, load_settings, redact
+from sensor_etl.edges import files, reports
+from sensor_etl.edges.db import Database
+from sensor_etl.edges.embedded import EmbeddedPostgres
+from sensor_etl.errors import InvalidFile, NotTaken, Problem
+from sensor_etl.ops import logs
+from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.runners.daemon import Daemon
 
 
 def _workers(text: str) -> int:
@@ -88,6 +93,7 @@ def run(settings: Settings, once: bool) -> int:
     workers.stop_on_signals(stop)
 
     server: EmbeddedPostgres | None = None
+    connect: Mapping[str, object]
     if settings.embedded:
         server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
         try:
@@ -144,30 +150,24 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
     return 0 if all_good else 1
 
 
-def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict], int]:
+def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are)."""
-    if not files.is_input_name(path.name):
-        return "would be IGNORED: the daemon takes *.csv names that are not hidden or temporary", [], 0
     try:
-        reason = files.skip_reason(path, os.lstat(path))
-        if reason is not None:
-            return f"would be SKIPPED: {reason}", [], 0
-        fp = files.fingerprint(path, settings.rules.encoding)
-        if fp.problem is not None:
-            raise InvalidFile(fp.problem)
-        outcome = pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes)
+        outcome = check_file(path, settings, now)
+    except NotTaken as exc:
+        return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
-        errors = exc.details.get("errors") or [asdict(exc.problem)]
-        more = sum(exc.details.get("rule_counts", {}).values()) - len(errors) if exc.details else 0
-        return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, more
+        errors, rule_counts = reports.listed_problems(exc.problem, exc.details)
+        return f"would be QUARANTINED: {exc.details.get('reason') or exc.problem.message}", errors, sum(rule_counts.values()) - len(errors)
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}", [], 0
     except Exception as exc:  # the daemon quarantines on a bug; say so rather than print a traceback
-        return f"would be QUARANTINED: unexpected {type(exc).__name__}: {exc} [internal_error]", [], 0
+        problem = internal_problem(exc)
+        return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = settings.quarantine_folder / f"{path.name}.rejects.csv"
+    rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)
     verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
 
@@ -177,7 +177,7 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _describe(shown: str, error: dict) -> str:
+def _describe(shown: str, error: Mapping[str, Any]) -> str:
     return Problem(error["rule"], error["message"], error.get("line"), error.get("column") or None, error.get("value")).describe(shown)
 
 
@@ -194,14 +194,11 @@ def requeue(settings: Settings, names: list[str]) -> int:
             code = 1
             continue
         try:
-            target = files.move_unique(source, settings.data_folder)
+            target = files.move_unique(source, settings.data_folder, taken=reports.name_taken)
         except OSError as exc:
             print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
             code = 1
             continue
-        report = Path(f"{source}.error.json")
-        if not report.exists() and source.name.endswith(".rejects.csv"):
-            report = Path(f"{str(source).removesuffix('.rejects.csv')}.rejects.json")
-        report.unlink(missing_ok=True)
+        reports.report_of(source).unlink(missing_ok=True)
         print(f"{_printable(name)}: requeued as {_printable(str(target))}")
     return code

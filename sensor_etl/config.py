@@ -1,27 +1,36 @@
 """Every setting in one frozen struct, read from the environment and ``.env`` (the environment wins).
 
-Each field documents its variable and default; ``.env.example`` and the README list the same.
-A bad value raises ``ConfigError`` naming the variable, the value and what is accepted.
+``SETTINGS`` is the registry: each variable is declared there once, with its field, parser (what it
+accepts), default, help text and group. Parsing, the one-line ``ConfigError`` (``VAR='x' is invalid:
+expected ...``), ``.env.example`` and docs/configuration.md all come from it (``python -m
+sensor_etl.docgen`` writes the files; tests/test_registry.py checks them, and that every registry
+default equals the field's default).
+
+Adding a setting: one ``Setting(...)`` in ``SETTINGS`` and the field, with the same default, in
+``Rules`` (what a valid file is) or ``Settings`` (everything else); then ``make docs``.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
-from .errors import ConfigError
-from .units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
+from sensor_etl.core.units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
+from sensor_etl.errors import ConfigError
 
 ROLES = ("timestamp", "sensor_id", "temperature", "humidity", "pressure")
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class RejectLimit:
 
 @dataclass(frozen=True)
 class Rules:
-    """What a valid file is: the part of the settings the pure validate/transform code needs."""
+    """What a valid file is: the part of the settings the pure validate/transform code needs.
+
+    One field per setting of ``SETTINGS`` (below), which holds its variable, default and help."""
 
     temperature_min: float = -90.0  # TEMPERATURE_MIN, °C
     temperature_max: float = 60.0  # TEMPERATURE_MAX, °C
@@ -60,43 +71,43 @@ class Rules:
     humidity_max: float = 100.0  # HUMIDITY_MAX, %
     pressure_min: float = 300.0  # PRESSURE_MIN, hPa
     pressure_max: float = 1100.0  # PRESSURE_MAX, hPa
-    temperature_unit: str = "C"  # TEMPERATURE_UNIT when the header has no unit: C, F or K
-    pressure_unit: str = "hPa"  # PRESSURE_UNIT when the header has no unit: hPa, mbar, kPa or Pa
-    humidity_unit: str = "percent"  # HUMIDITY_UNIT: percent or fraction (0–1)
-    date_format: str | None = None  # DATE_FORMAT (strftime codes); unset = detected per file
-    source_timezone: str = "UTC"  # SOURCE_TIMEZONE for timestamps without an offset
+    temperature_unit: str = "C"  # TEMPERATURE_UNIT
+    pressure_unit: str = "hPa"  # PRESSURE_UNIT
+    humidity_unit: str = "percent"  # HUMIDITY_UNIT
+    date_format: str | None = None  # DATE_FORMAT; None = detected per file
+    source_timezone: str = "UTC"  # SOURCE_TIMEZONE
     timestamp_min: datetime = datetime(1900, 1, 1, tzinfo=UTC)  # TIMESTAMP_MIN
-    max_future_seconds: float = 86400.0  # MAX_FUTURE_SECONDS a timestamp may lie ahead of now
-    default_sensor_id: str = "default"  # DEFAULT_SENSOR_ID for files without a sensor column
-    column_map: Mapping[str, str] = field(default_factory=dict)  # COLUMN_MAP "Header:role,..."
-    delimiter: str = "auto"  # CSV_DELIMITER: auto (comma, else ; or tab from the header) or one character
-    encoding: str = "utf-8"  # ENCODING of input files
+    max_future_seconds: float = 86400.0  # MAX_FUTURE_SECONDS
+    default_sensor_id: str = "default"  # DEFAULT_SENSOR_ID
+    column_map: Mapping[str, str] = field(default_factory=dict)  # COLUMN_MAP
+    delimiter: str = "auto"  # CSV_DELIMITER
+    encoding: str = "utf-8"  # ENCODING
     max_invalid_rows: RejectLimit = field(default_factory=RejectLimit)  # MAX_INVALID_ROWS
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The daemon's whole configuration."""
+    """The daemon's whole configuration: one field per setting of ``SETTINGS``, and the rules."""
 
-    database_url: str | None = None  # DATABASE_URL (libpq URI); wins over DB_*
+    database_url: str | None = None  # DATABASE_URL
     db_name: str = "sensor_etl"  # DB_NAME
     db_user: str = "postgres"  # DB_USER
-    db_password: str = field(default="", repr=False)  # DB_PASSWORD (never logged)
-    db_host: str | None = None  # DB_HOST; with DATABASE_URL unset too, an embedded server starts
+    db_password: str = field(default="", repr=False)  # DB_PASSWORD (secret: never shown)
+    db_host: str | None = None  # DB_HOST
     db_port: int = 5432  # DB_PORT
-    pgdata_folder: Path = Path(".pgdata")  # PGDATA_FOLDER of the embedded server
-    data_folder: Path = Path("data")  # DATA_FOLDER: the inbox
+    pgdata_folder: Path = Path(".pgdata")  # PGDATA_FOLDER
+    data_folder: Path = Path("data")  # DATA_FOLDER
     processed_folder: Path = Path("processed")  # PROCESSED_FOLDER
     quarantine_folder: Path = Path("quarantine")  # QUARANTINE_FOLDER
-    monitor_interval: float = 5.0  # MONITOR_INTERVAL seconds between scans
-    file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS a file must stay unmodified before it is read
-    workers: int = 1  # WORKERS processes sharing the inbox
-    lease_seconds: float = 60.0  # LEASE_SECONDS before a dead worker's claim is taken over
-    read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES per chunk: bounds memory on huge files (~50x this)
-    retry_attempts: int = 5  # RETRY_ATTEMPTS for a transient database error, per file
-    retry_max_wait: float = 30.0  # RETRY_MAX_WAIT seconds between attempts (exponential, jittered)
+    monitor_interval: float = 5.0  # MONITOR_INTERVAL
+    file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
+    workers: int = 1  # WORKERS
+    lease_seconds: float = 60.0  # LEASE_SECONDS
+    read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
+    retry_attempts: int = 5  # RETRY_ATTEMPTS
+    retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
     log_level: str = "INFO"  # LOG_LEVEL
-    log_format: str = "text"  # LOG_FORMAT: text or json
+    log_format: str = "text"  # LOG_FORMAT
     rules: Rules = field(default_factory=Rules)
 
     @property
@@ -117,30 +128,56 @@ class Settings:
         }
 
 
-# -- parsing ---------------------------------------------------------------------------------
-def _number(kind: Callable[[str], T], low: float | None = None, high: float | None = None) -> Callable[[str], T]:
-    def parse(text: str) -> T:
-        value = kind(text)
-        if (low is not None and value < low) or (high is not None and value > high) or value != value:
-            raise ValueError
-        return value
+# -- parsers ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parser(Generic[T]):
+    """Turns a variable's text into a value, raising ValueError (or LookupError...) when it cannot;
+    ``accepted`` completes ``VAR='x' is invalid: expected ...`` and the docs' accepted-values column."""
 
-    parse.accepted = (  # type: ignore[attr-defined]
-        f"{'an integer' if kind is int else 'a number'}"
-        + (f" >= {low}" if low is not None and high is None else "")
-        + (f" from {low} to {high}" if low is not None and high is not None else "")
-    )
-    return parse
+    parse: Callable[[str], T]
+    accepted: str
+    keeps_blank: bool = False  # a blank value is a value (else blank means unset: the default applies)
 
 
-def _choice(options: Mapping[str, str]) -> Callable[[str], str]:
-    lookup = {key.lower(): value for key, value in options.items()}
+def _bounded(value: N, low: float | None, high: float | None) -> N:
+    if (low is not None and value < low) or (high is not None and value > high) or value != value:
+        raise ValueError
+    return value
 
-    def parse(text: str) -> str:
-        return lookup[text.strip().lower()]
 
-    parse.accepted = "one of " + ", ".join(options)  # type: ignore[attr-defined]
-    return parse
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    return f" >= {low}" if low is not None else ""
+
+
+def integer(low: int | None = None, high: int | None = None) -> Parser[int]:
+    return Parser(lambda text: _bounded(int(text), low, high), "an integer" + _range_text(low, high))
+
+
+def number(low: float | None = None, high: float | None = None) -> Parser[float]:
+    return Parser(lambda text: _bounded(float(text), low, high), "a number" + _range_text(low, high))
+
+
+def choice(*options: str) -> Parser[str]:
+    """One of ``options``, in any case; the value is the option as written here."""
+    lookup = {option.lower(): option for option in options}
+    return Parser(lambda text: lookup[text.strip().lower()], "one of " + ", ".join(options))
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError
+    return text.strip()
+
+
+def text(accepted: str = "a non-empty value") -> Parser[str]:
+    """Any non-blank text, trimmed."""
+    return Parser(_text, accepted)
+
+
+def _path(text: str) -> Path:
+    return Path(_text(text)).expanduser()
 
 
 def _timezone(text: str) -> str:
@@ -151,15 +188,9 @@ def _timezone(text: str) -> str:
     return text
 
 
-_timezone.accepted = "an IANA time zone such as UTC or Europe/Berlin"  # type: ignore[attr-defined]
-
-
 def _timestamp(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-_timestamp.accepted = "an ISO 8601 date or timestamp, e.g. 1900-01-01"  # type: ignore[attr-defined]
 
 
 def _date_format(text: str) -> str | None:
@@ -168,9 +199,6 @@ def _date_format(text: str) -> str | None:
     if "%" not in text:
         raise ValueError
     return text
-
-
-_date_format.accepted = "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S"  # type: ignore[attr-defined]
 
 
 def _delimiter(text: str) -> str:
@@ -182,16 +210,8 @@ def _delimiter(text: str) -> str:
     return text
 
 
-_delimiter.accepted = "auto, comma, semicolon, tab, pipe or one character"  # type: ignore[attr-defined]
-
-
 def _encoding(text: str) -> str:
-    import codecs
-
     return codecs.lookup(text).name
-
-
-_encoding.accepted = "a Python codec name such as utf-8, latin-1 or utf-16"  # type: ignore[attr-defined]
 
 
 def _column_map(text: str) -> dict[str, str]:
@@ -202,9 +222,6 @@ def _column_map(text: str) -> dict[str, str]:
             raise ValueError
         mapping[header.strip()] = role.strip()
     return mapping
-
-
-_column_map.accepted = "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)  # type: ignore[attr-defined]
 
 
 def _reject_limit(text: str) -> RejectLimit:
@@ -220,82 +237,268 @@ def _reject_limit(text: str) -> RejectLimit:
     return RejectLimit(count=count)
 
 
-_reject_limit.accepted = "a row count (0 = any invalid row quarantines the file) or a percentage like 1%"  # type: ignore[attr-defined]
+FOLDER = Parser(_path, "a folder path")
 
 
-def _text(text: str) -> str:
-    if not text.strip():
-        raise ValueError
-    return text.strip()
+# -- the registry ------------------------------------------------------------------------------
+class Group(StrEnum):
+    """Sections of ``.env.example`` and of docs/configuration.md, in this order."""
+
+    DATABASE = "Database"
+    FOLDERS = "Folders and scanning"
+    RETRIES = "Retries"
+    RULES = "Validation rules"
+    LOGGING = "Logging"
 
 
-_text.accepted = "a non-empty value"  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: the single place its name, field, parser, default and help are declared.
+
+    ``default`` is the text ``.env.example`` shows ("" = unset); parsed, it equals the field's default
+    (tests/test_registry.py checks it). ``field`` is a field of ``Rules`` or of ``Settings``."""
+
+    variable: str
+    field: str
+    parser: Parser[Any]
+    default: str
+    help: str
+    group: Group
+    secret: bool = False  # its value is never shown: empty in .env.example, repr=False on the field
 
 
-def _path(text: str) -> Path:
-    return Path(_text(text)).expanduser()
+_DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- Database
+    Setting(
+        "DATABASE_URL",
+        "database_url",
+        text("a libpq URI such as postgresql://user:password@host:5432/dbname"),
+        "",
+        "The server to load into; wins over the DB_* variables. Leave it and DB_HOST empty to start the embedded "
+        "PostgreSQL (data in PGDATA_FOLDER).",
+        _DB,
+    ),
+    Setting(
+        "DB_HOST",
+        "db_host",
+        text("a host name, an IP address or a Unix socket folder"),
+        "",
+        "The server's host when DATABASE_URL is unset (with DB_PORT, DB_NAME, DB_USER, DB_PASSWORD); "
+        "with both empty, the embedded server starts.",
+        _DB,
+    ),
+    Setting("DB_PORT", "db_port", integer(1, 65535), "5432", "The server's port.", _DB),
+    Setting("DB_NAME", "db_name", text(), "sensor_etl", "Database name (also of the embedded server).", _DB),
+    Setting("DB_USER", "db_user", text(), "postgres", "User name on the server.", _DB),
+    Setting(
+        "DB_PASSWORD", "db_password", Parser(str, "any text", keeps_blank=True), "", "Password of DB_USER. Never logged.", _DB, secret=True
+    ),
+    Setting(
+        "PGDATA_FOLDER",
+        "pgdata_folder",
+        FOLDER,
+        "./.pgdata",
+        "Folder of the embedded server's data (used only when no server is configured).",
+        _DB,
+    ),
+    # --- Folders and scanning
+    Setting(
+        "DATA_FOLDER", "data_folder", FOLDER, "./data", "The inbox: every *.csv file dropped here is loaded (created if missing).", _FOLDERS
+    ),
+    Setting(
+        "PROCESSED_FOLDER",
+        "processed_folder",
+        FOLDER,
+        "./processed",
+        "Loaded and duplicate files are moved here (created if missing).",
+        _FOLDERS,
+    ),
+    Setting(
+        "QUARANTINE_FOLDER",
+        "quarantine_folder",
+        FOLDER,
+        "./quarantine",
+        "Invalid files are moved here, each with <name>.error.json saying what to fix (created if missing).",
+        _FOLDERS,
+    ),
+    Setting("MONITOR_INTERVAL", "monitor_interval", number(0.05, 86400), "5", "Seconds between scans of DATA_FOLDER.", _FOLDERS),
+    Setting(
+        "FILE_SETTLE_SECONDS",
+        "file_settle_seconds",
+        number(0, 86400),
+        "2",
+        "A file is taken only when its size and mtime did not change since the previous scan and it was not modified "
+        "for this many seconds (protects against half-written files).",
+        _FOLDERS,
+    ),
+    Setting(
+        "WORKERS",
+        "workers",
+        integer(1, 64),
+        "1",
+        "Worker processes sharing DATA_FOLDER (also --workers N). Daemons started separately on the same folder "
+        "(and database) share it safely too: each file is claimed by one worker at a time.",
+        _FOLDERS,
+    ),
+    Setting(
+        "LEASE_SECONDS",
+        "lease_seconds",
+        number(5, 86400),
+        "60",
+        "Seconds after which a claim held by a dead worker (killed, host gone) is taken over. "
+        "Renewed every LEASE_SECONDS/3 while the worker lives, so long loads never lose it.",
+        _FOLDERS,
+    ),
+    Setting(
+        "READ_BLOCK_BYTES",
+        "read_block_bytes",
+        integer(1 << 16, 1 << 30),
+        str(4 << 20),
+        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 50 times this; "
+        "the rows of one file still load in one transaction).",
+        _FOLDERS,
+    ),
+    # --- Retries
+    Setting(
+        "RETRY_ATTEMPTS",
+        "retry_attempts",
+        integer(1, 1000),
+        "5",
+        "Attempts per file on a transient database error (connection lost, shutdown, deadlock...); "
+        "when they run out the file waits in DATA_FOLDER for the next scan.",
+        _RETRIES,
+    ),
+    Setting(
+        "RETRY_MAX_WAIT",
+        "retry_max_wait",
+        number(0.1, 3600),
+        "30",
+        "Longest wait between attempts, seconds (exponential backoff with jitter).",
+        _RETRIES,
+    ),
+    # --- Validation rules
+    Setting("TEMPERATURE_MIN", "temperature_min", number(), "-90", "Lowest valid temperature, °C (below TEMPERATURE_MAX).", _RULES),
+    Setting("TEMPERATURE_MAX", "temperature_max", number(), "60", "Highest valid temperature, °C.", _RULES),
+    Setting("HUMIDITY_MIN", "humidity_min", number(), "0", "Lowest valid relative humidity, % (below HUMIDITY_MAX).", _RULES),
+    Setting("HUMIDITY_MAX", "humidity_max", number(), "100", "Highest valid relative humidity, %.", _RULES),
+    Setting("PRESSURE_MIN", "pressure_min", number(), "300", "Lowest valid pressure, hPa (below PRESSURE_MAX).", _RULES),
+    Setting("PRESSURE_MAX", "pressure_max", number(), "1100", "Highest valid pressure, hPa.", _RULES),
+    Setting(
+        "TEMPERATURE_UNIT",
+        "temperature_unit",
+        choice(*TEMPERATURE_UNITS),
+        "C",
+        "Unit of a temperature column whose header names none (a suffix such as T (degC) or temp_f wins).",
+        _RULES,
+    ),
+    Setting("PRESSURE_UNIT", "pressure_unit", choice(*PRESSURE_UNITS), "hPa", "Unit of a pressure column whose header names none.", _RULES),
+    Setting(
+        "HUMIDITY_UNIT",
+        "humidity_unit",
+        choice(*HUMIDITY_UNITS),
+        "percent",
+        "Unit of a humidity column whose header names none (fraction: 0 to 1).",
+        _RULES,
+    ),
+    Setting(
+        "DATE_FORMAT",
+        "date_format",
+        Parser(_date_format, "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
+        "auto",
+        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force one.",
+        _RULES,
+    ),
+    Setting(
+        "SOURCE_TIMEZONE",
+        "source_timezone",
+        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin"),
+        "UTC",
+        "Time zone of timestamps without an offset (IANA name).",
+        _RULES,
+    ),
+    Setting(
+        "TIMESTAMP_MIN",
+        "timestamp_min",
+        Parser(_timestamp, "an ISO 8601 date or timestamp, e.g. 1900-01-01"),
+        "1900-01-01",
+        "Earliest accepted timestamp.",
+        _RULES,
+    ),
+    Setting(
+        "MAX_FUTURE_SECONDS",
+        "max_future_seconds",
+        number(0),
+        "86400",
+        'How far past "now" a timestamp may lie, seconds.',
+        _RULES,
+    ),
+    Setting("DEFAULT_SENSOR_ID", "default_sensor_id", text(), "default", "Sensor id for files without a sensor column.", _RULES),
+    Setting(
+        "COLUMN_MAP",
+        "column_map",
+        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)),
+        "",
+        "Headers the aliases do not cover, with their roles (e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id).",
+        _RULES,
+    ),
+    Setting(
+        "CSV_DELIMITER",
+        "delimiter",
+        Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character"),
+        "auto",
+        "Field delimiter; auto takes the one of comma, semicolon, tab and pipe that splits the header line into the most "
+        "fields (comma on a tie).",
+        _RULES,
+    ),
+    Setting(
+        "ENCODING",
+        "encoding",
+        Parser(_encoding, "a Python codec name such as utf-8, latin-1 or utf-16"),
+        "utf-8",
+        "Text encoding of the input files (a UTF-8 byte-order mark is accepted).",
+        _RULES,
+    ),
+    Setting(
+        "MAX_INVALID_ROWS",
+        "max_invalid_rows",
+        Parser(_reject_limit, "a row count (0 = any invalid row quarantines the file) or a percentage like 1%"),
+        "0",
+        "Invalid rows a file may have and still load its valid rows (a count, or a percentage of its rows). "
+        "The rejected lines go to QUARANTINE_FOLDER/<name>.rejects.csv (as they were, with the header) and their problems "
+        "to <name>.rejects.json; the file is recorded with status 'partial'.",
+        _RULES,
+    ),
+    # --- Logging
+    Setting("LOG_LEVEL", "log_level", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "Lowest level of the lines logged.", _LOGGING),
+    Setting(
+        "LOG_FORMAT",
+        "log_format",
+        choice("text", "json"),
+        "text",
+        "Log line format: text is key=value pairs, json one object per line.",
+        _LOGGING,
+    ),
+)
+VARIABLES = tuple(setting.variable for setting in SETTINGS)
+_RULE_FIELDS = frozenset(f.name for f in fields(Rules))
 
 
-_path.accepted = "a folder path"  # type: ignore[attr-defined]
-
-_LOG_LEVELS = {name: name for name in ("DEBUG", "INFO", "WARNING", "ERROR")}
-
-# variable -> (field, parser); a variable that is unset or empty keeps the field's default.
-_SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
-    "DATABASE_URL": ("database_url", _text),
-    "DB_NAME": ("db_name", _text),
-    "DB_USER": ("db_user", _text),
-    "DB_PASSWORD": ("db_password", str),
-    "DB_HOST": ("db_host", _text),
-    "DB_PORT": ("db_port", _number(int, 1, 65535)),
-    "PGDATA_FOLDER": ("pgdata_folder", _path),
-    "DATA_FOLDER": ("data_folder", _path),
-    "PROCESSED_FOLDER": ("processed_folder", _path),
-    "QUARANTINE_FOLDER": ("quarantine_folder", _path),
-    "MONITOR_INTERVAL": ("monitor_interval", _number(float, 0.05, 86400)),
-    "FILE_SETTLE_SECONDS": ("file_settle_seconds", _number(float, 0, 86400)),
-    "WORKERS": ("workers", _number(int, 1, 64)),
-    "LEASE_SECONDS": ("lease_seconds", _number(float, 5, 86400)),
-    "READ_BLOCK_BYTES": ("read_block_bytes", _number(int, 1 << 16, 1 << 30)),
-    "RETRY_ATTEMPTS": ("retry_attempts", _number(int, 1, 1000)),
-    "RETRY_MAX_WAIT": ("retry_max_wait", _number(float, 0.1, 3600)),
-    "LOG_LEVEL": ("log_level", _choice(_LOG_LEVELS)),
-    "LOG_FORMAT": ("log_format", _choice({"text": "text", "json": "json"})),
-}
-_RULES: dict[str, tuple[str, Callable[[str], object]]] = {
-    "TEMPERATURE_MIN": ("temperature_min", _number(float)),
-    "TEMPERATURE_MAX": ("temperature_max", _number(float)),
-    "HUMIDITY_MIN": ("humidity_min", _number(float)),
-    "HUMIDITY_MAX": ("humidity_max", _number(float)),
-    "PRESSURE_MIN": ("pressure_min", _number(float)),
-    "PRESSURE_MAX": ("pressure_max", _number(float)),
-    "TEMPERATURE_UNIT": ("temperature_unit", _choice({u: u for u in TEMPERATURE_UNITS})),
-    "PRESSURE_UNIT": ("pressure_unit", _choice({u: u for u in PRESSURE_UNITS})),
-    "HUMIDITY_UNIT": ("humidity_unit", _choice({u: u for u in HUMIDITY_UNITS})),
-    "DATE_FORMAT": ("date_format", _date_format),
-    "SOURCE_TIMEZONE": ("source_timezone", _timezone),
-    "TIMESTAMP_MIN": ("timestamp_min", _timestamp),
-    "MAX_FUTURE_SECONDS": ("max_future_seconds", _number(float, 0)),
-    "DEFAULT_SENSOR_ID": ("default_sensor_id", _text),
-    "COLUMN_MAP": ("column_map", _column_map),
-    "CSV_DELIMITER": ("delimiter", _delimiter),
-    "ENCODING": ("encoding", _encoding),
-    "MAX_INVALID_ROWS": ("max_invalid_rows", _reject_limit),
-}
-VARIABLES = (*_SETTINGS, *_RULES)
-
-
-def _parse(table: Mapping[str, tuple[str, Callable[[str], object]]], env: Mapping[str, str]) -> dict[str, object]:
-    values: dict[str, object] = {}
-    for variable, (name, parse) in table.items():
-        raw = env.get(variable)
-        if raw is None or (raw.strip() == "" and variable != "DB_PASSWORD"):
+def _parse(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Rules fields, Settings fields) of the variables set in ``env``; an unset or blank one keeps its default."""
+    rules: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.variable)
+        if raw is None or (not raw.strip() and not setting.parser.keeps_blank):
             continue
         try:
-            values[name] = parse(raw)
+            value = setting.parser.parse(raw)
         except (ValueError, KeyError, LookupError, TypeError) as exc:
-            raise ConfigError(variable, raw, getattr(parse, "accepted", "a valid value")) from exc
-    return values
+            raise ConfigError(setting.variable, raw, setting.parser.accepted) from exc
+        (rules if setting.field in _RULE_FIELDS else settings)[setting.field] = value
+    return rules, settings
 
 
 def _pairs(rules: Rules) -> None:
@@ -307,9 +510,10 @@ def _pairs(rules: Rules) -> None:
 
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
-    rules = Rules(**_parse(_RULES, env))  # type: ignore[arg-type]
+    rule_values, setting_values = _parse(env)
+    rules = Rules(**rule_values)
     _pairs(rules)
-    return Settings(rules=rules, **_parse(_SETTINGS, env))  # type: ignore[arg-type]
+    return Settings(rules=rules, **setting_values)
 
 
 def load_settings(env_file: Path | None = None) -> Settings:

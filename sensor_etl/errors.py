@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from sensor_etl.core.rules import Rule
 
 
 class EtlError(Exception):
@@ -19,13 +22,19 @@ class ConfigError(EtlError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with an input file, precise enough for a person to fix it."""
+    """One thing wrong with an input file, precise enough for a person to fix it.
 
-    rule: str
+    ``rule`` may be given as its string (a problem read back from a report or a problem table): it is
+    turned into the ``Rule``, so an unknown rule name fails here rather than in a report."""
+
+    rule: Rule
     message: str
     line: int | None = None
     column: str | None = None
     value: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rule", Rule(self.rule))
 
     def describe(self, file: str) -> str:
         """``file:line, column 'T', value '99': <message> [rule]``: the one line a log or report shows."""
@@ -42,7 +51,7 @@ class InvalidFile(EtlError):
     """The file breaks a rule: it goes to quarantine with a report, and nothing of it is loaded."""
 
     problem: Problem
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.problem.message
@@ -82,3 +91,12 @@ class ClaimLost(EtlError):
 
 class FileChanged(EtlError):
     """The file was modified while it was being loaded: roll back, read it again once it has settled."""
+
+
+class NotTaken(EtlError):
+    """Not a file the daemon takes: a name that is not input (``ignored``: not ``*.csv``, hidden or
+    temporary), or a symbolic link or something other than a regular file. It stays where it is."""
+
+    def __init__(self, reason: str, *, ignored: bool = False) -> None:
+        self.ignored = ignored
+        super().__init__(reason)

@@ -5,38 +5,14 @@ server need the embedded one and say so)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from sensor_etl.embedded import EmbeddedPostgres
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Server:
-    dsn: str
-    embedded: EmbeddedPostgres | None
-
-    def stop(self, mode: str = "fast") -> None:
-        assert self.embedded is not None, "needs the embedded server (unset TEST_DATABASE_URL)"
-        self.embedded.stop(mode)
-
-    def start(self) -> None:
-        assert self.embedded is not None, "needs the embedded server (unset TEST_DATABASE_URL)"
-        self.embedded.start()
+from sensor_etl.edges.embedded import EmbeddedPostgres
+from tests.helpers.workspace import REPO, Db, Server, Workspace
 
 
 @pytest.fixture(scope="session")
@@ -45,32 +21,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if url:
         yield Server(url, None)
         return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", database="sensor_etl_test")
+    root = tmp_path_factory.mktemp("pg")
+    # A socket folder of its own (root's, closed to others): a daemon running as root without the file-mode
+    # override capabilities (test_faults' unreadable file) can reach it, where pgdata is the server user's alone.
+    embedded = EmbeddedPostgres(root / "data", database="sensor_etl_test", socket_dir=root / "socket")
     dsn = embedded.start()
     try:
         yield Server(dsn, embedded)
     finally:
         embedded.destroy()
-
-
-class Db:
-    """Small query helper bound to the test database."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    def rows(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            result = cur.fetchall() if cur.description else []
-        conn.close()
-        return result
-
-    def value(self, sql: str, params: tuple = ()) -> object:
-        return self.rows(sql, params)[0][0]
-
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        self.rows(sql, params)
 
 
 @pytest.fixture
@@ -81,119 +40,6 @@ def db(server: Server) -> Db:
     helper = Db(server.dsn)
     helper.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     return helper
-
-
-@dataclass
-class Workspace:
-    root: Path
-    env: dict[str, str]
-    daemons: list[DaemonProcess] = field(default_factory=list)
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def processed(self) -> Path:
-        return self.root / "processed"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    def write(self, name: str, content: str | bytes) -> Path:
-        path = self.data / name
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-        return path
-
-    def cli(self, *args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:
-        """Run ``etl_pipeline.py`` as a user would, in this workspace."""
-        return subprocess.run(
-            [sys.executable, str(REPO / "etl_pipeline.py"), *args],
-            cwd=self.root,
-            env={**self.env, **extra_env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def start(self, *args: str, as_user: pwd.struct_passwd | None = None, **extra_env: str) -> DaemonProcess:
-        """Start ``etl_pipeline.py`` in the background (its own process group), collecting its log;
-        ``as_user`` runs it as that unprivileged user. Killed at the end of the test if still running."""
-        identity = {"user": as_user.pw_uid, "group": as_user.pw_gid, "extra_groups": []} if as_user else {}
-        daemon = DaemonProcess([sys.executable, str(REPO / "etl_pipeline.py"), *args], self.root, {**self.env, **extra_env}, **identity)
-        self.daemons.append(daemon)
-        return daemon
-
-    def names(self, folder: Path) -> list[str]:
-        return sorted(p.name for p in folder.iterdir())
-
-    def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
-        """Block until no input file is left in data/ (directories there are not input)."""
-        deadline = time.monotonic() + timeout
-        while any(p.is_file() for p in self.data.iterdir()):
-            assert daemon.alive(), f"the daemon exited ({daemon.process.returncode}); log:\n{daemon.log}"
-            assert time.monotonic() < deadline, f"data/ still holds {self.names(self.data)}; log:\n" + "\n".join(daemon.lines[-60:])
-            time.sleep(0.1)
-
-
-class DaemonProcess:
-    """A running daemon whose stderr log lines are gathered as they arrive, so a test can act on an event."""
-
-    def __init__(self, command: list[str], cwd: Path, env: dict[str, str], **popen: object) -> None:
-        self.process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True, **popen
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def events(self, name: str) -> list[str]:
-        """Log lines of one event (``file_loaded``, ``db_retry``...)."""
-        with self._changed:
-            return [line for line in self.lines if f" {name} " in f"{line} "]
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[str]:
-        """Block until the log holds ``count`` lines of event ``name``; fail with the log otherwise."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(found := [line for line in self.lines if f" {name} " in f"{line} "]) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {count} x {name} within {timeout}s; log:\n" + "\n".join(self.lines[-60:]))
-                self._changed.wait(min(left, 0.5))
-        return found
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM the daemon (its supervisor, which forwards it) and return its exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: the daemon and any worker processes, with no chance to clean up."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.wait(30)
-
-    def wait(self, timeout: float = 120) -> int:
-        code = self.process.wait(timeout)
-        self._reader.join(10)
-        return code
 
 
 @pytest.fixture

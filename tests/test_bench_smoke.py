@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import pytest
+
+from tests.helpers.workspace import REPO
+
+pytestmark = pytest.mark.slow  # fault injection and end-to-end runs: left out of `make test-fast`
 
 
 def test_smoke_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
@@ -18,11 +22,13 @@ def test_smoke_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "bench" / "run.py"),
+            "-m",
+            "bench.run",
             "--smoke",
             "--output",
             str(output),
         ],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from endstate import assert_exactly_once
-from samples import multi_csv
 
-from sensor_etl.claims import Claims
-from sensor_etl.db import Database, FileMeta
+from sensor_etl.edges.claims import Claims
+from sensor_etl.edges.db import Database, FileMeta
 from sensor_etl.errors import ClaimLost
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.samples import multi_csv
 
 
 @pytest.fixture
@@ -47,6 +47,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(db, database):
     assert db.rows("SELECT owner FROM file_claims") == [("other:2:bb",)]
 
 
+@pytest.mark.slow
 def test_the_heartbeat_keeps_a_lease_alive_while_the_file_is_held(db, database):
     holder, other = Claims(database, "holder:1:aa", 1.5), Claims(database.another("other"), "other:2:bb", 30)
     with holder.heartbeat(database.another("heartbeat")):  # renews every 0.5 s
@@ -58,6 +59,7 @@ def test_the_heartbeat_keeps_a_lease_alive_while_the_file_is_held(db, database):
         assert other.claim("x.csv")
 
 
+@pytest.mark.slow
 def test_a_file_claimed_by_a_dead_daemon_is_taken_over_after_the_lease(workspace, db):
     content = multi_csv().encode()
     workspace.write("x.csv", content)

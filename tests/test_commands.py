@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gzip
 
-from conftest import Db, Workspace
-from corpus import csv_text, good, row
-from inprocess import run_once
+from tests.helpers.corpus import csv_text, good, row
+from tests.helpers.inprocess import run_once
+from tests.helpers.workspace import Db, Workspace
 
 
 def _tables(db: Db) -> list[tuple]:

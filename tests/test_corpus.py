@@ -1,4 +1,4 @@
-"""The hostile-input corpus (``tests/corpus.py``): one daemon pass over every case in one inbox, then
+"""The hostile-input corpus (``tests/helpers/corpus.py``): one daemon pass over every case in one inbox, then
 each case's outcome, the schema, and what reached the database, checked exactly."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Db, Server, Workspace
-from corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
-from inprocess import run_once, start_daemon
 
-from sensor_etl import files
-from sensor_etl.daemon import Result
+from sensor_etl.edges import files
+from sensor_etl.runners.daemon import Result
+from tests.helpers.corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
+from tests.helpers.inprocess import run_once, start_daemon
+from tests.helpers.workspace import Db, Server, Workspace
 
 SCHEMA_QUERY = """
 SELECT c.table_name, c.column_name, c.data_type, c.is_nullable, coalesce(c.column_default, '')

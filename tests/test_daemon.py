@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from tests.conftest import REPO, Db, Workspace
-from tests.samples import MULTI_HEADER, SEED_HEADER, multi_csv, seed_csv, station_csv
+from tests.helpers.samples import MULTI_HEADER, SEED_HEADER, multi_csv, seed_csv, station_csv
+from tests.helpers.workspace import REPO, Db, Workspace
 
 
 def wait_for(condition, timeout: float = 30.0, interval: float = 0.1) -> None:
@@ -167,6 +168,7 @@ def test_quarantine_report_is_actionable(workspace: Workspace, db: Db) -> None:
     assert db.value("SELECT count(*) FROM sensor_readings") == 0 and db.value("SELECT count(*) FROM ingested_files") == 0
 
 
+@pytest.mark.slow
 def test_database_outage_mid_run_loses_and_doubles_nothing(workspace: Workspace, db: Db, server) -> None:
     daemon = subprocess.Popen(
         [sys.executable, str(REPO / "etl_pipeline.py")],
@@ -194,6 +196,7 @@ def test_database_outage_mid_run_loses_and_doubles_nothing(workspace: Workspace,
     assert db.value("SELECT count(*) FROM sensor_readings") == 20
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly(workspace: Workspace) -> None:
     daemon = subprocess.Popen(
         [sys.executable, str(REPO / "etl_pipeline.py")], cwd=workspace.root, env=workspace.env, stderr=subprocess.PIPE, text=True
@@ -205,6 +208,7 @@ def test_sigterm_stops_cleanly(workspace: Workspace) -> None:
     assert "stop_requested signal=SIGTERM" in stderr and "daemon_stopped exit_code=0" in stderr
 
 
+@pytest.mark.slow
 def test_embedded_server_when_nothing_is_configured(tmp_path: Path) -> None:
     """The quick start: no database settings at all."""
     (tmp_path / "data").mkdir()
@@ -218,7 +222,7 @@ def test_embedded_server_when_nothing_is_configured(tmp_path: Path) -> None:
     assert "embedded_postgres_started" in result.stderr and "embedded_postgres_stopped" in result.stderr
     assert "psql 'postgresql://postgres@/sensor_etl?host=" in result.stderr
     assert (tmp_path / "processed" / "m.csv").exists() and (tmp_path / ".pgdata" / "PG_VERSION").exists()
-    from sensor_etl.embedded import EmbeddedPostgres
+    from sensor_etl.edges.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(tmp_path / ".pgdata")
     try:

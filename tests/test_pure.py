@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensor_etl import aggregate, pipeline
-from sensor_etl.columns import plan_columns, recognise
 from sensor_etl.config import Rules
+from sensor_etl.core import aggregate
+from sensor_etl.core.columns import plan_columns, recognise
+from sensor_etl.core.dates import detect_date_format, parse_timestamps
+from sensor_etl.core.units import to_hpa, to_kelvin, to_percent
 from sensor_etl.errors import InvalidFile
-from sensor_etl.units import to_hpa, to_kelvin, to_percent
-from sensor_etl.validate import detect_date_format, parse_timestamps
-from tests.samples import MULTI_HEADER, multi_csv, seed_csv, station_csv
+from sensor_etl.runners import pipeline
+from tests.helpers.samples import MULTI_HEADER, multi_csv, seed_csv, station_csv
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 DEFAULT_RULES = Rules()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from conftest import REPO, Db, Workspace
-from corpus import csv_text, row
-from inprocess import run_once
+from tests.helpers.corpus import csv_text, row
+from tests.helpers.inprocess import run_once
+from tests.helpers.workspace import REPO, Db, Workspace
 
 NOTE_HEADER = "timestamp,sensor_id,temperature,humidity,pressure,note"
 
@@ -159,24 +159,24 @@ ROOF = (
 )
 
 
-def _readme_block(after: str, language: str) -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8").split(after, 1)[1]
+def _documented_block(after: str, language: str) -> str:
+    text = (REPO / "docs" / "input.md").read_text(encoding="utf-8").split(after, 1)[1]
     return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
 
 
-def test_the_readme_examples_are_what_the_daemon_writes(workspace: Workspace, db: Db) -> None:
+def test_the_documented_examples_are_what_the_daemon_writes(workspace: Workspace, db: Db) -> None:
     workspace.write("roof-1_2024-03-01.csv", ROOF)
     run_once(workspace.root, db.dsn)
     written = json.loads((workspace.quarantine / "roof-1_2024-03-01.csv.error.json").read_text())
-    documented = json.loads(_readme_block("### The quarantine report", "json"))
+    documented = json.loads(_documented_block("## The quarantine report", "json"))
     assert {**written, "quarantined_at": None} == {**documented, "quarantined_at": None}
 
     (workspace.quarantine / "roof-1_2024-03-01.csv").rename(workspace.data / "roof-1_2024-03-01.csv")
     (workspace.quarantine / "roof-1_2024-03-01.csv.error.json").unlink()
     run_once(workspace.root, db.dsn, MAX_INVALID_ROWS="3")
     rejects = json.loads((workspace.quarantine / "roof-1_2024-03-01.csv.rejects.json").read_text())
-    documented = json.loads(_readme_block("### Rejects", "json"))
+    documented = json.loads(_documented_block("## Rejects", "json"))
     assert {**rejects, "file_id": None} == {**documented, "file_id": None}
-    assert (workspace.quarantine / "roof-1_2024-03-01.csv.rejects.csv").read_text() == _readme_block(
+    assert (workspace.quarantine / "roof-1_2024-03-01.csv.rejects.csv").read_text() == _documented_block(
         "and `roof-1_2024-03-01.csv.rejects.csv`", ""
     )

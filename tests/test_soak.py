@@ -6,13 +6,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+
+from tests.helpers.workspace import REPO
 
 
 @pytest.mark.soak
 def test_a_short_soak_reconciles(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "soak.py"), "--minutes", "0.5", "--workdir", str(tmp_path / "soak"), "--seed", "5"],
+        [sys.executable, "-m", "scripts.soak", "--minutes", "0.5", "--workdir", str(tmp_path / "soak"), "--seed", "5"],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,

@@ -11,9 +11,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from endstate import assert_exactly_once
 from psycopg2.extensions import make_dsn
-from samples import multi_csv
+
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.samples import multi_csv
+
+pytestmark = pytest.mark.slow  # fault injection and end-to-end runs: left out of `make test-fast`
 
 
 def sample(index: int) -> bytes:
@@ -38,7 +41,6 @@ def _state(pid: int) -> str:
         return "zombie"
 
 
-@pytest.mark.slow
 def test_four_workers_and_two_more_daemons_load_2000_files_each_exactly_once(workspace, db):
     contents = [sample(i) for i in range(2000)]
     for i, content in enumerate(contents):

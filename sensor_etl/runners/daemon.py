@@ -2,6 +2,7 @@
 
 This is the one place where typed errors become decisions:
 - ``InvalidFile`` / ``DataDatabaseError`` → quarantine with a report;
+- ``NotTaken`` → left where it is, logged once (a link or a directory; the scan already leaves those);
 - ``TransientDatabaseError`` → retried with backoff, then the file waits in the inbox;
 - ``FatalDatabaseError`` → the daemon stops (exit 1): retrying cannot help;
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
@@ -20,18 +21,21 @@ import socket
 import threading
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_random_exponential
+from tenacity import Retrying
 
-from . import files, logs, pipeline
-from .claims import Claims
-from .config import Settings
-from .db import Database, FileMeta
-from .errors import (
+from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
+from sensor_etl.edges import files, reports
+from sensor_etl.edges.claims import Claims
+from sensor_etl.edges.db import Database
+from sensor_etl.errors import (
     AlreadyLoaded,
     ClaimLost,
     DatabaseError,
@@ -40,13 +44,19 @@ from .errors import (
     FileChanged,
     Interrupted,
     InvalidFile,
+    NotTaken,
     Problem,
     TransientDatabaseError,
 )
-from .logs import LOGGER
+from sensor_etl.ops import logs
+from sensor_etl.ops.logs import LOGGER
+from sensor_etl.runners import retry
+from sensor_etl.runners.archive import Archive
+from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.runners.load import FileLoad
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
-# Test-only hook (README "Guarantees"): seconds to pause between a load's COMMIT and the move to
+# Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
 # processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
 PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
 
@@ -86,15 +96,13 @@ class Daemon:
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
         self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
         self.settle = files.Settle(settings.file_settle_seconds)
+        self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
         self._reported_skips: set[tuple[Path, str]] = set()
 
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
         """Reach the database and apply the schema; retried with backoff (forever when attempts is None)."""
-        stop = stop_when_event_set(self.stop)
-        if attempts is not None:
-            stop = stop | stop_after_attempt(attempts)
-        for attempt in self._retrying(stop, "connect"):
+        for attempt in self._retrying("connect", attempts):
             with attempt:
                 self.db.apply_schema()
         logs.info("database_ready", worker=self.claims.owner)
@@ -146,7 +154,7 @@ class Daemon:
             busy = busy or result is Result.BUSY
             if result is Result.WAITING:
                 waiting = True
-                if not self._database_alive():
+                if not self.db.alive():
                     logs.warning("scan_paused", reason="database unavailable; remaining files wait for the next scan")
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
@@ -157,13 +165,6 @@ class Daemon:
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
                 logs.warning("file_skipped", file=item.path.name, reason=item.reason)
-
-    def _database_alive(self) -> bool:
-        try:
-            self.db.ping()
-            return True
-        except DatabaseError:
-            return False
 
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
@@ -200,10 +201,13 @@ class Daemon:
         logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
         try:
             return self._retrying_file(name)(self._process, candidate, fp, started)
+        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
+            self._skip_once(candidate.path, str(exc))
+            return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
         except DataDatabaseError as exc:
-            problem = Problem("duplicate_key" if exc.sqlstate == "23505" else "database", f"the database rejected the data: {exc}")
+            problem = Problem(Rule.DUPLICATE_KEY if exc.sqlstate == "23505" else Rule.DATABASE, f"the database rejected the data: {exc}")
             return self._quarantine(candidate, fp, problem, {})
         except TransientDatabaseError as exc:
             return self._deferred(name, exc)
@@ -224,64 +228,33 @@ class Daemon:
             return Result.WAITING
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
-            return self._quarantine(candidate, fp, Problem("internal_error", f"unexpected {type(exc).__name__}: {exc}"), {})
+            return self._quarantine(candidate, fp, internal_problem(exc), {})
 
     def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
         name = candidate.name
-        if fp.problem is not None:
-            raise InvalidFile(fp.problem)
-        meta = FileMeta(name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, self.worker)
-        planned = files.unique_target(self.settings.processed_folder, name).resolve()
+        planned = self.archive.plan(name)
+        load = FileLoad(self.db, self.claims, self.settings, candidate.path, fp, planned=planned, started=started, worker=self.worker)
         clock = time.perf_counter()
         try:
-            with self.db.load(meta) as load:
-                outcome = pipeline.run(
-                    candidate.path,
-                    self.settings.rules,
-                    started,
-                    block_bytes=self.settings.read_block_bytes,
-                    file_id=load.file_id,
-                    sink=load.copy_readings,
-                    should_stop=self.stop.is_set,
-                )
-                load.write_metrics(outcome.summary())
-                load.finish(
-                    rows_loaded=outcome.loaded,
-                    rows_rejected=outcome.invalid_rows,
-                    sensors=len(outcome.sensors),
-                    date_format=outcome.date_format,
-                    archive_path=str(planned),
-                )
-                files.check_unchanged(candidate.path, fp)
-                self.claims.confirm(load.cursor, name)
-                # after every statement succeeded, just before the commit: only the commit itself can still fail
-                rejects = self._write_rejects(candidate, fp, load.file_id, outcome) if outcome.invalid_rows else None
-                file_id = load.file_id
+            outcome = check_file(candidate.path, self.settings, started, fp=fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
         logs.info(
             "file_loaded",
             file=name,
-            file_id=file_id,
+            file_id=load.file_id,
             rows=outcome.loaded,
             rows_rejected=outcome.invalid_rows,
-            rejects=rejects.name if rejects else None,
+            rejects=load.rejects.name if load.rejects else None,
             sensors=len(outcome.sensors),
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self._archive(candidate.path, file_id, planned)
+        self.archive.committed(candidate.path, load.file_id, planned)
         return Result.LOADED
-
-    def _write_rejects(self, candidate: files.Candidate, fp: files.Fingerprint, file_id: int, outcome: pipeline.Outcome) -> Path:
-        """A partial load's rejected lines and their report, written before the commit: if the commit
-        fails, the file is retried and the same content rewrites the same reject files."""
-        base = files.rejects_base(self.settings.quarantine_folder, candidate.name, fp.sha256)
-        report = {"file": candidate.name, "sha256": fp.sha256, "file_id": file_id, **pipeline.rejects_report(outcome)}
-        return files.write_rejects(candidate.path, base, outcome.rejected_lines(), self.settings.rules.encoding, report)
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
@@ -292,53 +265,20 @@ class Daemon:
             planned = Path(entry.archive_path)
             if not planned.exists() or files.same_file(candidate.path, planned):
                 logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self._archive(candidate.path, entry.file_id, planned)
+                self.archive.committed(candidate.path, entry.file_id, planned)
                 return Result.LOADED
-        target = self._move(candidate.path, self.settings.processed_folder)
+        target = self.archive.duplicate(candidate.path)
         if target is None:
             return Result.WAITING
         logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
         return Result.DUPLICATE
 
-    def _archive(self, path: Path, file_id: int, planned: Path) -> None:
-        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
-        target = self._move(path, self.settings.processed_folder, preferred=planned)
-        if target is None or target.resolve() == planned:
-            return
-        try:
-            self.db.set_archive_path(file_id, str(target.resolve()))
-        except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
-            logs.warning("archive_not_recorded", file=path.name, file_id=file_id, error=exc)
-
-    def _move(self, path: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path | None:
-        try:
-            return files.move_unique(path, folder, report, preferred)
-        except OSError as exc:
-            logs.error(
-                "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
-            )
-            return None
-
-    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: dict) -> Result:
-        reason = problem.describe(candidate.name)
-        if details.get("reason"):
-            reason = f"{details['reason']}; first: {reason}"
-        report = {
-            "file": candidate.name,
-            "reason": reason,
-            "rule": problem.rule,
-            "sha256": fp.sha256,
-            "size_bytes": fp.size,
-            "quarantined_at": utcnow().isoformat(timespec="seconds"),
-            "rows_total": details.get("rows_total"),
-            "rows_invalid": details.get("rows_invalid"),
-            "rule_counts": details.get("rule_counts", {problem.rule: 1}),
-            "errors": details.get("errors", [asdict(problem)]),
-        }
-        target = self._move(candidate.path, self.settings.quarantine_folder, report)
+    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
+        report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
+        target = self.archive.quarantine(candidate.path, report)
         if target is None:
             return Result.WAITING
-        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=reason, moved_to=target.name)
+        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
         return Result.QUARANTINED
 
     def _skip_once(self, path: Path, reason: str) -> None:
@@ -350,19 +290,7 @@ class Daemon:
 
     def _retrying_file(self, name: str) -> Retrying:
         """RETRY_ATTEMPTS for one file's database work (its claim, its load), cut short by a stop."""
-        return self._retrying(stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.stop), name)
+        return self._retrying(name, self.settings.retry_attempts)
 
-    def _retrying(self, stop: object, what: str) -> Retrying:
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.db.discard()
-            logs.warning("db_retry", what=what, attempt=state.attempt_number, wait_s=round(state.upcoming_sleep, 2), error=exc)
-
-        return Retrying(
-            retry=retry_if_exception_type(TransientDatabaseError),
-            stop=stop,
-            wait=wait_random_exponential(multiplier=0.5, max=self.settings.retry_max_wait),
-            sleep=self.stop.wait,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+    def _retrying(self, what: str, attempts: int | None) -> Retrying:
+        return retry.retrying(what, attempts=attempts, max_wait=self.settings.retry_max_wait, stop=self.stop, before_retry=self.db.discard)

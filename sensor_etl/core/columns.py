@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import InvalidFile, Problem
-from .units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
+from sensor_etl.core.rules import Rule
+from sensor_etl.core.units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
+from sensor_etl.errors import InvalidFile, Problem
 
 MEASURES = ("temperature", "humidity", "pressure")
 
@@ -71,10 +72,10 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
     seen: dict[str, int] = {}
     for index, name in enumerate(headers):
         if not name:
-            raise InvalidFile(Problem("header", f"column {index + 1} of the header has an empty name", line=1))
+            raise InvalidFile(Problem(Rule.HEADER, f"column {index + 1} of the header has an empty name", line=1))
         if name in seen:
             raise InvalidFile(
-                Problem("header", f"column name {name!r} appears twice (columns {seen[name] + 1} and {index + 1})", line=1, column=name)
+                Problem(Rule.HEADER, f"column name {name!r} appears twice (columns {seen[name] + 1} and {index + 1})", line=1, column=name)
             )
         seen[name] = index
 
@@ -88,7 +89,7 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
         if role in roles:
             raise InvalidFile(
                 Problem(
-                    "header",
+                    Rule.HEADER,
                     f"columns {headers[roles[role]]!r} and {name!r} both look like {role}; name one in COLUMN_MAP",
                     line=1,
                     column=name,
@@ -99,18 +100,18 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
             unit = _SUFFIXES[role].get(suffix)
             if unit is None:
                 raise InvalidFile(
-                    Problem("unit", f"unknown {role} unit {suffix!r} (known: {', '.join(sorted(_SUFFIXES[role]))})", line=1, column=name)
+                    Problem(Rule.UNIT, f"unknown {role} unit {suffix!r} (known: {', '.join(sorted(_SUFFIXES[role]))})", line=1, column=name)
                 )
             units[role] = unit
 
     if "timestamp" not in roles:
         raise InvalidFile(
-            Problem("missing_column", f"no timestamp column: expected one of {', '.join(ALIASES['timestamp'])} (or COLUMN_MAP)", line=1)
+            Problem(Rule.MISSING_COLUMN, f"no timestamp column: expected one of {', '.join(ALIASES['timestamp'])} (or COLUMN_MAP)", line=1)
         )
     if not any(m in roles for m in MEASURES):
         raise InvalidFile(
             Problem(
-                "missing_column",
+                Rule.MISSING_COLUMN,
                 "no temperature, humidity or pressure column (aliases: T, temp, rh, humidity, p, pressure; or COLUMN_MAP)",
                 line=1,
             )

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .transform import METRIC_OF
+from sensor_etl.core.transform import METRIC_OF
 
 _DAY_US = 86_400 * 1_000_000
 _TIME = pa.timestamp("us", tz="UTC")

@@ -18,34 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .errors import InvalidFile, Problem
-from .sniff import check_not_data, choose_delimiter, line_breaks
+from sensor_etl.core.chunk import BadRow, Chunk
+from sensor_etl.core.rules import Rule
+from sensor_etl.edges.sniff import check_not_data, choose_delimiter, line_breaks
+from sensor_etl.errors import InvalidFile, Problem
 
 MAX_HEADER_CHARS = 1 << 20
 _LINE_END = re.compile(rb"\r\n|\n|\r")
 _LINE_BREAK = r"\r\n|\r|\n"
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row whose field count differs from the header's; ``lines`` > 1 when a quote ran over line ends."""
-
-    line: int
-    lines: int
-    text: str
-    fields: int
-    expected: int
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Up to one read block of rows: text columns c0..cN-1, the first physical line of each row, and
-    how many lines each row spans (more than one when a quoted value holds a line break)."""
-
-    table: pa.Table
-    lines: np.ndarray
-    heights: np.ndarray
-    bad_rows: tuple[BadRow, ...]
 
 
 def column_names(count: int) -> list[str]:
@@ -131,21 +111,33 @@ def read_header(path: Path, encoding: str, delimiter: str) -> tuple[list[str], s
         first = handle.readline(MAX_HEADER_CHARS)
     first = first.removeprefix("\ufeff")
     if not first:
-        raise InvalidFile(Problem("empty_file", "the file is empty"))
+        raise InvalidFile(Problem(Rule.EMPTY_FILE, "the file is empty"))
     if not first.endswith(("\n", "\r")) and len(first) >= MAX_HEADER_CHARS:
-        raise InvalidFile(Problem("header", f"the header line is longer than {MAX_HEADER_CHARS} characters", line=1))
+        raise InvalidFile(Problem(Rule.HEADER, f"the header line is longer than {MAX_HEADER_CHARS} characters", line=1))
     if not first.strip():
-        raise InvalidFile(Problem("no_header", "the first line is empty: a header row is required", line=1))
+        raise InvalidFile(Problem(Rule.NO_HEADER, "the first line is empty: a header row is required", line=1))
     line = first.rstrip("\r\n")
     chosen = choose_delimiter(line, delimiter)
     try:
         headers = next(csv.reader([line], delimiter=chosen, strict=True))
     except csv.Error as exc:
         raise InvalidFile(
-            Problem("header", f"the header line is not valid CSV ({exc}): is a quote not closed?", line=1, value=line[:200])
+            Problem(Rule.HEADER, f"the header line is not valid CSV ({exc}): is a quote not closed?", line=1, value=line[:200])
         ) from exc
     check_not_data(headers)
     return headers, chosen
+
+
+def _utf8_pieces(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]:
+    """The file's bytes in pieces of about ``block_bytes``, re-encoded to UTF-8 when it is in another encoding."""
+    if codecs.lookup(encoding).name == "utf-8":
+        with open(path, "rb") as raw:
+            while data := raw.read(block_bytes):
+                yield data
+        return
+    with open(path, encoding=encoding, newline="") as text:
+        while chunk := text.read(block_bytes // 2):
+            yield chunk.encode("utf-8")
 
 
 def _utf8_blocks(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]:
@@ -155,25 +147,23 @@ def _utf8_blocks(path: Path, encoding: str, block_bytes: int) -> Iterator[bytes]
     reader reads ahead without bound: a 2 GB file would end up in memory. Other encodings are decoded
     and re-encoded to UTF-8 here, so that cutting after a ``\n`` is always safe. (A quoted value
     holding a line break is invalid anyway, see ``line_break``.)"""
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    with open(path, "rb") if utf8 else open(path, encoding=encoding, newline="") as handle:
-        rest, header_done = b"", False
-        while data := handle.read(block_bytes if utf8 else block_bytes // 2):
-            data = rest + (data if utf8 else data.encode("utf-8"))
-            if not header_done:  # the header was parsed by read_header; its line end may be LF, CRLF or CR
-                end = _first_line_end(data)
-                if end is None:
-                    rest = data
-                    continue
-                data, header_done = data[end:], True
-            cut = _last_line_end(data)
-            if cut == 0:  # no line end yet (a line longer than a block): keep reading
+    rest, header_done = b"", False
+    for piece in _utf8_pieces(path, encoding, block_bytes):
+        data = rest + piece
+        if not header_done:  # the header was parsed by read_header; its line end may be LF, CRLF or CR
+            end = _first_line_end(data)
+            if end is None:
                 rest = data
                 continue
-            rest = data[cut:]
-            yield data[:cut]
-        if rest and header_done:
-            yield rest
+            data, header_done = data[end:], True
+        cut = _last_line_end(data)
+        if cut == 0:  # no line end yet (a line longer than a block): keep reading
+            rest = data
+            continue
+        rest = data[cut:]
+        yield data[:cut]
+    if rest and header_done:
+        yield rest
 
 
 def _first_line_end(data: bytes) -> int | None:
@@ -217,7 +207,9 @@ def read_chunks(path: Path, width: int, encoding: str, delimiter: str, block_byt
         try:
             table = pacsv.read_csv(pa.py_buffer(block), read_options=options, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
-            raise InvalidFile(Problem("structure", f"the CSV cannot be parsed near line {numbers.line}: {exc}", line=numbers.line)) from exc
+            raise InvalidFile(
+                Problem(Rule.STRUCTURE, f"the CSV cannot be parsed near line {numbers.line}: {exc}", line=numbers.line)
+            ) from exc
         rows_before += table.num_rows + invalid_in_block
         heights = _heights(table) if b'"' in block else np.ones(table.num_rows, dtype=np.int64)  # no quote, no line break in a value
         lines, bad = numbers.place(heights)

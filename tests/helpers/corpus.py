@@ -1,7 +1,7 @@
 """The hostile-input corpus: every case is a file name, its bytes and the outcome a careful operator wants.
 
 ``tests/test_corpus.py`` runs the daemon once over all of them in one inbox and checks each outcome.
-To look at the files by hand: ``python tests/corpus.py DIR`` writes them into DIR (the symlink case's
+To look at the files by hand: ``python tests/helpers/corpus.py DIR`` writes them into DIR (the symlink case's
 target goes to DIR/../corpus-outside).
 
 Outcomes:

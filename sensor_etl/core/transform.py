@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import ColumnPlan
-from .units import to_hpa, to_kelvin, to_percent
-from .validate import Checked
+from sensor_etl.core.columns import ColumnPlan
+from sensor_etl.core.units import to_hpa, to_kelvin, to_percent
+from sensor_etl.core.validate import Checked
 
 READINGS_COLUMNS = ("file_id", "line_no", "observed_at", "sensor_id", "temperature_k", "humidity_pct", "pressure_hpa", "extra")
 METRIC_OF = {"temperature": "temperature_k", "humidity": "humidity_pct", "pressure": "pressure_hpa"}

@@ -11,19 +11,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import aggregate
-from .columns import ColumnPlan, plan_columns
-from .config import RejectLimit, Rules
-from .errors import Interrupted, InvalidFile, Problem
-from .reader import read_chunks, read_header
-from .transform import transform
-from .validate import Checked, check_chunk, detect_date_format
+from sensor_etl.config import Rules
+from sensor_etl.core import aggregate
+from sensor_etl.core.columns import ColumnPlan, plan_columns
+from sensor_etl.core.dates import detect_date_format
+from sensor_etl.core.rules import Rule
+from sensor_etl.core.transform import transform
+from sensor_etl.core.validate import Checked, check_chunk
+from sensor_etl.edges import reports
+from sensor_etl.edges.reader import read_chunks, read_header
+from sensor_etl.errors import Interrupted, InvalidFile, Problem
 
 MAX_DETAILS = 100
 
@@ -42,7 +46,7 @@ class Outcome:
     loaded: int = 0
     rejected: list[pd.DataFrame] = field(default_factory=list)  # invalid rows: first line, lines spanned
     rule_counts: Counter = field(default_factory=Counter)
-    details: list[dict] = field(default_factory=list)  # the first MAX_DETAILS problems
+    details: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_DETAILS problems
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
     summaries: list[pa.Table] = field(default_factory=list)
     sensors: set[str] = field(default_factory=set)
@@ -84,15 +88,12 @@ class Outcome:
         """Rule counts, most frequent first, ties by rule name (stable reports)."""
         return dict(sorted(self.rule_counts.items(), key=lambda item: (-item[1], item[0])))
 
-    def reason(self, limit: RejectLimit) -> str:
-        counts = ", ".join(f"{rule}: {count}" for rule, count in self.counts().items())
-        verdict = ""
-        if limit.enabled:
-            verdict = "; no valid row to load" if self.invalid_rows == self.rows else f"; more than MAX_INVALID_ROWS={limit} allows"
-        return f"{self.invalid_rows} of {self.rows} rows invalid ({counts}){verdict}"
+    def rejected_problems(self) -> list[dict[str, Any]]:
+        """Every problem of every rejected row, by line (kept only while rows are rejected rather than the file)."""
+        return _records(pd.concat(self.reject_problems, ignore_index=True).sort_values("line", kind="stable"))
 
 
-def _records(problems: pd.DataFrame) -> list[dict]:
+def _records(problems: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
@@ -134,32 +135,7 @@ def run(
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     if outcome.rows == 0:
-        raise InvalidFile(Problem("no_data_rows", "the file has a header but no data rows", line=2))
+        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
-        raise InvalidFile(outcome.first_problem(), details={"reason": outcome.reason(limit), **report_body(outcome)})
+        raise InvalidFile(outcome.first_problem(), details=reports.rows_details(outcome, limit))
     return outcome
-
-
-def report_body(outcome: Outcome) -> dict:
-    """The part of a quarantine or reject report that lists what was wrong."""
-    return {
-        "rows_total": outcome.rows,
-        "rows_invalid": outcome.invalid_rows,
-        "rule_counts": outcome.counts(),
-        "errors": outcome.details,
-        "errors_shown": len(outcome.details),
-        "date_format": outcome.date_format or None,
-    }
-
-
-def rejects_report(outcome: Outcome) -> dict:
-    """The report next to a partial load's rejected lines: every problem of every rejected row."""
-    problems = pd.concat(outcome.reject_problems, ignore_index=True).sort_values("line", kind="stable")
-    return {
-        "rows_total": outcome.rows,
-        "rows_loaded": outcome.loaded,
-        "rows_rejected": outcome.invalid_rows,
-        "rule_counts": outcome.counts(),
-        "date_format": outcome.date_format or None,
-        "errors": _records(problems),
-    }

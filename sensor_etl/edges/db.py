@@ -7,12 +7,13 @@ travels inside COPY data. Nothing from a file is ever formatted into a statement
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from importlib import resources
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -20,16 +21,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .aggregate import with_std
-from .errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
-from .transform import READINGS_COLUMNS
+from sensor_etl.core.aggregate import with_std
+from sensor_etl.core.transform import READINGS_COLUMNS
+from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "script.sql"
 _FATAL_CLASSES = ("28", "42", "3D", "3F", "0A", "2B")
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
 METRIC_COLUMNS = ("file_id", "sensor_id", "day", "metric", "n", "min", "max", "mean", "std", "m2", "first_at", "last_at")
 _COPY_METRICS = "COPY sensor_metrics ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(METRIC_COLUMNS))
 _COPY_READINGS = "COPY sensor_readings ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(READINGS_COLUMNS))
+
+
+def schema_sql() -> str:
+    """The schema shipped inside the package; ``script.sql`` at the top of the repo is the same text for people."""
+    return resources.files("sensor_etl.edges").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 def classify(exc: psycopg2.Error) -> DatabaseError:
@@ -91,8 +96,8 @@ class LedgerEntry:
 class Database:
     """A reconnecting handle on the configured server."""
 
-    def __init__(self, connect_kwargs: dict[str, object], application_name: str = "sensor-etl") -> None:
-        self._kwargs = {
+    def __init__(self, connect_kwargs: Mapping[str, Any], application_name: str = "sensor-etl") -> None:
+        self._kwargs: dict[str, Any] = {
             **connect_kwargs,
             "application_name": application_name,
             "connect_timeout": 5,
@@ -128,13 +133,14 @@ class Database:
         except psycopg2.Error:
             self._conn = None
 
-    def apply_schema(self, script: Path = SCHEMA_FILE) -> None:
+    def apply_schema(self) -> None:
+        """Create or update the schema (idempotent: every statement is IF NOT EXISTS or OR REPLACE)."""
         conn = self.connection()
         with translated():
             conn.autocommit = True
             try:
                 with conn.cursor() as cur:
-                    cur.execute(script.read_text(encoding="utf-8"))
+                    cur.execute(schema_sql())
             finally:
                 conn.autocommit = False
 
@@ -152,6 +158,14 @@ class Database:
 
     def ping(self) -> None:
         self.query("SELECT 1")
+
+    def alive(self) -> bool:
+        """Whether the server answers now (one try, no retry)."""
+        try:
+            self.ping()
+            return True
+        except DatabaseError:
+            return False
 
     def lookup(self, sha256: str) -> LedgerEntry | None:
         rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))

@@ -6,10 +6,10 @@ import io
 import logging
 from pathlib import Path
 
-from sensor_etl import logs
 from sensor_etl.config import settings_from
-from sensor_etl.daemon import Daemon
-from sensor_etl.db import Database
+from sensor_etl.edges.db import Database
+from sensor_etl.ops import logs
+from sensor_etl.runners.daemon import Daemon
 
 
 def start_daemon(root: Path, dsn: str, **env: str) -> tuple[Daemon, io.StringIO]:

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 import psycopg2.extensions
 
-from . import logs
-from .db import Database
-from .errors import ClaimLost, DatabaseError
+from sensor_etl.edges.db import Database
+from sensor_etl.errors import ClaimLost, DatabaseError
+from sensor_etl.ops import logs
 
 # The CTE reads an expired previous owner only to log the takeover; the upsert alone decides who holds
 # the file (a row deleted by its owner's release meanwhile is simply replaced, and not logged).

@@ -1,21 +1,24 @@
-"""Filesystem edge: scanning the inbox, knowing when a file is complete, hashing, safe moves, reports."""
+"""Filesystem edge: scanning the inbox, knowing when a file is complete, hashing, safe moves, atomic writes.
+
+What reports contain and what they are called is ``reports``' business; moves here only ask it
+whether a name is taken and let it write a report next to a quarantined file (``Sidecar``)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import itertools
-import json
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from .errors import FileChanged, Problem
-from .sniff import TextChecker
+from sensor_etl.edges.sniff import TextChecker
+from sensor_etl.errors import FileChanged, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 _READ_BYTES = 4 << 20
@@ -137,13 +140,13 @@ def numbered(folder: Path, name: str) -> Iterator[Path]:
         yield folder / f"{stem}__{counter}{suffix}"
 
 
-def _taken(target: Path) -> bool:
-    return target.exists() or target.is_symlink() or Path(f"{target}.error.json").exists()
+Taken = Callable[[Path], bool]
+"""Whether a name in a destination folder is in use (``reports.name_taken``: a file, a link, or a report of that name)."""
 
 
-def unique_target(folder: Path, name: str) -> Path:
+def unique_target(folder: Path, name: str, taken: Taken) -> Path:
     """``folder/name``, or ``name__2.csv``, ``name__3.csv``... when taken (never overwrite)."""
-    return next(t for t in numbered(folder, name) if not _taken(t))
+    return next(t for t in numbered(folder, name) if not taken(t))
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -153,7 +156,7 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def linked_copy(source: Path, folder: Path, preferred: Path | None = None) -> Path | None:
+def linked_copy(source: Path, folder: Path, taken: Taken, preferred: Path | None = None) -> Path | None:
     """The name that already is a hard link to ``source`` — ``preferred``, or one of the numbered
     names in ``folder`` — left by a move that a crash interrupted between its link and its unlink."""
     origin = source.stat()
@@ -168,46 +171,53 @@ def linked_copy(source: Path, folder: Path, preferred: Path | None = None) -> Pa
     if preferred is not None and is_origin(preferred):
         return preferred
     for target in numbered(folder, source.name):
-        if not _taken(target):
+        if not taken(target):
             return None
         if is_origin(target):
             return target
     return None
 
 
-def move_unique(source: Path, folder: Path, report: dict | None = None, preferred: Path | None = None) -> Path:
+class Sidecar(Protocol):
+    """A file written next to a target name before the moved file arrives there (a quarantine
+    report), so the file is never without it; removed again when that name cannot be used."""
+
+    def write(self, target: Path) -> None: ...
+
+    def remove(self, target: Path) -> None: ...
+
+
+def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
-    With ``report``, ``<target>.error.json`` is written first, so a quarantined file is never
-    without its reason. Same filesystem: hard link then unlink (a link never replaces an existing
-    name). Across filesystems: copy to a temporary name, fsync, link into place, then unlink.
-    ``preferred`` is tried first. A link left by an interrupted move (``linked_copy``) only needs
-    the unlink."""
+    With ``sidecar``, it is written next to the target first. Same filesystem: hard link then unlink
+    (a link never replaces an existing name). Across filesystems: copy to a temporary name, fsync,
+    link into place, then unlink. ``preferred`` is tried first. A link left by an interrupted move
+    (``linked_copy``) only needs the unlink."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = linked_copy(source, folder, preferred)
+    target = linked_copy(source, folder, taken, preferred)
     while target is None:
-        candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name), None)
-        sidecar = Path(f"{candidate}.error.json")
-        if report is not None:
-            write_json(sidecar, {**report, "quarantined_as": candidate.name})
+        candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name, taken), None)
+        if sidecar is not None:
+            sidecar.write(candidate)
         try:
             os.link(source, candidate)
             target = candidate
         except FileExistsError:  # the name is taken (by another file, or another process meanwhile): try the next
-            if report is not None:
-                sidecar.unlink(missing_ok=True)
+            if sidecar is not None:
+                sidecar.remove(candidate)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
-                if report is not None:
-                    sidecar.unlink(missing_ok=True)
+                if sidecar is not None:
+                    sidecar.remove(candidate)
                 raise
-            target = _copy_across(source, folder, candidate)
-    _fsync_dir(folder)  # the new name is durable before the old one goes
+            target = _copy_across(source, folder, candidate, taken)
+    fsync_dir(folder)  # the new name is durable before the old one goes
     source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 
-def _copy_across(source: Path, folder: Path, target: Path) -> Path:
+def _copy_across(source: Path, folder: Path, target: Path, taken: Taken) -> Path:
     fd, temp = tempfile.mkstemp(dir=folder, prefix=".incoming-")
     try:
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
@@ -220,12 +230,12 @@ def _copy_across(source: Path, folder: Path, target: Path) -> Path:
                 os.link(temp, target)
                 return target
             except FileExistsError:
-                target = unique_target(folder, source.name)
+                target = unique_target(folder, source.name, taken)
     finally:
         os.unlink(temp)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -233,15 +243,19 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json(path: Path, document: dict) -> None:
-    """Write atomically: a reader sees the whole report or none."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".report-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, ensure_ascii=False, default=str)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+def write_atomic(path: Path, parts: Iterable[str], *, prefix: str, encoding: str = "utf-8", newline: str | None = None) -> None:
+    """Write ``parts`` to ``path`` through a temporary file in the same folder, fsynced, then renamed
+    over ``path``: a reader sees the whole file or none (and never a half-written one)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline=newline) as handle:
+            handle.writelines(parts)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
@@ -258,40 +272,3 @@ def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
             if number >= last:
                 break
     return found
-
-
-def rejects_base(folder: Path, name: str, sha256: str) -> Path:
-    """``folder/name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
-    content gets ``__2``, ``__3``... A retry of the same content (same sha256) reuses its own names."""
-    return next(base for base in numbered(folder, name) if _free_or_ours(base, sha256))
-
-
-def _free_or_ours(base: Path, sha256: str) -> bool:
-    report = Path(f"{base}.rejects.json")
-    if not report.exists() and not Path(f"{base}.rejects.csv").exists():
-        return True
-    try:
-        return json.loads(report.read_text(encoding="utf-8")).get("sha256") == sha256
-    except (OSError, ValueError, AttributeError):
-        return False  # no readable report: not ours
-
-
-def write_rejects(source: Path, base: Path, lines: set[int], encoding: str, report: dict) -> Path:
-    """Write ``<base>.rejects.csv`` (the header line and the rejected lines, as they were) and then
-    ``<base>.rejects.json``, each atomically; returns the CSV's path."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    original = read_lines(source, {1, *lines}, encoding)
-    target = Path(f"{base}.rejects.csv")
-    fd, temp = tempfile.mkstemp(dir=base.parent, prefix=".rejects-")
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-            handle.writelines(original[number] for number in sorted(original))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    write_json(Path(f"{base}.rejects.json"), {**report, "rejects_file": target.name})
-    _fsync_dir(base.parent)
-    return target

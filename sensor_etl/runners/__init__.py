@@ -1,0 +1,1 @@
+"""The imperative shells that decide: one file through the pipeline, the daemon loop, its workers."""

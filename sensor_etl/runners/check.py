@@ -1,0 +1,89 @@
+"""Checking one file, the same way for the daemon and for the ``validate`` command.
+
+``check_file`` takes a file through the daemon's steps, in the daemon's order — its name, what it is
+(a link, not a regular file), its encoding (checked while hashing), then its header, rows and the
+reject limit (``pipeline``) — and raises the daemon's typed errors. The daemon passes its load
+transaction as the ``sink``, so the valid rows are loaded as they are checked; ``validate`` passes
+none, so its dry run is the real run without the writes and the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
+from sensor_etl.edges import files
+from sensor_etl.errors import InvalidFile, NotTaken, Problem
+from sensor_etl.runners import pipeline
+
+IGNORED = "the daemon takes *.csv names that are not hidden or temporary"
+
+
+class Sink(Protocol):
+    """Where a checked file's valid rows go: the daemon's load transaction (``load.FileLoad``)."""
+
+    def begin(self) -> AbstractContextManager[int]:
+        """Open the file's transaction and yield its file_id. A content loaded before raises
+        ``AlreadyLoaded`` here, before a byte of the file is parsed; an error inside rolls back."""
+        ...
+
+    def rows(self, readings: pa.Table) -> None:
+        """Take one chunk of transformed valid rows."""
+        ...
+
+    def complete(self, outcome: pipeline.Outcome) -> None:
+        """What follows the rows inside the transaction, just before its commit."""
+        ...
+
+
+def check_file(
+    path: Path,
+    settings: Settings,
+    now: datetime,
+    *,
+    fp: files.Fingerprint | None = None,
+    sink: Sink | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> pipeline.Outcome:
+    """Check ``path`` as the daemon does and, with a sink, load its valid rows into it.
+
+    ``fp`` is the fingerprint the caller already took (the daemon hashes a file before its ledger
+    check); without it the file is hashed here. Raises ``NotTaken`` (the daemon would leave it
+    where it is), ``InvalidFile`` (it would be quarantined), ``OSError`` (it cannot be read), and
+    whatever the sink raises."""
+    if not files.is_input_name(path.name):
+        raise NotTaken(IGNORED, ignored=True)
+    reason = files.skip_reason(path, os.lstat(path))
+    if reason is not None:
+        raise NotTaken(reason)
+    if fp is None:
+        fp = files.fingerprint(path, settings.rules.encoding)
+    if fp.problem is not None:
+        raise InvalidFile(fp.problem)
+    if sink is None:
+        return pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes, should_stop=should_stop)
+    with sink.begin() as file_id:
+        outcome = pipeline.run(
+            path,
+            settings.rules,
+            now,
+            block_bytes=settings.read_block_bytes,
+            file_id=file_id,
+            sink=sink.rows,
+            should_stop=should_stop,
+        )
+        sink.complete(outcome)
+    return outcome
+
+
+def internal_problem(exc: Exception) -> Problem:
+    """A bug met on a file: the daemon quarantines the file with this problem, ``validate`` says so."""
+    return Problem(Rule.INTERNAL_ERROR, f"unexpected {type(exc).__name__}: {exc}")
