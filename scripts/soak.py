@@ -188,11 +188,14 @@ def reconcile(root: Path, dsn: str, dropped: list[tuple[str, bytes, bool]]) -> l
     bad = {digest[c] for _, c, good in dropped if not good}
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id) FROM ingested_files f"
+            "SELECT sha256, rows_loaded, rows_skipped, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id)"
+            " FROM ingested_files f"
         )
-        ledger = {sha: (rows, readings) for sha, rows, readings in cur.fetchall()}
+        ledger = {sha: (rows, skipped, readings) for sha, rows, skipped, readings in cur.fetchall()}
         cur.execute("SELECT count(*) FROM sensor_readings WHERE file_id NOT IN (SELECT file_id FROM ingested_files)")
         orphans = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM (SELECT FROM sensor_readings GROUP BY sensor_id, observed_at HAVING count(*) > 1) AS twice")
+        doubled = cur.fetchone()[0]
     conn.close()
     folders = {
         name: Counter(
@@ -205,13 +208,15 @@ def reconcile(root: Path, dsn: str, dropped: list[tuple[str, bytes, bool]]) -> l
     problems = []
     if orphans:
         problems.append(f"{orphans} readings without a ledger row")
-    for sha, (rows, readings) in ledger.items():
+    if doubled:
+        problems.append(f"{doubled} (sensor, time) keys have more than one reading (overlapping files)")
+    for sha, (rows, skipped, readings) in ledger.items():
         if sha in bad:
             problems.append(f"bad content {sha[:12]} was loaded")
         elif sha not in expected_rows:
             problems.append(f"unknown content {sha[:12]} in the ledger")
-        elif rows != expected_rows[sha] or readings != expected_rows[sha]:
-            problems.append(f"{sha[:12]}: {rows} rows_loaded, {readings} readings, expected {expected_rows[sha]}")
+        elif rows + skipped != expected_rows[sha] or readings != rows:
+            problems.append(f"{sha[:12]}: {rows} rows_loaded + {skipped} skipped, {readings} readings, expected {expected_rows[sha]}")
     placed = sum(folders.values(), Counter())
     wanted = Counter(digest[c] for _, c, _ in dropped)
     for sha in wanted | placed:
