@@ -191,3 +191,16 @@ def test_unload_then_reload_under_each_mode_keeps_the_daily_view_true(workspace:
     assert db.value("SELECT count(*) FROM sensor_metrics WHERE file_id = 2") == 0
     view, raw = _day(db)
     assert view[:3] == raw[:3]
+
+
+def test_a_database_of_the_previous_version_gets_the_new_columns_and_keeps_its_rows(workspace: Workspace, db: Db) -> None:
+    workspace.write("first.csv", FIRST)
+    run_once(workspace.root, db.dsn)
+    db.execute(  # the ledger as the previous version made it
+        "ALTER TABLE ingested_files DROP COLUMN source, DROP COLUMN rows_skipped, DROP COLUMN rows_conflicting, DROP COLUMN rows_replaced;"
+        " DROP INDEX sensor_metrics_sensor_day"
+    )
+    workspace.write("second.csv", SECOND)
+    run_once(workspace.root, db.dsn)  # applies the schema at start-up, then loads
+    assert _ledger(db) == [("first.csv", 5, 0, 0, 0), ("second.csv", 2, 3, 1, 0)]
+    assert db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'sensor_metrics_sensor_day'") == 1
