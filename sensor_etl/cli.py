@@ -191,6 +191,8 @@ def _dry_run(
 ) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are); ``name`` is the name the
     daemon would know the file by (its path in the inbox)."""
+    if not all(files.is_scanned_folder(folder) for folder in PurePosixPath(name).parts[:-1]):
+        return "would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox", [], 0
     try:
         outcome = check_file(path, settings, now, match=match, sink=preview)
     except NotTaken as exc:
@@ -284,14 +286,13 @@ def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
             database = Database(connect)
             try:
                 database.apply_schema()
-                return max((_unload_one(settings, database, key, requeue_files) for key in keys), default=0)
+                codes = [_unload_one(settings, database, key, requeue_files) for key in keys]
             finally:
                 database.close()
     except DatabaseError as exc:
-        print(f"sensor-etl: the database is not available: {exc}", file=sys.stderr)
-    except (OSError, RuntimeError) as exc:
-        print(f"sensor-etl: the embedded PostgreSQL did not start: {exc}", file=sys.stderr)
-    return 1
+        print(f"sensor-etl: unload: the database is not available: {exc}", file=sys.stderr)
+        return 1
+    return max(codes)
 
 
 @contextmanager
@@ -303,7 +304,10 @@ def _embedded_or_configured(settings: Settings) -> Iterator[Mapping[str, object]
         return
     server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
     running = server.is_running()
-    dsn = server.start()
+    try:
+        dsn = server.start()
+    except (OSError, RuntimeError) as exc:
+        raise DatabaseError(f"the embedded PostgreSQL did not start: {exc}") from exc
     try:
         yield {"dsn": dsn}
     finally:

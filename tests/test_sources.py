@@ -155,7 +155,11 @@ def test_validate_show_prints_the_rows_as_they_would_be_stored_and_the_source(wo
 
 def test_validate_names_the_source_only_when_there_are_sources(workspace: Workspace) -> None:
     workspace.write("top.csv", TOP)
-    assert workspace.cli("validate", "data/top.csv").stdout == "data/top.csv: would LOAD 1 rows from 1 sensor(s) (dates: ISO8601)\n"
+    workspace.write(".git/top.csv", TOP)
+    assert workspace.cli("validate", "data/top.csv", "data/.git/top.csv").stdout.splitlines() == [
+        "data/top.csv: would LOAD 1 rows from 1 sensor(s) (dates: ISO8601)",
+        "data/.git/top.csv: would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox",
+    ]
 
 
 # -- a bad sources file: one line, exit 2, naming the file, the source and the key ----------------
