@@ -154,9 +154,10 @@ def test_two_workers_loading_overlapping_files_at_once_keep_each_reading_once(wo
     with holder.cursor() as cur:
         for bucket in overlaps._buckets(f"s{s}" for s in range(4)):
             cur.execute("SELECT pg_advisory_lock(%s, %s)", (overlaps.LOCK_SPACE, bucket))
+    daemon = workspace.start("--workers", "2")
+    daemon.wait_for("database_ready", count=2)  # a worker applying the schema would wait for the other's load
     workspace.write("one.csv", one)
     workspace.write("two.csv", two)
-    daemon = workspace.start("--workers", "2")
     try:
         _wait_for(lambda: db.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 2, daemon)
         assert db.value("SELECT count(*) FROM sensor_readings") == 0  # nothing committed yet: both wait at the check
