@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensor_etl.config import Rules, settings_from
 from sensor_etl.core import aggregate
@@ -290,6 +293,12 @@ def test_ambiguous_time_picks_one_of_the_two(tmp_path: Path, ambiguous: str, exp
     assert utc(table) == ["2024-11-03 04:30", f"2024-11-03 {expected}", "2024-11-03 07:30"]
 
 
+def test_a_repeated_hour_written_twice_is_the_same_instant_twice(tmp_path: Path) -> None:
+    twice = "timestamp,T\n2024-11-03 01:30,1\n2024-11-03 01:30,2\n"
+    error = refused(tmp_path, twice, SOURCE_TIMEZONE="America/New_York", AMBIGUOUS_TIME="earliest").details["errors"][0]
+    assert (error["line"], error["rule"], error["message"]) == (3, "duplicate_key", "same sensor and timestamp as line 2")
+
+
 def test_daylight_saving_messages(tmp_path: Path) -> None:
     error = refused(tmp_path, FALL, SOURCE_TIMEZONE="America/New_York").details["errors"][0]
     assert (error["line"], error["rule"], error["message"]) == (
@@ -386,3 +395,47 @@ def test_units_written_in_brackets_convert(tmp_path: Path) -> None:
     assert table.select(["temperature_k", "pressure_hpa", "humidity_pct"]).to_pylist() == [
         {"temperature_k": 281.3, "pressure_hpa": 1013.2, "humidity_pct": 55.0}
     ]
+
+
+# -- a property: missing values land as NULL exactly where they were ---------------------------------
+MISSING_TOKENS = ("", " ", "NA", "NaN", "null", "-9999", "-9999.0", "-9.999e3")
+measure = st.one_of(st.sampled_from(MISSING_TOKENS), st.integers(-4000, 4000).map(lambda v: f"{v / 100:.2f}"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(measure, measure, measure), min_size=1, max_size=60))
+def test_missing_values_become_null_where_they_were(tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str]]) -> None:
+    text = "timestamp,sensor_id,temperature,humidity,pressure\n" + "".join(
+        f"2024-01-01T00:{i:02d}:00Z,s,{t},{h},{p}\n" for i, (t, h, p) in enumerate(rows)
+    )
+    env = {
+        "NA_VALUES": "NA,NaN,null,-9999",
+        "MISSING_VALUES": "null",
+        "MAX_INVALID_ROWS": "100%",
+        "HUMIDITY_MIN": "-90",
+        "PRESSURE_MIN": "-90",
+    }
+    path = tmp_path_factory.mktemp("missing") / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    received: list[pa.Table] = []
+    try:
+        outcome = pipeline.run(path, rules(**env), NOW, sink=received.append)
+    except InvalidFile as exc:  # every row without a measure: nothing to load
+        assert all(all(v.strip() in MISSING_TOKENS for v in row) for row in rows) and exc.problem.rule == "missing_value"
+        return
+
+    def stored(value: str, offset: str) -> float | None:
+        return None if value.strip() in MISSING_TOKENS else float(Decimal(value) + Decimal(offset))
+
+    expected = [
+        (i + 2, stored(t, "273.15"), stored(h, "0"), stored(p, "0"))
+        for i, (t, h, p) in enumerate(rows)
+        if not all(v.strip() in MISSING_TOKENS for v in (t, h, p))
+    ]
+    table = pa.concat_tables(received)
+    got = list(zip(*(table.column(c).to_pylist() for c in ("line_no", "temperature_k", "humidity_pct", "pressure_hpa")), strict=True))
+    assert got == expected
+    assert outcome.invalid_rows == len(rows) - len(expected)
+    counts = {r["metric"]: r["n"] for r in outcome.summary().to_pylist()}
+    for index, metric in enumerate(("temperature_k", "humidity_pct", "pressure_hpa"), start=1):
+        assert counts.get(metric, 0) == sum(row[index] is not None for row in expected)

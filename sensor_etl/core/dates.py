@@ -82,11 +82,16 @@ def time_column(plan: ColumnPlan) -> str:
 def timestamp_text(table: pa.Table, plan: ColumnPlan) -> pa.ChunkedArray | None:
     """The trimmed text a timestamp is parsed from (date and time joined by a space); None when it is
     assembled from numeric columns."""
-    roles = [role for role in TEXT_ROLES if role in plan.roles]
-    if not roles:
-        return None
-    parts = [pc.utf8_trim_whitespace(table.column(plan.roles[role])) for role in roles]
+    parts = _trimmed(table, plan)
+    return _joined(parts) if parts else None
+
+
+def _joined(parts: list[pa.ChunkedArray]) -> pa.ChunkedArray:
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
+
+
+def _trimmed(table: pa.Table, plan: ColumnPlan) -> list[pa.ChunkedArray]:
+    return [pc.utf8_trim_whitespace(table.column(plan.roles[role])) for role in TEXT_ROLES if role in plan.roles]
 
 
 def header_date_format(plan: ColumnPlan) -> str | None:
@@ -209,21 +214,20 @@ class Timestamps:
 
 def read_timestamps(table: pa.Table, plan: ColumnPlan, fmt: str, timezone: str, ambiguous: str, missing: Missing) -> Timestamps:
     """The timestamps of a chunk, from whichever columns hold them."""
-    text = timestamp_text(table, plan)
-    if text is None:
+    parts = _trimmed(table, plan)
+    if not parts:
         return _from_parts(table, plan, timezone, ambiguous, missing)
+    text = _joined(parts)
     absent = np.zeros(len(text), bool)
-    for role in TEXT_ROLES:
-        if role in plan.roles:
-            absent |= empty(table.column(plan.roles[role]))
+    for part in parts:
+        absent |= pc.equal(pc.utf8_length(part), 0).to_numpy(zero_copy_only=False)
     instants = parse_timestamps(text, fmt, timezone, ambiguous)
     if fmt in EPOCH_FORMATS and len(missing.sentinels):
         absent |= missing.sentinel(to_float(text))
     nat = np.isnat(instants.utc) & ~absent
     if nat.any():  # a token is never a date, so only rows without one can hold a token
-        for role in TEXT_ROLES:
-            if role in plan.roles:
-                absent |= nat & missing.token(table.column(plan.roles[role]))
+        for part in parts:
+            absent |= nat & missing.token(part)
     return _timestamps(instants, absent, text)
 
 
