@@ -337,6 +337,8 @@ def test_converted_values_carry_no_binary_noise() -> None:
         ("temp", ["68.5", "71.2", "59.0"], {}, "all values fit °F: set TEMPERATURE_UNIT=F, or name the unit in the header (temp_F)"),
         ("T", ["293.15", "295.2"], {}, "all values fit K: set TEMPERATURE_UNIT=K, or name the unit in the header (T_K)"),
         ("T (degC)", ["68.5", "75"], {}, "all values fit °F: name the unit in the header (T_F)"),
+        ("air temp", ["68.5", "75"], {}, "all values fit °F: set TEMPERATURE_UNIT=F, or name the unit in the header (air temp_F)"),
+        ("temp_c", ["293.15", "300"], {}, "all values fit K: name the unit in the header (temp_K)"),
         ("pressure", ["101.3", "99.8"], {}, "all values fit kPa: set PRESSURE_UNIT=kPa, or name the unit in the header (pressure_kPa)"),
         ("p", ["101325", "99800"], {}, "all values fit Pa: set PRESSURE_UNIT=Pa, or name the unit in the header (p_Pa)"),
         (

@@ -26,7 +26,7 @@ from sensor_etl.core.units import HEADER_SUFFIX, celsius_to, hpa_to, percent_to
 from sensor_etl.core.values import Missing, empty, missing_tokens, to_float
 
 _ALTERNATIVES = {"temperature": ("F", "K", "C"), "pressure": ("kPa", "Pa", "hPa"), "humidity": ("percent", "fraction")}
-_BRACKETED_OR_SUFFIX = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*$|[_\s-]+[^_\s-]+$")
+_UNIT_PART = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*$|[_\s-]+[^_\s-]+$")  # "T (degC)" -> "T", "temp_c" -> "temp"
 _NULL_HINT = " (MISSING_VALUES=null stores it as NULL)"
 MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
 _NOT_FINITE = "NaN, infinite, or too large for a 64-bit float"
@@ -79,9 +79,10 @@ def _unit_hint(role: str, unit: str, values: np.ndarray, outside: int, header: s
     for other in _ALTERNATIVES[role]:
         low, high = _bounds(role, other, rules)
         if other != unit and low <= values.min() and values.max() <= high:
-            name = _BRACKETED_OR_SUFFIX.sub("", header.strip()) or header.strip()
-            in_header = f"name the unit in the header ({name}_{HEADER_SUFFIX[other]})"
-            how = in_header if recognise(header)[1] else f"set {role.upper()}_UNIT={other}, or {in_header}"
+            named = recognise(header)[1] is not None  # the header's unit wins over the setting: only the header can fix it
+            base = _UNIT_PART.sub("", header.strip()) if named else header.strip()
+            in_header = f"name the unit in the header ({base}_{HEADER_SUFFIX[other]})"
+            how = in_header if named else f"set {role.upper()}_UNIT={other}, or {in_header}"
             return f"; all values fit {_UNIT_LABEL[other]}: {how}"
     return ""
 
