@@ -5,6 +5,7 @@ refused at start-up in one line (exit 2)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from sensor_etl.errors import SourcesError
 from sensor_etl.sources import KEYS, parse_sources
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
-from tests.helpers.workspace import Db, Workspace
+from tests.helpers.workspace import REPO, Db, Workspace
 
 TWO_STATIONS = """
 # station A: Chicago local time, °F, the sensor id is the file name's first part (KORD_0301.csv)
@@ -218,7 +219,7 @@ BAD_SOURCES = {
     ),
     "table_for_a_text": (
         A + 'date_format = { a = "b" }\n',
-        "sources.toml: [[source]] 1 'a': date_format={'a': 'b'} is invalid: expected auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S",
+        f"sources.toml: [[source]] 1 'a': date_format={{'a': 'b'}} is invalid: expected {KEYS['date_format'].parser.accepted}",
     ),
     "comma_in_list_item": (
         A + 'date_format = ["%Y", "%m,%d"]\n',
@@ -307,3 +308,10 @@ def test_the_first_matching_source_wins_case_aside_and_others_follow_the_global_
     assert sources.rules_for("_ASOS.csv").problem is not None  # no sensor id in the name: quarantined
     unmatched = parse_sources("", Path("s.toml"), base).rules_for("x.csv")
     assert (unmatched.source, unmatched.rules, unmatched.problem) == (None, base, None)
+
+
+def test_the_sources_files_in_the_docs_are_valid() -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", (REPO / "docs" / "sources.md").read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        assert parse_sources(block, Path("sources.toml"), Rules()).sources

@@ -81,16 +81,17 @@ FROM (SELECT file_id, sum(n)::bigint AS n FROM unnest(%(files)s::bigint[], %(cou
 WHERE f.file_id = d.file_id
 """
 
-# The metrics of some (file, sensor, day) parts, recomputed from the readings they have left (a part
-# without readings keeps no row). Each reading gives a row to every metric, its value maybe null: so
-# first_at/last_at span all the part's readings, as ``aggregate.summarize``'s do, and n counts values.
+# The metrics of some (file, sensor, day) parts, recomputed from the readings they have left, as
+# ``aggregate.summarize`` computes them: over present values only (a NULL measure counts nowhere, and
+# a metric without a value in the part keeps no row), first_at/last_at spanning those values' readings.
 _PARTS = "unnest(%(files)s::bigint[], %(sensors)s::text[], %(days)s::date[]) AS p(file_id, sensor_id, day)"
 _RECOMPUTE = f"""
 DELETE FROM sensor_metrics AS m USING {_PARTS}
 WHERE m.file_id = p.file_id AND m.sensor_id = p.sensor_id AND m.day = p.day;
 INSERT INTO sensor_metrics (file_id, sensor_id, day, metric, n, min, max, mean, std, m2, first_at, last_at)
 SELECT p.file_id, p.sensor_id, p.day, v.metric, count(v.value), min(v.value), max(v.value), avg(v.value), stddev_samp(v.value),
-       greatest(var_pop(v.value) * count(v.value), 0), min(r.observed_at), max(r.observed_at)
+       greatest(var_pop(v.value) * count(v.value), 0),
+       min(r.observed_at) FILTER (WHERE v.value IS NOT NULL), max(r.observed_at) FILTER (WHERE v.value IS NOT NULL)
 FROM {_PARTS}
 JOIN sensor_readings AS r
   ON r.file_id = p.file_id AND r.sensor_id = p.sensor_id
