@@ -8,7 +8,9 @@ Runs its own embedded PostgreSQL and its own folders (under --workdir, a tempora
 default). Progress goes to stderr; stdout gets one summary line ending in ``OK`` or in the
 discrepancies, and the exit code is 0 only for ``OK``. The promise checked, for every input file:
 its content is in ``ingested_files`` once with the right row count and readings, or it is in
-quarantine/ with a report, or it still waits in data/; nothing lost, nothing doubled.
+quarantine/ with a report, or it still waits in data/; nothing lost, nothing doubled. Good files
+overlap in time (ON_OVERLAP=skip): a file's rows are its readings plus those another file holds
+(``rows_skipped``), and no sensor has two readings at one time.
 """
 
 from __future__ import annotations
