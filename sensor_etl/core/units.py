@@ -25,7 +25,15 @@ TEMPERATURE_SUFFIXES = {
     "kelvin": "K",
 }
 PRESSURE_SUFFIXES = {"hpa": "hPa", "mbar": "mbar", "mb": "mbar", "kpa": "kPa", "pa": "Pa"}
-HUMIDITY_SUFFIXES = {"%": "percent", "pct": "percent", "percent": "percent", "fraction": "fraction", "frac": "fraction"}
+HUMIDITY_SUFFIXES = {
+    "%": "percent",
+    "pct": "percent",
+    "percent": "percent",
+    "rh%": "percent",  # units rows write RH% or %RH
+    "%rh": "percent",
+    "fraction": "fraction",
+    "frac": "fraction",
+}
 
 _PRESSURE_TO_HPA = {"hPa": 1.0, "mbar": 1.0, "kPa": 10.0, "Pa": 0.01}
 
