@@ -266,15 +266,14 @@ def read_lines(path: Path, wanted: set[int], encoding: str) -> Iterator[str]:
     last = max(wanted, default=0)
     number, after_cr = 1, False
     with open(path, encoding=encoding, newline="") as handle:
-        while number <= last and (piece := handle.readline(_READ_CHARS)):
+        while piece := handle.readline(_READ_CHARS):
             if after_cr and piece.startswith("\n"):  # the LF of a CRLF that the piece size cut after its CR
                 if number - 1 in wanted:
                     yield "\n"
                 piece = piece[1:]
-                if not piece:
-                    after_cr = False
-                    continue
-            if number in wanted:
+            if number > last:
+                return
+            if number in wanted and piece:
                 yield piece
             after_cr = piece.endswith("\r")
             if piece.endswith(("\n", "\r")):
