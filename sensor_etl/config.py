@@ -398,8 +398,8 @@ SETTINGS: tuple[Setting, ...] = (
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 50 times this; "
-        "the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 150 MiB + 25 times this + 12 times "
+        "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
     # --- Retries
@@ -488,7 +488,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CSV_DELIMITER",
         "delimiter",
-        Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character"),
+        Parser(_delimiter, "auto, comma, semicolon, tab, pipe, whitespace or one character"),
         "auto",
         "Field delimiter; auto takes the one of comma, semicolon, tab and pipe that splits the header line into the most "
         "fields (comma on a tie); whitespace splits at runs of spaces and tabs (aligned tables; leading spaces ignored).",
