@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from sensor_etl.edges.db import schema_sql
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
 from tests.helpers.station_files import HEADERLESS, STATION_FILES, TOA5, StationFile
@@ -69,3 +70,11 @@ def test_a_rejects_file_keeps_preamble_header_and_units_so_it_reads_the_same_way
         (5, *TOA5.rows[1][1:])
     ]
     assert db.value("SELECT preamble FROM ingested_files WHERE file_name = %s", (rejects.name,)) == TOA5.preamble
+
+
+def test_a_database_made_before_the_preamble_column_gets_it_at_start_up(workspace: Workspace, db: Db) -> None:
+    db.execute("\n".join(line for line in schema_sql().splitlines() if "preamble" not in line))  # the schema of the last release
+    assert db.rows("SELECT column_name FROM information_schema.columns WHERE column_name = 'preamble'") == []
+    workspace.write(TOA5.name, TOA5.content)
+    run_once(workspace.root, db.dsn, **TOA5.settings)
+    assert db.rows("SELECT preamble FROM ingested_files") == [(TOA5.preamble,)]
