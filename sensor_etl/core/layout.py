@@ -21,7 +21,7 @@ from sensor_etl.core.rules import Rule
 from sensor_etl.errors import InvalidFile, Problem
 
 AUTO_HEADER_LINES = 20  # HEADER_ROW=auto looks for the header in this many lines
-MAX_HEADER_CHARS = 1 << 20  # a longer line is not a header (the reader hands over only its start)
+MAX_HEADER_BYTES = 1 << 20  # a longer line is not a header (the reader hands over only its start)
 MAX_PREAMBLE_CHARS = 1 << 16  # the preamble kept in the ledger is cut here
 DELIMITERS = (",", ";", "\t", "|")
 WHITESPACE = "whitespace"
@@ -36,7 +36,7 @@ _QUOTED_OR_SPACE = re.compile(rb'("(?:[^"]|"")*"?)|([ \t]+)')
 @dataclass(frozen=True)
 class Line:
     """One physical line of a file as the reader hands it over: its number, its text without the line
-    end (only the first MAX_HEADER_CHARS of a longer one) and whether it was cut there."""
+    end (only the first MAX_HEADER_BYTES of a longer one) and whether it was cut there."""
 
     number: int
     text: str
@@ -137,7 +137,7 @@ def _try_header(line: Line, rules: Rules, names: tuple[str, ...] = ()) -> _Heade
     number = line.number
     if line.cut:
         return _NotHeader(
-            line, Problem(Rule.HEADER, f"line {number} is longer than {MAX_HEADER_CHARS:,} bytes: not a header", line=number), 1
+            line, Problem(Rule.HEADER, f"line {number} is longer than {MAX_HEADER_BYTES:,} bytes: not a header", line=number), 1
         )
     if not line.text.strip():
         return _NotHeader(line, Problem(Rule.NO_HEADER, f"line {number} is empty", line=number))
@@ -214,9 +214,9 @@ def locate(lines: Iterable[Line], rules: Rules) -> Layout:
         raise InvalidFile(Problem(Rule.EMPTY_FILE, "the file is empty"))
     toa5 = rules.header_row == "auto" and bool(_TOA5.match(first.text))
     if isinstance(rules.header_row, int):
-        header = _explicit(head, rules.header_row, rules)
+        header = _explicit(head, rules.header_row, rules, f"HEADER_ROW={rules.header_row}")
     else:
-        header = _explicit(head, 2, rules) if toa5 else _found(head, rules)
+        header = _explicit(head, 2, rules, "the header of a TOA5 file (line 2)") if toa5 else _found(head, rules)
     plan, number = header.plan, header.line.number
     whitespace = rules.delimiter == WHITESPACE
 
@@ -267,18 +267,20 @@ def _found(head: _Head, rules: Rules) -> _Header:
     raise InvalidFile(Problem(Rule.NO_HEADER, message, line=data.line.number, value=data.line.text[:200]))
 
 
-def _explicit(head: _Head, number: int, rules: Rules) -> _Header:
-    """The header on line ``number`` (HEADER_ROW=N, or a TOA5 file's line 2), its names replaced by COLUMN_NAMES when set."""
+def _explicit(head: _Head, number: int, rules: Rules, what: str) -> _Header:
+    """The header on line ``number`` (``what``: HEADER_ROW=N, or a TOA5 file's line 2), its names
+    replaced by COLUMN_NAMES when set."""
     line = head.get(number)
     if line is None:
-        raise InvalidFile(Problem(Rule.NO_HEADER, f"HEADER_ROW={number} is beyond the end of the file ({head.count} lines)"))
+        raise InvalidFile(Problem(Rule.NO_HEADER, f"{what} is beyond the end of the file ({head.count} lines)"))
     candidate = _try_header(line, rules, rules.column_names)
     if isinstance(candidate, _Header):
         return candidate
     problem = candidate.problem
     found = next((c.line.number for c in head.candidates(rules) if isinstance(c, _Header)), None)
     if found is not None:
-        problem = replace(problem, message=f"{problem.message}; line {found} looks like the header: set HEADER_ROW={found} or auto")
+        hint = f"set HEADER_ROW={found}" + (" or auto" if isinstance(rules.header_row, int) else "")
+        problem = replace(problem, message=f"{problem.message}; line {found} looks like the header: {hint}")
     raise InvalidFile(problem)
 
 

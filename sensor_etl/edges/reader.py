@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 
 from sensor_etl.config import Rules
 from sensor_etl.core.chunk import BadRow, Chunk
-from sensor_etl.core.layout import MAX_HEADER_CHARS, Layout, Line, squeeze
+from sensor_etl.core.layout import MAX_HEADER_BYTES, Layout, Line, squeeze
 from sensor_etl.core.problems import MAX_SHOWN_CHARS
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges.sniff import line_breaks
@@ -102,14 +102,14 @@ class _Lines:
 
 
 def head(path: Path, encoding: str) -> Generator[Line, None, None]:
-    """The file's lines, one at a time, each cut at MAX_HEADER_CHARS bytes, for ``layout.locate``
+    """The file's lines, one at a time, each cut at MAX_HEADER_BYTES bytes, for ``layout.locate``
     (which reads only as many as it needs)."""
     lines = _Lines(_utf8_pieces(path, encoding, HEAD_PIECE_BYTES))
     number = 0
-    while (found := lines.next(MAX_HEADER_CHARS)) is not None:
+    while (found := lines.next(MAX_HEADER_BYTES)) is not None:
         kept, length = found
         number += 1
-        yield Line(number, kept.decode("utf-8", errors="replace"), cut=length > MAX_HEADER_CHARS)
+        yield Line(number, kept.decode("utf-8", errors="replace"), cut=length > MAX_HEADER_BYTES)
 
 
 # -- cutting the data into blocks of whole rows ------------------------------------------------------
@@ -209,7 +209,7 @@ class _Rows:
             self.after_cr = False
             piece = piece.removeprefix(b"\n")
         if self.skipping is not None:
-            piece = yield from self._skip(piece)
+            piece = yield from self._skip(self.skipping, piece)
         self.pending += piece
         while self.pending:
             toggles = _toggles(self.pending, self.separators)
@@ -238,14 +238,13 @@ class _Rows:
             yield from self._blocks(self.pending[:start], toggles)
         yield _Unclosed(self.pending[start:], int(toggles[-1]) - start)
 
-    def _skip(self, piece: bytes) -> Generator[_Overlong, None, bytes]:
+    def _skip(self, skipping: _Overlong, piece: bytes) -> Generator[_Overlong, None, bytes]:
         """Go on skipping the long line through ``piece``; returns (via ``yield from``) the bytes after its end."""
-        assert self.skipping is not None
         match = _LINE_END.search(piece)
         if match is None:
-            self.skipping = _Overlong(self.skipping.size + len(piece), 1, self.skipping.head)
+            self.skipping = _Overlong(skipping.size + len(piece), 1, skipping.head)
             return b""
-        yield _Overlong(self.skipping.size + match.end(), 1, self.skipping.head)
+        yield _Overlong(skipping.size + match.end(), 1, skipping.head)
         self.skipping = None
         self.after_cr = match.group() == b"\r" and match.end() == len(piece)
         return piece[match.end() :]
