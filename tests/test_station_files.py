@@ -48,20 +48,23 @@ def assert_daily_metrics_match_the_rows(db: Db) -> list[tuple]:
 
 
 def test_typical_year_file(workspace: Workspace, db: Db) -> None:
-    """Split MM/DD/YYYY and HH:MM columns (the format read from the headers), hours 01:00-24:00 in local
-    standard time, -9900 sentinels in measures (NULL) and in other columns (null)."""
+    """A metadata line above the header (the preamble), split MM/DD/YYYY and HH:MM columns (the format
+    read from the headers), hours 01:00-24:00 in local standard time, -9900 sentinels in measures
+    (NULL) and in other columns (null)."""
     content = sf.tmy_csv()
-    workspace.write("724940TYA.csv", content)
+    workspace.write("744860TYA.csv", content)
     run_once(workspace.root, db.dsn, **sf.TMY_SETTINGS)
 
-    assert db.rows("SELECT file_name, rows_loaded, date_format FROM ingested_files") == [("724940TYA.csv", 48, "%m/%d/%Y %H:%M")]
-    rows = db.rows(READINGS, ("724940TYA.csv",))
+    assert db.rows("SELECT file_name, rows_loaded, date_format, preamble FROM ingested_files") == [
+        ("744860TYA.csv", 48, "%m/%d/%Y %H:%M", sf.TMY_METADATA)
+    ]
+    rows = db.rows(READINGS, ("744860TYA.csv",))
     expected = []
     for i, (_date, _time, dry_bulb, rhum, pressure) in enumerate(sf.tmy_rows()):
         day, hour = divmod(i + 1 + 5, 24)  # local hour i+1 at UTC-5; hour 24 is midnight of the next day
         expected.append(
             (
-                i + 2,
+                i + 3,
                 f"1988-01-{day + 1:02d} {hour:02d}:00:00+00",
                 "default",
                 kelvin(dry_bulb),
@@ -70,7 +73,7 @@ def test_typical_year_file(workspace: Workspace, db: Db) -> None:
             )
         )
     assert [row[:6] for row in rows] == expected
-    assert rows[22][:2] == (24, "1988-01-02 04:00:00+00") and rows[23][:2] == (25, "1988-01-02 05:00:00+00")  # 23:00, then 24:00
+    assert rows[22][:2] == (25, "1988-01-02 04:00:00+00") and rows[23][:2] == (26, "1988-01-02 05:00:00+00")  # 23:00, then 24:00
     assert rows[0][6] == {
         "ETR (W/m^2)": 0,
         "GHI (W/m^2)": 0,
@@ -96,7 +99,7 @@ def test_typical_year_file(workspace: Workspace, db: Db) -> None:
     humidity = [float(rhum) for i, (*_, rhum, _) in enumerate(sf.tmy_rows()[:18]) if i not in sf.TMY_MISSING["humidity"]]
     assert math.isclose(view[0][4], np.mean(humidity), rel_tol=1e-12)
     assert math.isclose(view[0][5], np.std(humidity, ddof=1), rel_tol=1e-9)
-    assert_exactly_once(workspace, db, [content.encode()])
+    assert_exactly_once(workspace, db, [content.encode()], rows=lambda _: 48)
 
 
 def metar_expected() -> list[tuple]:

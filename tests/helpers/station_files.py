@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 DEFAULT_NA = "NA,N/A,n/a,#N/A,NaN,nan,null,NULL"
 
-# -- a typical-meteorological-year file (TMY3 layout, without its metadata line) ---------------------
+# -- a typical-meteorological-year file (TMY3 layout: a metadata line, then the header) --------------
+TMY_METADATA = '744860,"NEW YORK J F KENNEDY INT\'L AR",NY,-5.0,40.650,-73.800,7'  # station, name, state, UTC offset, lat, lon, m
 TMY_HEADER = (
     "Date (MM/DD/YYYY),Time (HH:MM),ETR (W/m^2),GHI (W/m^2),Dry-bulb (C),Dew-point (C),RHum (%),Pressure (mbar),"
     "Wdir (degrees),Wspd (m/s),Lprecip depth (mm)"
@@ -37,7 +38,7 @@ def tmy_rows() -> list[tuple[str, str, float, int, int]]:
 
 def tmy_csv() -> str:
     """Hours written 01:00..24:00 (24:00 is midnight at the end of the day), -9900 for missing, CRLF."""
-    lines = [TMY_HEADER]
+    lines = [TMY_METADATA, TMY_HEADER]
     for i, (date, time, dry_bulb, rhum, pressure) in enumerate(tmy_rows()):
         humidity = "-9900" if i in TMY_MISSING["humidity"] else str(rhum)
         hpa = "-9900.0" if i in TMY_MISSING["pressure"] else str(pressure)  # a sentinel matches by value, however written
