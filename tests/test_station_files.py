@@ -278,13 +278,15 @@ def test_a_station_file_loads_with_its_documented_settings(workspace: Workspace,
     assert "Traceback" not in log
 
 
-def test_validate_says_where_the_header_units_and_data_were_found(workspace: Workspace) -> None:
+def test_validate_and_the_log_say_where_the_header_units_and_data_were_found(workspace: Workspace, db: Db) -> None:
     path = workspace.write(sf.TOA5.name, sf.TOA5.content)
     done = workspace.cli("validate", str(path), **sf.TOA5.settings)
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith(
         "would LOAD 3 rows from 1 sensor(s) (dates: ISO8601; header on line 2, units on line 3, data from line 5)\n"
     )
+    log = run_once(workspace.root, db.dsn, **sf.TOA5.settings)
+    assert 'layout="header on line 2, units on line 3, data from line 5"' in log
     headerless = workspace.write(sf.HEADERLESS.name, sf.HEADERLESS.content)
     done = workspace.cli("validate", str(headerless), **sf.HEADERLESS.settings)
     assert "no header (COLUMN_NAMES), data from line 9)" in done.stdout
