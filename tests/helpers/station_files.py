@@ -139,9 +139,7 @@ class StationFile:
     text: str
     settings: dict[str, str]  # the lines of its docs/input.md recipe
     preamble: str | None
-    rows: list[
-        tuple
-    ]  # (line_no, observed_at UTC, sensor_id, temperature_k, humidity_pct, pressure_hpa, extra), values rounded to 6 decimals
+    rows: list[tuple]  # (line_no, observed_at UTC, sensor_id, temperature_k, humidity_pct, pressure_hpa, extra) as stored
 
     @property
     def content(self) -> bytes:
