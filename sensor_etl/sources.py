@@ -23,7 +23,7 @@ from datetime import date, time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sensor_etl.config import SETTINGS, Rules, Setting, Settings, check_ranges
+from sensor_etl.config import SETTINGS, Rules, Setting, Settings, check_rules
 from sensor_etl.core.rules import Rule
 from sensor_etl.errors import ConfigError, Problem, SourcesError
 
@@ -150,6 +150,8 @@ def _source(table: Mapping[str, Any], number: int, file: Path, base: Rules, earl
         setting = KEYS.get("default_sensor_id" if key == "sensor_id" else key)
         if setting is None:
             raise fail(_unknown(key))
+        if isinstance(value, str) and not value.strip() and not setting.parser.keeps_blank:
+            continue  # blank is unset, as in the environment: the global value stays
         try:
             values[setting.field] = _parsed(setting, value)
         except _CommaInItem as exc:
@@ -158,7 +160,7 @@ def _source(table: Mapping[str, Any], number: int, file: Path, base: Rules, earl
             raise fail(f"{key}={value!r} is invalid: expected {setting.parser.accepted}") from exc
     rules = replace(base, **values)
     try:
-        check_ranges(rules)
+        check_rules(rules)
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     pattern = _pattern(table["sensor_id_pattern"], fail) if "sensor_id_pattern" in table else None

@@ -198,7 +198,8 @@ def test_a_database_of_the_previous_version_gets_the_new_columns_and_keeps_its_r
     workspace.write("first.csv", FIRST)
     run_once(workspace.root, db.dsn)
     db.execute(  # the ledger as the previous version made it
-        "ALTER TABLE ingested_files DROP COLUMN source, DROP COLUMN rows_skipped, DROP COLUMN rows_conflicting, DROP COLUMN rows_replaced;"
+        "ALTER TABLE ingested_files DROP COLUMN preamble, DROP COLUMN source, DROP COLUMN rows_skipped, DROP COLUMN rows_conflicting,"
+        " DROP COLUMN rows_replaced;"
         " DROP INDEX sensor_metrics_sensor_day"
     )
     workspace.write("second.csv", SECOND)

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     rows_rejected  bigint      NOT NULL DEFAULT 0,
     sensors        integer     NOT NULL DEFAULT 0,
     date_format    text,
+    preamble       text,  -- the lines before the header (before the data in a file without one), joined by LF
     worker         text,
     started_at     timestamptz NOT NULL,
     loaded_at      timestamptz NOT NULL DEFAULT now(),
@@ -30,13 +31,15 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     rows_conflicting bigint NOT NULL DEFAULT 0,
     rows_replaced    bigint NOT NULL DEFAULT 0
 );
--- A database made by an earlier version gets the columns added since. Checked first, so that a
--- start-up does not queue an exclusive lock behind a long load when there is nothing to add.
+-- Columns added since the first release, for databases created before them. Checked first: ALTER TABLE
+-- takes an exclusive lock even when there is nothing to add, and would queue a start-up (and every
+-- worker's next statement on the ledger) behind a long load.
 DO $$
 BEGIN
     IF (SELECT count(*) FROM pg_attribute WHERE attrelid = 'ingested_files'::regclass AND NOT attisdropped
-        AND attname IN ('source', 'rows_skipped', 'rows_conflicting', 'rows_replaced')) < 4 THEN
+        AND attname IN ('preamble', 'source', 'rows_skipped', 'rows_conflicting', 'rows_replaced')) < 5 THEN
         ALTER TABLE ingested_files
+            ADD COLUMN IF NOT EXISTS preamble text,
             ADD COLUMN IF NOT EXISTS source text,
             ADD COLUMN IF NOT EXISTS rows_skipped bigint NOT NULL DEFAULT 0,
             ADD COLUMN IF NOT EXISTS rows_conflicting bigint NOT NULL DEFAULT 0,

@@ -259,6 +259,7 @@ class Daemon:
             rows_conflicting=load.overlap.conflicting,
             rows_replaced=load.overlap.replaced,
             sensors=len(outcome.sensors),
+            layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
