@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -284,8 +284,13 @@ def _line_number(text: str) -> int | None:
 
 
 def _column_names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names) or len(set(names)) != len(names):
+    return _names(text.split(","))
+
+
+def _names(items: Sequence[object]) -> tuple[str, ...]:
+    """Column names, each non-empty and different (a sources.toml array comes here as it is, so a name may hold a comma)."""
+    names = tuple(item.strip() for item in items if isinstance(item, str))
+    if len(names) != len(items) or not all(names) or len(set(names)) != len(names):
         raise ValueError
     return names
 
@@ -628,7 +633,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_NAMES",
         "column_names",
-        Parser(_column_names, "comma-separated column names, each non-empty and different"),
+        Parser(_column_names, "comma-separated column names, each non-empty and different", structured=_names),
         "",
         "Names of the columns, in order, for a file without a header (HEADER_ROW=none or auto); with HEADER_ROW=N they "
         "replace the names of that line. Key columns are recognised in them as in a header (or named in COLUMN_MAP).",

@@ -291,6 +291,9 @@ def test_toml_values_reach_the_parsers_as_the_environment_would_give_them() -> N
     assert rules.timestamp_min == datetime(2000, 1, 1, tzinfo=UTC)
     assert rules.column_map == {"Temp (°F), air": "temperature", "Station: name": "sensor_id"}
     assert sources.rules_for("other/y.csv").rules.column_map == {"T1, air": "temperature", "RH": "humidity"}
+    names = parse_sources(A + 'column_names = ["Date", "Temp, °F", "RH"]\nna_values = ["NA", -9999]\n', Path("s.toml"), Rules())
+    rules = names.rules_for("station_a/x.csv").rules
+    assert (rules.column_names, rules.na_values) == (("Date", "Temp, °F", "RH"), ("NA", "-9999"))
 
 
 def test_the_first_matching_source_wins_case_aside_and_others_follow_the_global_settings() -> None:
