@@ -182,7 +182,7 @@ def _wait_for(condition, daemon, timeout: float = 60) -> None:
 
 
 @pytest.mark.parametrize("mode", ["skip", "replace"])
-def test_unload_then_reload_under_each_mode_keeps_the_daily_view_true(workspace: Workspace, db: Db, mode: str) -> None:
+def test_unload_after_skip_or_replace_keeps_the_daily_view_true(workspace: Workspace, db: Db, mode: str) -> None:
     _load_both(workspace, db, ON_OVERLAP=mode)
     result = workspace.cli("unload", "second.csv")
     assert result.returncode == 0, result.stderr
