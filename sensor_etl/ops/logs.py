@@ -1,13 +1,21 @@
-"""One line per event, as ``key=value`` text or as JSON (LOG_FORMAT)."""
+"""One line per event, as ``key=value`` text or as JSON (LOG_FORMAT); listeners see every event.
+
+The events are the daemon's record of what it did (docs/operations.md "Logs"). ``listen`` hands each
+one, whatever LOG_LEVEL filters out of the log, to the metrics (``ops.metrics``): what the metrics
+count is what the log says, with no second bookkeeping inside the daemon.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 LOGGER = logging.getLogger("sensor_etl")
+Listener = Callable[[str, Mapping[str, object]], None]
+_listeners: list[Listener] = []
 
 
 def _value(value: object) -> str:
@@ -46,9 +54,26 @@ def configure(level: str, fmt: str) -> None:
     LOGGER.propagate = False
 
 
+def listen(listener: Listener) -> None:
+    """Call ``listener(name, fields)`` for every event from now on, at any level; it must be quick and must not raise."""
+    _listeners.append(listener)
+
+
+def unlisten(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def event(level: int, name: str, **fields: object) -> None:
     """Log ``name`` with its fields (those that are None are left out); the event name is a stable, greppable word."""
-    LOGGER.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+    kept = {k: v for k, v in fields.items() if v is not None}
+    for listener in _listeners:
+        listener(name, kept)
+    LOGGER.log(level, name, extra={"fields": kept})
+
+
+def debug(name: str, **fields: object) -> None:
+    event(logging.DEBUG, name, **fields)
 
 
 def info(name: str, **fields: object) -> None:
