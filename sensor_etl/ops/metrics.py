@@ -69,18 +69,30 @@ class Metrics:
         self.last_load = Gauge(
             name("last_load_timestamp_seconds"), "Unix time of the last commit of a file.", multiprocess_mode="max", registry=None
         )
-        self.loop_turned = Gauge(
-            name("loop_turned_timestamp_seconds"),
+        for outcome in OUTCOMES:  # every series exists from the start, so rate() and the summary see zeros
+            self.files.labels(outcome)
+
+
+class Heartbeat:
+    """A daemon loop's signs of life, one series per process (/healthz reads them); not in the supervisor."""
+
+    def __init__(self) -> None:
+        self.turned = Gauge(
+            f"{PREFIX}_loop_turned_timestamp_seconds",
             "Unix time of the last event of each daemon loop (a scan, a file, a retry): /healthz's clock.",
             multiprocess_mode="liveall",
             registry=None,
         )
-        self.loop_busy = Gauge(
-            name("loop_busy"),
-            "1 while a daemon loop is inside a file (its long loads are not a stall).",
+        self.busy = Gauge(
+            f"{PREFIX}_loop_busy",
+            "1 while a daemon loop is inside a file (a long load is not a stall).",
             multiprocess_mode="liveall",
             registry=None,
         )
+
+    def beat(self, name: str) -> None:
+        self.turned.set(time.time())
+        self.busy.set(1 if name == "file_seen" else 0)
 
 
 def sqlstate_class(error: object) -> str:
@@ -92,13 +104,13 @@ def sqlstate_class(error: object) -> str:
 class Recorder:
     """A ``logs`` listener that turns the daemon's events into metric values.
 
-    ``loop``: this process runs a daemon loop (not the supervisor), so its events are its heartbeat.
-    ``folder``: where the values live; a worker that exited has its heartbeat removed from it."""
+    ``heartbeat``: this process runs a daemon loop (it is not the supervisor), so its events are its
+    signs of life. ``folder``: where the values live; a worker that exited has its heartbeat removed."""
 
-    def __init__(self, metrics: Metrics, folder: str, *, loop: bool) -> None:
-        self.metrics = metrics
+    def __init__(self, folder: str, *, heartbeat: Heartbeat | None) -> None:
+        self.metrics = Metrics()
         self.folder = folder
-        self.loop = loop
+        self.heartbeat = heartbeat
         self._pending_bytes = 0  # of the file being handled: one file at a time per loop
 
     def __call__(self, name: str, fields: Mapping[str, object]) -> None:
@@ -124,9 +136,8 @@ class Recorder:
         if name in _DECIDED and self._pending_bytes:
             m.bytes_read.inc(self._pending_bytes)
             self._pending_bytes = 0
-        if self.loop:
-            m.loop_turned.set(time.time())
-            m.loop_busy.set(1 if name == "file_seen" else 0)
+        if self.heartbeat is not None:
+            self.heartbeat.beat(name)
 
 
 def _int(value: object) -> int:

@@ -36,7 +36,8 @@ class Snapshot:
 
 
 class ProgressLine:
-    """``files 3/16, rows 1,204,311, 240,118 rows/s`` with a bar over the bytes of the backlog and its ETA."""
+    """``files 3/16, rows 1,204,311, 240,118 rows/s  40%|████  | 1.2GB/3.0GB [00:05<00:07]``: the bar and the
+    ETA are over the bytes of the backlog (files that arrive meanwhile join it)."""
 
     def __init__(self, read: Callable[[], Snapshot], stream: TextIO) -> None:
         self._read = read
@@ -47,7 +48,7 @@ class ProgressLine:
             unit_scale=True,
             file=stream,
             dynamic_ncols=True,
-            bar_format="{percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}",
+            bar_format="{desc}  {percentage:3.0f}%|{bar:20}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}]",
         )
         self._redirect = logging_redirect_tqdm(loggers=[LOGGER])
         self._done = threading.Event()
@@ -75,7 +76,7 @@ class ProgressLine:
         self._bar.total = max(now.bytes_done + now.bytes_left, 1)
         self._bar.n = now.bytes_done
         files = now.files_done + now.files_left
-        self._bar.set_postfix_str(f"files {now.files_done}/{files}, rows {now.rows:,}, {now.rows / seconds:,.0f} rows/s", refresh=False)
+        self._bar.set_description_str(f"files {now.files_done}/{files}, rows {now.rows:,}, {now.rows / seconds:,.0f} rows/s", refresh=False)
         self._bar.refresh()
 
 

@@ -46,7 +46,7 @@ def watched(settings: Settings, connect: Mapping[str, object], *, once: bool, sh
     cannot be listened on raises ``ConfigError``."""
     folder = tempfile.mkdtemp(prefix="sensor-etl-metrics-")
     metrics.use_folder(folder)
-    recorder = metrics.Recorder(metrics.Metrics(), folder, loop=settings.workers == 1)
+    recorder = metrics.Recorder(folder, heartbeat=metrics.Heartbeat() if settings.workers == 1 else None)
     logs.listen(recorder)
     counters = metrics.registry_of(folder)
     started = time.monotonic()
@@ -72,7 +72,7 @@ def record_in_worker() -> None:
     folder = os.environ.get(FOLDER_VARIABLE)
     if folder:
         metrics.use_folder(folder)
-        logs.listen(metrics.Recorder(metrics.Metrics(), folder, loop=True))
+        logs.listen(metrics.Recorder(folder, heartbeat=metrics.Heartbeat()))
 
 
 def _snapshot(counters: CollectorRegistry, inbox: Path) -> Snapshot:
