@@ -7,8 +7,6 @@ import json
 import platform
 import re
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,25 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sensor_etl import __version__
 from tests.helpers.corpus import csv_text, row
+from tests.helpers.endpoint import get, port_of
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.samples import multi_csv
-from tests.helpers.workspace import DaemonProcess
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the daemon: left out of `make test-fast`
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    """(HTTP status, body) of GET http://127.0.0.1:port/path; a 503 is an answer, not an error."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def port_of(daemon: DaemonProcess) -> int:
-    line = daemon.wait_for("metrics_listening")[0]
-    return int(re.search(r" port=(\d+)", line).group(1))
 
 
 def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -76,6 +60,8 @@ def test_two_workers_serve_one_endpoint_whose_counters_match_the_run_exactly(wor
     daemon.wait_for("file_quarantined", 2)
     wait_until(lambda: len(daemon.events("file_loaded")) + len(daemon.events("file_duplicate")) == 7, "7 files loaded or duplicate")
 
+    # a claim is released just after its file's last log line: wait for the releases, then read everything at once
+    wait_until(lambda: value(samples(port), "sensor_etl_claims_held") == 0, "every claim released")
     found = samples(port)
     assert value(found, "sensor_etl_files_total", outcome="loaded") == 6
     assert value(found, "sensor_etl_files_total", outcome="duplicate") == 1
@@ -91,7 +77,6 @@ def test_two_workers_serve_one_endpoint_whose_counters_match_the_run_exactly(wor
     assert value(found, "sensor_etl_last_load_timestamp_seconds") > time.time() - 600
     assert value(found, "sensor_etl_inbox_files") == 0
     assert value(found, "sensor_etl_inbox_bytes") == 0
-    assert value(found, "sensor_etl_claims_held") == 0
     assert value(found, "sensor_etl_quarantine_files") == 2
     assert value(found, "sensor_etl_quarantine_bytes") == sum(p.stat().st_size for p in workspace.quarantine.iterdir())
     assert value(found, "sensor_etl_build_info", version=__version__, python=platform.python_version()) == 1

@@ -24,6 +24,7 @@ PREFIX = "sensor_etl"
 OUTCOMES = ("loaded", "partial", "duplicate", "recovered", "quarantined", "deferred")
 # Load durations span a 1-row file (milliseconds) to a 10 GB one (tens of minutes).
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+TRANSIENT_CLASSES = ("08", "40", "53", "57", "none")  # what the daemon retries (docs/operations.md "How a file travels")
 _SIMPLE_OUTCOMES = {"file_duplicate": "duplicate", "file_recovered": "recovered", "file_deferred": "deferred"}
 _DECIDED = {"file_loaded", "file_quarantined", *_SIMPLE_OUTCOMES}
 _WORKER_GONE = ("worker_exited", "worker_died", "worker_failed")
@@ -71,6 +72,8 @@ class Metrics:
         )
         for outcome in OUTCOMES:  # every series exists from the start, so rate() and the summary see zeros
             self.files.labels(outcome)
+        for sqlstate in TRANSIENT_CLASSES:
+            self.db_retries.labels(sqlstate)
 
 
 class Heartbeat:
