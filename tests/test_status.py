@@ -108,3 +108,9 @@ def test_sql_without_a_query_is_an_interactive_psql_on_a_terminal(workspace: Wor
     assert "rows: 2" in output.text, output.text
     assert output.code == 0
     assert not embedded(workspace).is_running()
+
+
+def test_sql_on_a_configured_server_runs_one_query(workspace: Workspace) -> None:
+    result = workspace.cli("sql", "select 40 + 2 as answer")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["answer", "--------", "42", "(1", "row)"]

@@ -55,7 +55,8 @@ def configure(level: str, fmt: str) -> None:
 
 
 def listen(listener: Listener) -> None:
-    """Call ``listener(name, fields)`` for every event from now on, at any level; it must be quick and must not raise."""
+    """Call ``listener(name, fields)`` for every event from now on, at any level; it must be quick (an
+    error it raises is logged as ``listener_failed`` and ignored)."""
     _listeners.append(listener)
 
 
@@ -68,7 +69,10 @@ def event(level: int, name: str, **fields: object) -> None:
     """Log ``name`` with its fields (those that are None are left out); the event name is a stable, greppable word."""
     kept = {k: v for k, v in fields.items() if v is not None}
     for listener in _listeners:
-        listener(name, kept)
+        try:
+            listener(name, kept)
+        except Exception as exc:  # counting an event must never change what the daemon does about it
+            LOGGER.warning("listener_failed", extra={"fields": {"event": name, "error": repr(exc)}})
     LOGGER.log(level, name, extra={"fields": kept})
 
 

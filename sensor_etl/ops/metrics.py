@@ -119,13 +119,13 @@ class Recorder:
     def __call__(self, name: str, fields: Mapping[str, object]) -> None:
         m = self.metrics
         if name == "file_seen":
-            self._pending_bytes = _int(fields.get("bytes"))
+            self._pending_bytes = int(_number(fields.get("bytes")))
         elif name == "file_loaded":
-            rejected = _int(fields.get("rows_rejected"))
+            rejected = _number(fields.get("rows_rejected"))
             m.files.labels("partial" if rejected else "loaded").inc()
-            m.rows_loaded.inc(_int(fields.get("rows")))
+            m.rows_loaded.inc(_number(fields.get("rows")))
             m.rows_rejected.inc(rejected)
-            m.load_seconds.observe(float(str(fields.get("seconds", 0))))
+            m.load_seconds.observe(_number(fields.get("seconds")))
             m.last_load.set(time.time())
         elif name == "file_quarantined":
             m.files.labels("quarantined").inc()
@@ -135,7 +135,7 @@ class Recorder:
         elif name == "db_retry":
             m.db_retries.labels(sqlstate_class(fields.get("error"))).inc()
         elif name in _WORKER_GONE and "pid" in fields:
-            mark_process_dead(_int(fields["pid"]), self.folder)
+            mark_process_dead(int(_number(fields["pid"])), self.folder)
         if name in _DECIDED and self._pending_bytes:
             m.bytes_read.inc(self._pending_bytes)
             self._pending_bytes = 0
@@ -143,8 +143,9 @@ class Recorder:
             self.heartbeat.beat(name)
 
 
-def _int(value: object) -> int:
-    return int(str(value)) if value is not None else 0
+def _number(value: object) -> float:
+    """A numeric event field (rows, bytes, seconds, pid); 0 when absent."""
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def registry_of(folder: str, *extra: Collector) -> CollectorRegistry:

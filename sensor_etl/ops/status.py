@@ -133,11 +133,13 @@ def render(status: Status) -> str:
 
 
 def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KB", "MB", "GB"):
         count /= 1024
-    raise AssertionError("unreachable")
+        if count < 1024 or unit == "GB":
+            break
+    return f"{count:.1f} {unit}"
 
 
 def _age(seconds: float) -> str:
