@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,11 +32,14 @@ from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 
 
-def _workers(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError("expected an integer from 1 to 64")
-    return value
+def _between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="process the files in the folder now, then exit (0: all loaded or quarantined; 1: a file could not be processed)",
     )
-    parser.add_argument("--workers", type=_workers, metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    parser.add_argument("--workers", type=_between(1, 64), metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no summary table on a terminal (the log is unchanged)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
@@ -63,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="database, inbox backlog, files being handled, recent loads and quarantines (exit 0: ready, 1: not ready)"
     )
     status.add_argument("--json", action="store_true", help="one JSON document instead of text")
-    status.add_argument("--last", type=int, default=10, metavar="N", help="how many recent loads and quarantines to list (default 10)")
+    status.add_argument(
+        "--last", type=_between(0, 1000), default=10, metavar="N", help="how many recent loads and quarantines to list (default 10)"
+    )
     sql = commands.add_parser("sql", help="psql on the daemon's database (the embedded one is started for the session if needed)")
     sql.add_argument("query", nargs="?", metavar="QUERY", help="run this one query, print its result and exit (else: interactive psql)")
     return parser
@@ -246,11 +251,13 @@ def _database(settings: Settings) -> Iterator[tuple[Mapping[str, object] | None,
     if not server.initialised:
         yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
         return
-    try:
-        with server.borrowed() as dsn:
-            yield {"dsn": dsn}, described
-    except (OSError, RuntimeError) as exc:
-        yield None, f"{described}: cannot be started: {exc}"
+    with ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(server.borrowed())
+        except (OSError, RuntimeError) as exc:
+            yield None, f"{described}: cannot be started: {exc}"
+            return
+        yield {"dsn": dsn}, described
 
 
 def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
