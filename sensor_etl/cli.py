@@ -1,11 +1,13 @@
-"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files."""
+"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
+drop old months (``retention``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +18,9 @@ from sensor_etl.config import ConfigError, Settings, load_settings, redact
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import InvalidFile, NotTaken, Problem
+from sensor_etl.errors import DatabaseError, InvalidFile, NotTaken, Problem
 from sensor_etl.ops import logs
-from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners import pipeline, retention, workers
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 
@@ -49,7 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
+    keep = commands.add_parser("retention", help="drop the months of sensor_readings older than MONTHS months (metrics are kept)")
+    keep.add_argument("months", type=_months, metavar="MONTHS")
+    keep.add_argument("--dry-run", action="store_true", help="list the months that would be dropped, drop nothing")
     return parser
+
+
+def _months(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a whole number of months, at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return validate_files(settings, args.files)
     if args.command == "requeue":
         return requeue(settings, args.names)
+    if args.command == "retention":
+        return drop_old_months(settings, args.months, dry_run=args.dry_run)
     return run(settings, once=args.once)
 
 
@@ -83,6 +97,40 @@ def _prepare_folders(settings: Settings) -> None:
             raise ConfigError(variable, str(folder), "a folder, not a file")
 
 
+class ServerFailed(Exception):
+    """The embedded PostgreSQL could not start (already logged)."""
+
+
+@contextmanager
+def database_server(settings: Settings) -> Iterator[Mapping[str, object]]:
+    """The connection arguments of the configured server; with none configured, the embedded server
+    is started for the block and stopped after it. Raises ServerFailed when it cannot start."""
+    if not settings.embedded:
+        yield settings.connection_kwargs()
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    try:
+        dsn = server.start()
+    except (OSError, RuntimeError) as exc:
+        logs.error("embedded_postgres_failed", pgdata=settings.pgdata_folder, error=exc)
+        raise ServerFailed from exc
+    logs.info("embedded_postgres_started", pgdata=settings.pgdata_folder.resolve(), connect=server.psql_command)
+    try:
+        yield {"dsn": dsn}
+    finally:
+        server.stop()
+        logs.info("embedded_postgres_stopped")
+
+
+def describe_target(settings: Settings) -> str:
+    """Where the data goes, safe to log (no password)."""
+    if settings.embedded:
+        return "embedded"
+    if settings.database_url:
+        return redact(settings.database_url)
+    return f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+
+
 def run(settings: Settings, once: bool) -> int:
     try:
         _prepare_folders(settings)
@@ -91,44 +139,51 @@ def run(settings: Settings, once: bool) -> int:
         return 2
     stop = threading.Event()
     workers.stop_on_signals(stop)
-
-    server: EmbeddedPostgres | None = None
-    connect: Mapping[str, object]
-    if settings.embedded:
-        server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
-        try:
-            dsn = server.start()
-        except (OSError, RuntimeError) as exc:
-            logs.error("embedded_postgres_failed", pgdata=settings.pgdata_folder, error=exc)
-            return 1
-        logs.info("embedded_postgres_started", pgdata=settings.pgdata_folder.resolve(), connect=server.psql_command)
-        connect = {"dsn": dsn}
-    else:
-        connect = settings.connection_kwargs()
-    target = (
-        redact(settings.database_url)
-        if settings.database_url
-        else f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
-    )
-    logs.info(
-        "daemon_started",
-        data=settings.data_folder,
-        database="embedded" if server else target,
-        interval_s=settings.monitor_interval,
-        workers=settings.workers,
-        mode="once" if once else "watch",
-    )
     try:
-        if settings.workers > 1:
-            code = workers.supervise(settings, connect, stop, once)
-        else:
-            code = Daemon(settings, Database(connect), stop).run(once)
-    finally:
-        if server is not None:
-            server.stop()
-            logs.info("embedded_postgres_stopped")
+        with database_server(settings) as connect:
+            logs.info(
+                "daemon_started",
+                data=settings.data_folder,
+                database=describe_target(settings),
+                interval_s=settings.monitor_interval,
+                workers=settings.workers,
+                mode="once" if once else "watch",
+            )
+            if settings.workers > 1:
+                code = workers.supervise(settings, connect, stop, once)
+            else:
+                code = Daemon(settings, Database(connect), stop).run(once)
+    except ServerFailed:
+        return 1
     logs.info("daemon_stopped", exit_code=code)
     return code
+
+
+def drop_old_months(settings: Settings, months: int, *, dry_run: bool) -> int:
+    """``retention MONTHS``: one line per month partition dropped (or that would be); exit 1 when the
+    table is not partitioned or the database fails."""
+    try:
+        with database_server(settings) as connect:
+            database = Database(connect)
+            try:
+                database.apply_schema()
+                dropped = retention.drop_months(database, months, datetime.now(UTC), dry_run=dry_run)
+            finally:
+                database.close()
+    except ServerFailed:
+        return 1
+    except retention.NotPartitioned as exc:
+        print(f"sensor-etl: {exc}: nothing to drop; docs/schema.md shows how to migrate it", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:
+        print(f"sensor-etl: database error: {exc}", file=sys.stderr)
+        return 1
+    verb = "would drop" if dry_run else "dropped"
+    for name in dropped:
+        print(f"{verb} {name}")
+    if not dropped:
+        print(f"no month older than {months} month(s)")
+    return 0
 
 
 def validate_files(settings: Settings, paths: list[Path]) -> int:
