@@ -1,11 +1,12 @@
 """Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
-drop old months (``retention``)."""
+drop old months (``retention``), load a backlog on Apache Spark (``spark``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,9 +19,9 @@ from sensor_etl.config import ConfigError, Settings, load_settings, redact
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import DatabaseError, InvalidFile, NotTaken, Problem
+from sensor_etl.errors import DatabaseError, FatalDatabaseError, InvalidFile, NotTaken, Problem, TransientDatabaseError
 from sensor_etl.ops import logs
-from sensor_etl.runners import pipeline, retention, workers
+from sensor_etl.runners import pipeline, retention, spark, workers
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 
@@ -54,7 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     keep = commands.add_parser("retention", help="drop the months of sensor_readings older than MONTHS months (metrics are kept)")
     keep.add_argument("months", type=_months, metavar="MONTHS")
     keep.add_argument("--dry-run", action="store_true", help="list the months that would be dropped, drop nothing")
+    backlog = commands.add_parser(
+        "spark",
+        help="load the files of INPUT folders on Apache Spark (a backlog), each exactly once, then exit (exit codes as --once)",
+    )
+    backlog.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="a folder of input files (instead of DATA_FOLDER)")
+    backlog.add_argument("--master", help="Spark master URL, e.g. local[2] or yarn (default: spark-submit's, else local[*])")
+    backlog.add_argument("--tasks", type=_workers, metavar="N", help="tasks to spread the files over (default: 4 per core)")
+    backlog.add_argument(
+        "--conf", action="append", type=_spark_setting, default=[], metavar="KEY=VALUE", help="a Spark setting, as with spark-submit"
+    )
     return parser
+
+
+def _spark_setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. spark.ui.enabled=false")
+    return key.strip(), value
 
 
 def _months(text: str) -> int:
@@ -80,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         return requeue(settings, args.names)
     if args.command == "retention":
         return drop_old_months(settings, args.months, dry_run=args.dry_run)
+    if args.command == "spark":
+        return run_spark(settings, args.inputs, master=args.master, tasks=args.tasks, conf=dict(args.conf))
     return run(settings, once=args.once)
 
 
-def _prepare_folders(settings: Settings) -> None:
+def _prepare_folders(settings: Settings, *, inbox: bool = True) -> None:
     for variable, folder in (
-        ("DATA_FOLDER", settings.data_folder),
+        *((("DATA_FOLDER", settings.data_folder),) if inbox else ()),
         ("PROCESSED_FOLDER", settings.processed_folder),
         ("QUARANTINE_FOLDER", settings.quarantine_folder),
     ):
@@ -157,6 +177,64 @@ def run(settings: Settings, once: bool) -> int:
         return 1
     logs.info("daemon_stopped", exit_code=code)
     return code
+
+
+def run_spark(settings: Settings, inputs: list[Path], *, master: str | None, tasks: int | None, conf: Mapping[str, str]) -> int:
+    """``spark INPUT...``: every file of the INPUT folders through the daemon's per-file path on Spark,
+    then a summary line on stdout; exit code as ``--once``."""
+    try:
+        for folder in inputs:
+            if not folder.is_dir():
+                raise ConfigError("INPUT", str(folder), "a folder (s3:// prefixes come with the S3 inbox)")
+        if settings.embedded and master and not spark.local_master(master):
+            raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
+        _prepare_folders(settings, inbox=False)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with database_server(settings) as connect:
+            clock = time.perf_counter()
+            try:
+                session = spark.session(master, conf)
+            except spark.SparkUnavailable as exc:
+                print(f"sensor-etl: {exc}", file=sys.stderr)
+                return 2
+            context = session.sparkContext
+            logs.info(
+                "spark_started",
+                master=context.master,
+                app_id=context.applicationId,
+                cores=context.defaultParallelism,
+                seconds=round(time.perf_counter() - clock, 2),
+                inputs=len(inputs),
+                database=describe_target(settings),
+            )
+            try:
+                summary = spark.run_job(session, settings, connect, inputs, tasks=tasks)
+            except TransientDatabaseError as exc:
+                logs.error("database_unreachable", error=exc, attempts=settings.retry_attempts)
+                return 1
+            except FatalDatabaseError as exc:
+                logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+                return 1
+            finally:
+                session.stop()
+    except ServerFailed:
+        return 1
+    print(f"spark: {summary.line()}")
+    done = summary.done
+    logs.info(
+        "spark_finished",
+        loaded=done.count(spark.Result.LOADED),
+        duplicate=done.count(spark.Result.DUPLICATE),
+        quarantined=done.count(spark.Result.QUARANTINED),
+        waiting=summary.waiting + summary.busy,
+        rows=done.rows,
+        seconds=round(summary.seconds, 2),
+        exit_code=summary.exit_code,
+    )
+    return summary.exit_code
 
 
 def drop_old_months(settings: Settings, months: int, *, dry_run: bool) -> int:
