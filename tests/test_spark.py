@@ -254,7 +254,7 @@ def test_the_job_killed_and_rerun_through_spark_submit_loads_every_file_once(wor
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     (line,) = [line for line in rerun.stdout.splitlines() if line.startswith("spark: ")]
     assert line.endswith(" rows/s)") and " 0 waiting;" in line
-    assert " spark_started master=local[2,4] " in rerun.stderr
+    assert " spark_started master=local[2,4] " in rerun.stdout  # spark-submit sends its Python driver's stderr to stdout
     assert_exactly_once(workspace, db, contents + bad, quarantined=bad)
 
 
