@@ -2,8 +2,9 @@
 
 Both layouts get the same rows, through the daemon's own load path (``Database.load``: ledger row,
 partitions made on demand, COPY on the copier thread, commit), alternating, into a fresh schema each
-run. Reported per layout: rows/s of wall time and rows per CPU-second of the server process that ran
-the COPY (read from /proc, so the figure holds on a machine other work is sharing). The plain table is
+run. Reported per layout: rows/s of wall time, rows per CPU-second of the server process that ran
+the COPY (read from /proc, so the figure holds on a machine other work is sharing), and the bytes a
+row takes on disk (table and indexes) and in the WAL (docs/scaling.md sizes from them). The plain table is
 the layout of every version before partitioning (``tests/test_partitions.py`` LEGACY_READINGS).
 """
 
@@ -47,13 +48,16 @@ def readings(path: Path) -> list[pa.Table]:
     return chunks
 
 
-def one_load(dsn: str, chunks: list[pa.Table], layout: str) -> tuple[float, float]:
-    """(wall seconds, server CPU seconds) of one file's load transaction into a fresh schema."""
+SIZE = "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('sensor_readings')"
+
+
+def one_load(dsn: str, chunks: list[pa.Table], layout: str) -> tuple[float, float, int, int]:
+    """(wall seconds, server CPU seconds, bytes on disk, bytes of WAL) of one file's load transaction into a fresh schema."""
     database = Database({"dsn": dsn})
     database.apply_schema()
     if layout == "plain":
         database.query(LEGACY)
-    (pid,) = database.query("SELECT pg_backend_pid()")[0]
+    pid, wal = database.query("SELECT pg_backend_pid(), pg_current_wal_lsn()")[0]
     now = datetime.now(UTC)
     cpu, started = cpu_seconds(pid), time.perf_counter()
     with database.load(FileMeta(f"bench-{layout}.csv", "0" * 64, 0, now, now, "bench")) as load:
@@ -61,8 +65,9 @@ def one_load(dsn: str, chunks: list[pa.Table], layout: str) -> tuple[float, floa
             load.copy_readings(chunk.set_column(0, "file_id", pa.array([load.file_id] * chunk.num_rows, pa.int64())))
     wall = time.perf_counter() - started
     used = cpu_seconds(pid) - cpu
+    disk, wal_bytes = database.query("SELECT (" + SIZE + "), pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (wal,))[0]
     database.close()
-    return wall, used
+    return wall, used, int(disk), int(wal_bytes)
 
 
 def main() -> None:
@@ -80,7 +85,7 @@ def main() -> None:
         for shape, path in inputs.items():
             chunks = readings(path)
             rows = sum(c.num_rows for c in chunks)
-            runs: dict[str, list[tuple[float, float]]] = {"plain": [], "partitioned": []}
+            runs: dict[str, list[tuple[float, float, int, int]]] = {"plain": [], "partitioned": []}
             for _ in range(args.runs):
                 for layout in runs:
                     dsn = recreate_database(server.admin_dsn, "bench_copyrate")
@@ -88,10 +93,12 @@ def main() -> None:
             drop_database(server.admin_dsn, "bench_copyrate")
             report[shape] = {
                 layout: {
-                    "rows_per_s_median": round(rows / statistics.median(w for w, _ in r)),
-                    "rows_per_s_best": round(rows / min(w for w, _ in r)),
-                    "rows_per_server_cpu_s": round(rows / statistics.median(c for _, c in r)),
-                    "runs": [[round(w, 2), round(c, 2)] for w, c in r],
+                    "rows_per_s_median": round(rows / statistics.median(w for w, *_ in r)),
+                    "rows_per_s_best": round(rows / min(w for w, *_ in r)),
+                    "rows_per_server_cpu_s": round(rows / statistics.median(c for _, c, *_ in r)),
+                    "disk_bytes_per_row": round(statistics.median(d for *_, d, _ in r) / rows),
+                    "wal_bytes_per_row": round(statistics.median(w for *_, w in r) / rows),
+                    "runs": [[round(w, 2), round(c, 2)] for w, c, *_ in r],
                 }
                 for layout, r in runs.items()
             }

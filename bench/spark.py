@@ -4,7 +4,10 @@ Two inputs, as in issue 13: 5,000 files of 100 multi-sensor rows, and 10 files o
 days of one month, 20 sensors each). Each goes through ``etl_pipeline.py spark DATA --master local[2]``
 and through the daemon with ``--once`` and ``WORKERS=2``, alternating, on the same embedded server,
 each run into a fresh database (``bench.ours.load_once``). The fixed start-up cost is the same two
-commands on an empty folder (Python, the JVM and the SparkSession, the schema, one listing).
+commands on an empty folder (Python, the JVM and the SparkSession, the schema, one listing). Besides
+wall time, each run's CPU seconds are recorded on both sides: the loader's process tree (Python, JVM,
+workers, sampled every 50 ms: ``bench.measure``) and the PostgreSQL server (its postmaster, the backends it reaped, and
+the live ones), which docs/scaling.md turns into cores per file and per row.
 ``--scale`` multiplies the number of small files and the rows of the large ones (not the number of
 large files), for machines where the full size takes too long. Writes bench/work/results-spark.json.
 """
@@ -15,13 +18,14 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from bench import generate, ours
 from bench.db import Server
-from bench.measure import Measurement
 from bench.run import machine
 
 BENCH = Path(__file__).resolve().parent
@@ -43,20 +47,48 @@ def large_files(cache: Path, count: int, rows: int) -> list[Path]:
     return generate.csv_files(folder)
 
 
-def measure(admin_dsn: str, files: list[Path], rows: int, folders: ours.Folders, master: str | None) -> Measurement:
-    measurement, problem = ours.load_once(admin_dsn, files, rows, folders, workers=2, spark_master=master)
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_bytes: int
+    loader_cpu: float
+    server_cpu: float
+
+
+def server_cpu(postmaster: int | None) -> float:
+    """CPU seconds the server has used so far: the postmaster, the backends it reaped, the live ones."""
+    if postmaster is None:
+        return 0.0
+    main = psutil.Process(postmaster)
+    times = main.cpu_times()
+    live = 0.0
+    for child in main.children(recursive=True):
+        try:
+            child_times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        live += child_times.user + child_times.system
+    return times.user + times.system + times.children_user + times.children_system + live
+
+
+def measure(server: Server, files: list[Path], rows: int, folders: ours.Folders, master: str | None) -> Run:
+    postmaster = server.postmaster_pid()
+    before = server_cpu(postmaster)
+    measurement, problem = ours.load_once(server.admin_dsn, files, rows, folders, workers=2, spark_master=master)
     if problem:
         raise RuntimeError(f"{'spark' if master else 'daemon'} run failed: {problem}")
-    return measurement
+    return Run(measurement.seconds, measurement.peak_rss_bytes, measurement.cpu_seconds, server_cpu(postmaster) - before)
 
 
-def summary(runs: list[Measurement], files: int, rows: int) -> dict:
+def summary(runs: list[Run], files: int, rows: int) -> dict:
     seconds = statistics.median(run.seconds for run in runs)
     return {
         "median_seconds": round(seconds, 2),
         "files_per_s": round(files / seconds, 1),
         "rows_per_s": round(rows / seconds),
         "peak_rss_mb": round(statistics.median(run.peak_rss_bytes for run in runs) / 2**20),
+        "loader_cpu_s": round(statistics.median(run.loader_cpu for run in runs), 2),
+        "server_cpu_s": round(statistics.median(run.server_cpu for run in runs), 2),
         "runs_seconds": [round(run.seconds, 2) for run in runs],
     }
 
@@ -80,11 +112,11 @@ def main(argv: list[str]) -> int:
     with Server(args.work, None) as server:
         report["machine"] = machine(server.admin_dsn)
         for key, (files, rows) in inputs.items():
-            runs: dict[str, list[Measurement]] = {"daemon": [], "spark": []}
+            runs: dict[str, list[Run]] = {"daemon": [], "spark": []}
             for number in range(args.runs):
                 print(f"  {key}: run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
-                runs["daemon"].append(measure(server.admin_dsn, files, rows, folders, None))
-                runs["spark"].append(measure(server.admin_dsn, files, rows, folders, MASTER))
+                runs["daemon"].append(measure(server, files, rows, folders, None))
+                runs["spark"].append(measure(server, files, rows, folders, MASTER))
             report["inputs"][key] = {"files": len(files), "rows": rows, **{side: summary(r, len(files), rows) for side, r in runs.items()}}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -93,7 +125,8 @@ def main(argv: list[str]) -> int:
         print(
             f"{key:<8} {entry['files']:>6} files {entry['rows']:>10,} rows   daemon WORKERS=2: {d['median_seconds']:>7.1f} s"
             f" ({d['files_per_s']:,} files/s, {d['rows_per_s']:,} rows/s)   spark {MASTER}: {s['median_seconds']:>7.1f} s"
-            f" ({s['files_per_s']:,} files/s, {s['rows_per_s']:,} rows/s)"
+            f" ({s['files_per_s']:,} files/s, {s['rows_per_s']:,} rows/s)   CPU s loader/server: daemon"
+            f" {d['loader_cpu_s']}/{d['server_cpu_s']}, spark {s['loader_cpu_s']}/{s['server_cpu_s']}"
         )
     print(f"written to {args.output}")
     return 0

@@ -114,7 +114,8 @@ def session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
         spark_conf.set(key, value)
     chosen = master or spark_conf.get("spark.master", "local[*]") or "local[*]"
     spark_conf.setMaster(with_task_retries(chosen)).setIfMissing("spark.app.name", "sensor-etl")
-    spark_conf.setIfMissing("spark.ui.showConsoleProgress", "false")  # its bar would break our one-line-per-event log
+    if "spark.ui.showConsoleProgress" not in conf:  # its bar would break our one-line-per-event log (pyspark turns it on)
+        spark_conf.set("spark.ui.showConsoleProgress", "false")
     if local_master(chosen):  # on a cluster, PYSPARK_PYTHON is the cluster's (deploy/emr/configurations.json)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # read when the SparkContext starts
         spark_conf.setIfMissing("spark.driver.host", "127.0.0.1").setIfMissing("spark.driver.bindAddress", "127.0.0.1")
