@@ -218,6 +218,9 @@ def run_spark(settings: Settings, inputs: list[Path], *, master: str | None, tas
             except FatalDatabaseError as exc:
                 logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                 return 1
+            except spark.JobFailed as exc:
+                logs.error("spark_job_failed", error=exc, action="files not loaded wait in INPUT; run the command again")
+                return 1
             finally:
                 session.stop()
     except ServerFailed:

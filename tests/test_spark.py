@@ -79,6 +79,18 @@ def test_local_masters_get_task_retries() -> None:
     assert spark.local_master("local[2,9]") and not spark.local_master("spark://host:7077")
 
 
+def test_configuration_errors_are_one_line_and_exit_2_before_spark_starts(workspace: Workspace) -> None:
+    missing = workspace.cli("spark", str(workspace.root / "nowhere"))
+    assert missing.returncode == 2
+    assert (
+        missing.stderr
+        == f"sensor-etl: configuration error: INPUT='{workspace.root / 'nowhere'}' is invalid: expected a folder (s3:// prefixes come with the S3 inbox)\n"
+    )
+    embedded = workspace.cli("spark", str(workspace.data), "--master", "yarn", DATABASE_URL="")
+    assert embedded.returncode == 2 and "DATABASE_URL" in embedded.stderr and "every executor" in embedded.stderr
+    assert len(embedded.stderr.splitlines()) == 1
+
+
 # -- same results as the daemon ------------------------------------------------------------------
 def inbox_files() -> dict[str, bytes]:
     """The hostile-input corpus (but the file that vanishes mid-scan) and the three input shapes."""

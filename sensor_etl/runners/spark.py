@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +45,10 @@ FINAL = (Result.LOADED, Result.DUPLICATE, Result.QUARANTINED, Result.GONE)
 
 class SparkUnavailable(Exception):
     """pyspark is not installed."""
+
+
+class JobFailed(Exception):
+    """Spark gave up on a task (it failed spark.task.maxFailures times) or the application died."""
 
 
 @dataclass
@@ -154,7 +157,11 @@ def run_round(spark: SparkSession, settings: Settings, connect: Mapping[str, Any
     context = spark.sparkContext
     context.setJobDescription(f"sensor-etl: {len(ready)} file(s) in {len(groups)} task(s)")
     rdd = context.parallelize(groups, len(groups))  # one group per partition: parallelize slices a list evenly
-    tallies = rdd.mapPartitions(lambda part: run_task(settings, connect, part)).collect()
+    try:
+        tallies = rdd.mapPartitions(lambda part: run_task(settings, connect, part)).collect()
+    except Exception as exc:  # py4j's Py4JJavaError: the files of the failed task wait for a rerun
+        message = str(exc).strip().splitlines()
+        raise JobFailed(message[0] if message else type(exc).__name__) from exc
     return sum(tallies, Tally())
 
 
@@ -165,14 +172,12 @@ def run_job(
     inputs: Sequence[Path],
     *,
     tasks: int | None = None,
-    stop: threading.Event | None = None,
 ) -> Summary:
     """List ``inputs`` and load every ready file through Spark; repeat, like ``--once``, while files
     wait (at most ONCE_ROUNDS listings for files still being written or deferred). Raises
     TransientDatabaseError / FatalDatabaseError when the database cannot be reached at the start."""
-    stop = stop or threading.Event()
     started = time.perf_counter()
-    driver = Daemon(settings, Database(connect, application_name="sensor-etl-spark-driver"), stop)
+    driver = Daemon(settings, Database(connect, application_name="sensor-etl-spark-driver"))
     try:
         driver.connect(settings.retry_attempts)
     finally:
@@ -187,12 +192,12 @@ def run_job(
         done += Tally(Counter({r.value: tally.count(r) for r in FINAL}), tally.rows, tally.refused)
         waiting = len(candidates) - len(ready) + tally.count(Result.WAITING)
         left = Pass(waiting=waiting > 0, busy=tally.count(Result.BUSY) > 0)
-        if left.settled or done.refused or stop.is_set():
+        if left.settled or done.refused:
             break
         rounds += left.waiting
         if rounds >= ONCE_ROUNDS:
             break
-        stop.wait(settings.file_settle_seconds if left.waiting else settings.monitor_interval)
+        time.sleep(settings.file_settle_seconds if left.waiting else settings.monitor_interval)
     return Summary(done, waiting, tally.count(Result.BUSY), time.perf_counter() - started)
 
 
