@@ -63,6 +63,7 @@ class FileLoad:
             rows_rejected=outcome.invalid_rows,
             sensors=len(outcome.sensors),
             date_format=outcome.date_format,
+            preamble=outcome.preamble,
             archive_path=str(self.planned),
         )
         files.check_unchanged(self.path, self.fp)
