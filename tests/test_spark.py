@@ -215,7 +215,7 @@ def test_a_python_worker_killed_mid_file_is_retried_by_spark_and_every_file_load
 
 @pytest.mark.slow
 def test_the_database_restarted_during_the_job_loses_and_doubles_nothing(session, workspace: Workspace, db: Db, server: Server) -> None:
-    contents = [sample(i, per_sensor=8_000 if i % 3 == 0 else 10) for i in range(12)]
+    contents = [sample(i, per_sensor=30_000 if i % 3 == 0 else 10) for i in range(12)]  # 4 files of 90,000 rows: COPYs last
     for i, content in enumerate(contents):
         workspace.write(f"g{i:02d}.csv", content)
     thread, outcome = background_job(session, workspace, db, READ_BLOCK_BYTES=str(1 << 18))

@@ -132,11 +132,11 @@ def run_task(settings: Settings, connect: Mapping[str, Any], groups: Iterable[li
     logs.configure(settings.log_level, settings.log_format)
     database = Database(connect, application_name="sensor-etl-spark")
     daemon = Daemon(settings, database)
-    tally = Tally()
+    tally, paused = Tally(), False
     try:
         with daemon.claims.heartbeat(database.another("sensor-etl-heartbeat")):
             for candidate in (c for group in groups for c in group):
-                if tally.refused:
+                if tally.refused or paused:  # the rest waits for the driver's next round, as in the daemon's scan
                     tally.files[Result.WAITING.value] += 1
                     continue
                 try:
@@ -145,6 +145,9 @@ def run_task(settings: Settings, connect: Mapping[str, Any], groups: Iterable[li
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     tally.refused, result = str(exc), Result.WAITING
                 tally.files[result.value] += 1
+                if result is Result.WAITING and not tally.refused and not database.alive():
+                    logs.warning("scan_paused", reason="database unavailable; this task's remaining files wait for the next round")
+                    paused = True
     finally:
         database.close()
     tally.rows = daemon.rows_loaded
