@@ -189,17 +189,17 @@ def run_spark(settings: Settings, inputs: list[Path], *, master: str | None, tas
         if settings.embedded and master and not spark.local_master(master):
             raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
         _prepare_folders(settings, inbox=False)
+        spark.require()
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except spark.SparkUnavailable as exc:
+        print(f"sensor-etl: {exc}", file=sys.stderr)
         return 2
     try:
         with database_server(settings) as connect:
             clock = time.perf_counter()
-            try:
-                session = spark.session(master, conf)
-            except spark.SparkUnavailable as exc:
-                print(f"sensor-etl: {exc}", file=sys.stderr)
-                return 2
+            session = spark.session(master, conf)
             context = session.sparkContext
             logs.info(
                 "spark_started",

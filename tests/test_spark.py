@@ -4,6 +4,7 @@ database restart and a killed-and-rerun job. One SparkSession for the module (a 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from sensor_etl import cli
 from sensor_etl.config import settings_from
 from sensor_etl.core.balance import FILE_COST_BYTES, balance
 from tests.helpers.corpus import CASES
@@ -89,6 +91,15 @@ def test_configuration_errors_are_one_line_and_exit_2_before_spark_starts(worksp
     embedded = workspace.cli("spark", str(workspace.data), "--master", "yarn", DATABASE_URL="")
     assert embedded.returncode == 2 and "DATABASE_URL" in embedded.stderr and "every executor" in embedded.stderr
     assert len(embedded.stderr.splitlines()) == 1
+
+
+def test_without_pyspark_the_command_says_what_to_install(workspace: Workspace, monkeypatch, capsys) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "pyspark" else real(name, *rest))
+    for variable, value in workspace.env.items():
+        monkeypatch.setenv(variable, value)
+    assert cli.main(["spark", str(workspace.data)]) == 2
+    assert capsys.readouterr().err == "sensor-etl: the spark command needs pyspark: pip install 'sensor-etl[spark]'\n"
 
 
 # -- same results as the daemon ------------------------------------------------------------------

@@ -16,6 +16,7 @@ when the ``spark`` command runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -90,6 +91,12 @@ class Summary:
 
 
 # -- the session ----------------------------------------------------------------------------------
+def require() -> None:
+    """Raise SparkUnavailable unless pyspark is installed: checked before a server or a JVM starts."""
+    if importlib.util.find_spec("pyspark") is None:
+        raise SparkUnavailable("the spark command needs pyspark: pip install 'sensor-etl[spark]'")
+
+
 def local_master(master: str) -> bool:
     return _LOCAL.match(master) is not None
 
@@ -106,11 +113,9 @@ def with_task_retries(master: str) -> str:
 def session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
     """A SparkSession: ``master`` if given, else what spark-submit set, else ``local[*]``. A local driver
     binds to 127.0.0.1, and the Python workers run this interpreter (they need this package)."""
-    try:
-        from pyspark import SparkConf, SparkContext
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise SparkUnavailable("the spark command needs pyspark: pip install 'sensor-etl[spark]'") from exc
+    from pyspark import SparkConf, SparkContext
+    from pyspark.sql import SparkSession
+
     SparkContext._ensure_initialized()  # the JVM first, so that SparkConf reads what spark-submit passed (--master...)
     spark_conf = SparkConf()
     for key, value in conf.items():
