@@ -51,6 +51,10 @@ $$;
 -- One row per valid CSV row. file_id + line_no is the lineage back to the source line; loaded_at is
 -- the load transaction's time. file_id is written in the same transaction as its ingested_files row;
 -- there is no foreign key because a per-row RI check would cost a large share of COPY time.
+-- Partitioned by UTC month of observed_at: the load creates a month's partition, sensor_readings_YYYY_MM,
+-- when its first row arrives, and `retention` drops whole months (docs/schema.md). The key includes
+-- observed_at because a partitioned table's keys must contain its partition key. A table created
+-- before partitioning is kept as it is by IF NOT EXISTS and still loads (docs/schema.md: migration).
 CREATE TABLE IF NOT EXISTS sensor_readings (
     file_id        bigint           NOT NULL,
     line_no        bigint           NOT NULL,
@@ -61,8 +65,8 @@ CREATE TABLE IF NOT EXISTS sensor_readings (
     pressure_hpa   double precision,
     extra          json             NOT NULL DEFAULT '{}'::json,  -- every other column; json, not jsonb: see docs/schema.md
     loaded_at      timestamptz      NOT NULL DEFAULT now(),
-    PRIMARY KEY (file_id, line_no)
-);
+    PRIMARY KEY (file_id, line_no, observed_at)
+) PARTITION BY RANGE (observed_at);
 -- Queries by sensor and time; unique per file, so a repeated (sensor, timestamp) inside one file
 -- is rejected even when the two rows are in different chunks of a huge file.
 CREATE UNIQUE INDEX IF NOT EXISTS sensor_readings_sensor_time ON sensor_readings (sensor_id, observed_at, file_id);

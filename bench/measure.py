@@ -27,10 +27,12 @@ class Measurement:
     peak_rss_bytes: int
     returncode: int
     stderr_tail: str
+    cpu_seconds: float = 0.0  # user + system of the whole tree, as last sampled per process
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Summed RSS of a process and all its descendants (processes that vanish are skipped)."""
+def tree_rss(process: psutil.Process, cpu: dict[int, float] | None = None) -> int:
+    """Summed RSS of a process and all its descendants (processes that vanish are skipped); with
+    ``cpu``, each one's CPU seconds so far are recorded in it by pid."""
     total = 0
     try:
         members = [process, *process.children(recursive=True)]
@@ -39,6 +41,9 @@ def tree_rss(process: psutil.Process) -> int:
     for member in members:
         with contextlib.suppress(psutil.NoSuchProcess):
             total += member.memory_info().rss
+            if cpu is not None:
+                times = member.cpu_times()
+                cpu[member.pid] = times.user + times.system
     return total
 
 
@@ -47,6 +52,7 @@ class PeakRssSampler:
 
     def __init__(self, pid: int) -> None:
         self.peak = 0
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a JVM's Python workers are not reaped by us)
         self._process = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -61,7 +67,7 @@ class PeakRssSampler:
 
     def _loop(self) -> None:
         while True:
-            self.peak = max(self.peak, tree_rss(self._process))
+            self.peak = max(self.peak, tree_rss(self._process, self.cpu))
             if self._stop.wait(SAMPLE_SECONDS):
                 return
 
@@ -81,4 +87,4 @@ def run_measured(command: list[str], env: dict[str, str] | None = None, cwd: Pat
         _, stderr = process.communicate()
         seconds = time.perf_counter() - started
     tail = stderr.decode(errors="replace")[-2000:]
-    return Measurement(seconds, sampler.peak, process.returncode, tail)
+    return Measurement(seconds, sampler.peak, process.returncode, tail, sum(sampler.cpu.values()))

@@ -1,5 +1,6 @@
 """Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
-``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database."""
+``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database, drop old
+months (``retention``), load a backlog on Apache Spark (``spark``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -25,10 +27,10 @@ from sensor_etl.config import ConfigError, Settings, load_settings, redact
 from sensor_etl.edges import files, reports, state
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
-from sensor_etl.errors import DatabaseError, InvalidFile, NotTaken, Problem
+from sensor_etl.errors import DatabaseError, FatalDatabaseError, InvalidFile, NotTaken, Problem, TransientDatabaseError
 from sensor_etl.ops import logs
 from sensor_etl.ops import status as status_view
-from sensor_etl.runners import monitor, pipeline, workers
+from sensor_etl.runners import monitor, pipeline, retention, spark, workers
 from sensor_etl.runners.check import Preview, check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 from sensor_etl.sources import Match, Sources, load_sources
@@ -80,7 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql = commands.add_parser("sql", help="psql on the daemon's database (the embedded one is started for the session if needed)")
     sql.add_argument("query", nargs="?", metavar="QUERY", help="run this one query, print its result and exit (else: interactive psql)")
+    keep = commands.add_parser("retention", help="drop the months of sensor_readings older than MONTHS months (metrics are kept)")
+    keep.add_argument("months", type=_between(1), metavar="MONTHS")
+    keep.add_argument("--dry-run", action="store_true", help="list the months that would be dropped, drop nothing")
+    backlog = commands.add_parser(
+        "spark",
+        help="load the files of INPUT folders on Apache Spark (a backlog), each exactly once, then exit (exit codes as --once)",
+    )
+    backlog.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="a folder of input files (instead of DATA_FOLDER)")
+    backlog.add_argument("--master", help="Spark master URL, e.g. local[2] or yarn (default: spark-submit's, else local[*])")
+    backlog.add_argument("--tasks", type=_between(1, 64), metavar="N", help="tasks to spread the files over (default: 4 per core)")
+    backlog.add_argument(
+        "--conf", action="append", type=_spark_setting, default=[], metavar="KEY=VALUE", help="a Spark setting, as with spark-submit"
+    )
     return parser
+
+
+def _spark_setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. spark.ui.enabled=false")
+    return key.strip(), value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         return show_status(settings, as_json=args.json, last=args.last)
     if args.command == "sql":
         return sql(settings, args.query)
+    if args.command == "retention":
+        return drop_old_months(settings, args.months, dry_run=args.dry_run)
+    if args.command == "spark":
+        return run_spark(settings, sources, args.inputs, master=args.master, tasks=args.tasks, conf=dict(args.conf))
     return run(settings, sources, once=args.once, show=sys.stderr.isatty() and not args.quiet)
 
 
-def _prepare_folders(settings: Settings) -> None:
+def _prepare_folders(settings: Settings, *, inbox: bool = True) -> None:
     for variable, folder in (
-        ("DATA_FOLDER", settings.data_folder),
+        *((("DATA_FOLDER", settings.data_folder),) if inbox else ()),
         ("PROCESSED_FOLDER", settings.processed_folder),
         ("QUARANTINE_FOLDER", settings.quarantine_folder),
     ):
@@ -121,6 +147,49 @@ def _prepare_folders(settings: Settings) -> None:
             raise ConfigError(variable, str(folder), "a folder, not a file")
 
 
+@contextmanager
+def database_server(settings: Settings, *, own: bool = False) -> Iterator[tuple[Mapping[str, object] | None, str]]:
+    """The database a command works on: (connection arguments, which server, safe to log), or (None,
+    why there is none). The one way every command gets its database.
+
+    With no server configured it is the embedded one. The daemon and ``spark`` own it (``own``): they
+    create it the first time, start it and stop it when they end. The other commands (``unload``,
+    ``status``, ``sql``, ``retention``) borrow it: started for the command if it is not running, left
+    as found, never created."""
+    if not settings.embedded:
+        target = f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+        yield settings.connection_kwargs(), redact(settings.database_url) if settings.database_url else target
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    described = f"embedded ({server.pgdata})"
+    if not own and not server.initialised:
+        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
+        return
+    with ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(_owned(server) if own else server.borrowed())
+        except (OSError, RuntimeError) as exc:
+            yield None, f"{described}: cannot be started: {exc}"
+            return
+        yield {"dsn": dsn}, described
+
+
+@contextmanager
+def _owned(server: EmbeddedPostgres) -> Iterator[str]:
+    """The embedded server for a run of the daemon or ``spark``: started (created the first time), then stopped."""
+    try:
+        dsn = server.start()
+    except (OSError, RuntimeError) as exc:
+        logs.error("embedded_postgres_failed", pgdata=server.pgdata, error=exc)
+        raise
+    logs.info("embedded_postgres_started", pgdata=server.pgdata.resolve(), connect=server.psql_command)
+    try:
+        yield dsn
+    finally:
+        server.stop()
+        logs.info("embedded_postgres_stopped")
+
+
 def run(settings: Settings, sources: Sources, once: bool, show: bool = False) -> int:
     """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
     try:
@@ -130,49 +199,120 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
         return 2
     stop = threading.Event()
     workers.stop_on_signals(stop)
-
-    server: EmbeddedPostgres | None = None
-    connect: Mapping[str, object]
-    if settings.embedded:
-        server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    with database_server(settings, own=True) as (connect, described):
+        if connect is None:
+            return 1  # logged: embedded_postgres_failed
+        logs.info(
+            "daemon_started",
+            data=settings.data_folder,
+            database=described,
+            interval_s=settings.monitor_interval,
+            workers=settings.workers,
+            mode="once" if once else "watch",
+            sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
+        )
         try:
-            dsn = server.start()
-        except (OSError, RuntimeError) as exc:
-            logs.error("embedded_postgres_failed", pgdata=settings.pgdata_folder, error=exc)
-            return 1
-        logs.info("embedded_postgres_started", pgdata=settings.pgdata_folder.resolve(), connect=server.psql_command)
-        connect = {"dsn": dsn}
-    else:
-        connect = settings.connection_kwargs()
-    target = (
-        redact(settings.database_url)
-        if settings.database_url
-        else f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
-    )
-    logs.info(
-        "daemon_started",
-        data=settings.data_folder,
-        database="embedded" if server else target,
-        interval_s=settings.monitor_interval,
-        workers=settings.workers,
-        mode="once" if once else "watch",
-        sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
-    )
-    try:
-        with monitor.watched(settings, connect, once=once, show=show):
-            if settings.workers > 1:
-                code = workers.supervise(settings, sources, connect, stop, once)
-            else:
-                code = Daemon(settings, Database(connect), stop, sources).run(once)
-    except ConfigError as exc:
-        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        if server is not None:
-            server.stop()
-            logs.info("embedded_postgres_stopped")
+            with monitor.watched(settings, connect, once=once, show=show):
+                if settings.workers > 1:
+                    code = workers.supervise(settings, sources, connect, stop, once)
+                else:
+                    code = Daemon(settings, Database(connect), stop, sources).run(once)
+        except ConfigError as exc:
+            print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+            code = 2
     logs.info("daemon_stopped", exit_code=code)
     return code
+
+
+def run_spark(
+    settings: Settings, sources: Sources, inputs: list[Path], *, master: str | None, tasks: int | None, conf: Mapping[str, str]
+) -> int:
+    """``spark INPUT...``: every file of the INPUT folders through the daemon's per-file path on Spark,
+    under the same sources (SOURCES_FILE) as the daemon, then a summary line on stdout; exit code as ``--once``."""
+    try:
+        for folder in inputs:
+            if not folder.is_dir():
+                raise ConfigError("INPUT", str(folder), "a folder (s3:// prefixes come with the S3 inbox)")
+        if settings.embedded and master and not spark.local_master(master):
+            raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
+        _prepare_folders(settings, inbox=False)
+        spark.require()
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except spark.SparkUnavailable as exc:
+        print(f"sensor-etl: {exc}", file=sys.stderr)
+        return 2
+    with database_server(settings, own=True) as (connect, described):
+        if connect is None:
+            return 1  # logged: embedded_postgres_failed
+        clock = time.perf_counter()
+        session = spark.session(master, conf)
+        context = session.sparkContext
+        logs.info(
+            "spark_started",
+            master=context.master,
+            app_id=context.applicationId,
+            cores=context.defaultParallelism,
+            seconds=round(time.perf_counter() - clock, 2),
+            inputs=len(inputs),
+            database=described,
+            sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
+        )
+        try:
+            summary = spark.run_job(session, settings, connect, inputs, sources=sources, tasks=tasks)
+        except TransientDatabaseError as exc:
+            logs.error("database_unreachable", error=exc, attempts=settings.retry_attempts)
+            return 1
+        except FatalDatabaseError as exc:
+            logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+            return 1
+        except spark.JobFailed as exc:
+            logs.error("spark_job_failed", error=exc, action="files not loaded wait in INPUT; run the command again")
+            return 1
+        finally:
+            session.stop()
+    print(f"spark: {summary.line()}")
+    done = summary.done
+    logs.info(
+        "spark_finished",
+        loaded=done.count(spark.Result.LOADED),
+        duplicate=done.count(spark.Result.DUPLICATE),
+        quarantined=done.count(spark.Result.QUARANTINED),
+        waiting=summary.waiting + summary.busy,
+        rows=done.rows,
+        seconds=round(summary.seconds, 2),
+        exit_code=summary.exit_code,
+    )
+    return summary.exit_code
+
+
+def drop_old_months(settings: Settings, months: int, *, dry_run: bool) -> int:
+    """``retention MONTHS``: one line per month partition dropped (or that would be); exit 1 when there
+    is no database, the table is not partitioned or the database fails. The embedded server is
+    borrowed (``database_server``): a daemon running on it keeps it."""
+    with database_server(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: retention: no database to drop months from: {described}", file=sys.stderr)
+            return 1
+        database = Database(connect)
+        try:
+            database.apply_schema()
+            dropped = retention.drop_months(database, months, datetime.now(UTC), dry_run=dry_run)
+        except retention.NotPartitioned as exc:
+            print(f"sensor-etl: {exc}: nothing to drop; docs/schema.md shows how to migrate it", file=sys.stderr)
+            return 1
+        except DatabaseError as exc:
+            print(f"sensor-etl: database error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            database.close()
+    verb = "would drop" if dry_run else "dropped"
+    for name in dropped:
+        print(f"{verb} {name}")
+    if not dropped:
+        print(f"no month older than {months} month(s)")
+    return 0
 
 
 def validate_files(settings: Settings, sources: Sources, paths: list[Path], show: int | None = None) -> int:
@@ -303,8 +443,8 @@ def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
     """Remove loaded files' readings, metrics and ledger rows, each in one transaction, so that a file
     loaded with wrong settings can be loaded again; with ``requeue_files`` also move each file from
     PROCESSED_FOLDER back to the inbox (its subfolder and name as it was loaded). A key that is not a
-    loaded file is refused (exit 1). The embedded server is borrowed like for ``status`` (``_database``)."""
-    with _database(settings) as (connect, described):
+    loaded file is refused (exit 1). The embedded server is borrowed (``database_server``)."""
+    with database_server(settings) as (connect, described):
         if connect is None:
             print(f"sensor-etl: unload: no database to unload from: {described}", file=sys.stderr)
             return 1
@@ -354,35 +494,9 @@ def _unload_one(settings: Settings, database: Database, key: str, requeue_file: 
     return 0
 
 
-@contextmanager
-def _database(settings: Settings) -> Iterator[tuple[Mapping[str, object] | None, str]]:
-    """The database a command (``unload``, ``status``, ``sql``) works on: (connection arguments, which
-    server), or (None, why there is none).
-
-    The embedded server is borrowed: started for the command if it is not running, and left as found."""
-    if not settings.embedded:
-        yield (
-            settings.connection_kwargs(),
-            redact(settings.database_url) if settings.database_url else f"{settings.db_host}:{settings.db_port}",
-        )
-        return
-    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
-    described = f"embedded ({server.pgdata})"
-    if not server.initialised:
-        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
-        return
-    with ExitStack() as stack:
-        try:
-            dsn = stack.enter_context(server.borrowed())
-        except (OSError, RuntimeError) as exc:
-            yield None, f"{described}: cannot be started: {exc}"
-            return
-        yield {"dsn": dsn}, described
-
-
 def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
     """Print the daemon's state (``ops.status``); exit 0 when it can work, 1 when something stops it."""
-    with _database(settings) as (connect, described):
+    with database_server(settings) as (connect, described):
         report = state.report(settings, Database(connect, "sensor-etl-status") if connect is not None else None, described, last)
     print(status_view.to_json(report) if as_json else status_view.render(report))
     return 0 if report.ready else 1
@@ -390,7 +504,7 @@ def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
 
 def sql(settings: Settings, query: str | None) -> int:
     """psql on the daemon's database: ``query`` printed, or an interactive session on this terminal."""
-    with _database(settings) as (connect, described):
+    with database_server(settings) as (connect, described):
         if connect is None:
             print(f"sensor-etl: no database to open: {described}", file=sys.stderr)
             return 1

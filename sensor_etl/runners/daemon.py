@@ -102,6 +102,7 @@ class Daemon:
         self.settle = files.Settle(settings.file_settle_seconds)
         self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
         self._reported_skips: set[tuple[Path, str]] = set()
+        self.rows_loaded = 0  # rows this worker committed (the Spark runner's summary adds them up)
 
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
@@ -148,7 +149,7 @@ class Daemon:
         except OSError as exc:
             logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
             return Pass(waiting=True)
-        self._report_skips(skipped)
+        self.report_skips(skipped)
         ready = self.settle.ready(candidates, time.time_ns())
         waiting, busy = len(ready) < len(candidates), False
         if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
@@ -166,7 +167,8 @@ class Daemon:
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
 
-    def _report_skips(self, skipped: list[files.Skipped]) -> None:
+    def report_skips(self, skipped: list[files.Skipped]) -> None:
+        """Log each link, directory or unreadable file once per run, not at every scan."""
         for item in skipped:
             key = (item.path, item.reason)
             if key not in self._reported_skips:
@@ -248,6 +250,7 @@ class Daemon:
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
+        self.rows_loaded += outcome.loaded
         logs.info(
             "file_loaded",
             file=name,
@@ -295,7 +298,7 @@ class Daemon:
         return Result.QUARANTINED
 
     def _skip_once(self, candidate: files.Candidate, reason: str) -> None:
-        self._report_skips([files.Skipped(candidate.path, candidate.name, reason)])
+        self.report_skips([files.Skipped(candidate.path, candidate.name, reason)])
 
     def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
         logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
