@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sensor_etl import __version__
-from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files, reports
+from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
+from sensor_etl.edges import files, inbox, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import InvalidFile, NotTaken, Problem
+from sensor_etl.errors import FatalStorageError, InvalidFile, NotTaken, Problem, StorageError
 from sensor_etl.ops import logs
-from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners import pipeline, retry, workers
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
 
@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=_workers, metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check = commands.add_parser(
+        "validate",
+        help="dry run: report what would happen to FILEs (paths, s3://bucket/key, or every input object under s3://bucket/prefix/), "
+        "touching neither database nor folders",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
     return parser
@@ -69,28 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     return run(settings, once=args.once)
 
 
-def _prepare_folders(settings: Settings) -> None:
-    for variable, folder in (
-        ("DATA_FOLDER", settings.data_folder),
-        ("PROCESSED_FOLDER", settings.processed_folder),
-        ("QUARANTINE_FOLDER", settings.quarantine_folder),
-    ):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(variable, str(folder), f"a folder that exists or can be created ({exc.strerror})") from exc
-        if not folder.is_dir():
-            raise ConfigError(variable, str(folder), "a folder, not a file")
+def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
+    """The inbox of DATA_FOLDER, with its folders created or its buckets checked (raises
+    ``ConfigError``, ``FatalStorageError``)."""
+    opened = inbox.open_inbox(settings, retry.storage_retrier(settings, stop))
+    opened.prepare()
+    return opened
 
 
 def run(settings: Settings, once: bool) -> int:
+    stop = threading.Event()
+    workers.stop_on_signals(stop)
     try:
-        _prepare_folders(settings)
+        _open_inbox(settings, stop)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    workers.stop_on_signals(stop)
+    except FatalStorageError as exc:
+        logs.error("storage_refused", inbox=settings.data_folder, error=exc)
+        return 1
 
     server: EmbeddedPostgres | None = None
     connect: Mapping[str, object]
@@ -131,29 +132,53 @@ def run(settings: Settings, once: bool) -> int:
     return code
 
 
-def validate_files(settings: Settings, paths: list[Path]) -> int:
+def validate_files(settings: Settings, targets: list[str]) -> int:
     """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
 
     Same checks as the daemon, in the same order, without the database (so a content already loaded
-    is not recognised as a duplicate) and without moving or writing anything."""
+    is not recognised as a duplicate) and without moving or writing anything. An s3:// target is
+    an object, or (ending in ``/``) every input object directly under that prefix, each read into a
+    temporary file as the daemon reads it."""
     all_good = True
     now = datetime.now(UTC)
-    for path in paths:
-        shown = _printable(str(path))
-        verdict, problems, more = _dry_run(settings, path, now)
-        all_good &= verdict.startswith("would LOAD")
-        print(f"{shown}: {verdict}")
-        for error in problems:
-            print("  " + _describe(shown, error))
-        if more:
-            print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
+    for target in targets:
+        for shown, (verdict, problems, more) in _checked(settings, target, now):
+            all_good &= verdict.startswith("would LOAD")
+            print(f"{shown}: {verdict}")
+            for error in problems:
+                print("  " + _describe(shown, error))
+            if more:
+                print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
     return 0 if all_good else 1
 
 
-def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict[str, Any]], int]:
+Verdict = tuple[str, list[dict[str, Any]], int]
+
+
+def _checked(settings: Settings, target: str, now: datetime) -> Iterator[tuple[str, Verdict]]:
+    """(the file as shown, its dry run) for a path, an object, or each object under a prefix."""
+    if not target.lower().startswith("s3://"):
+        yield _printable(target), _dry_run(settings, Path(target), now)
+        return
+    try:
+        for url, fetch in inbox.objects_at(target, retry.storage_retrier(settings, threading.Event())):
+            try:
+                with fetch(settings.rules.encoding) as fetched:
+                    yield _printable(url), _dry_run(settings, fetched.path, now, fetched.fp)
+            except (OSError, StorageError) as exc:
+                yield _printable(url), (f"cannot be read: {_reason(exc)}", [], 0)
+    except (OSError, StorageError, ConfigError) as exc:
+        yield _printable(target), (f"cannot be read: {_reason(exc)}", [], 0)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
+
+
+def _dry_run(settings: Settings, path: Path, now: datetime, fp: files.Fingerprint | None = None) -> Verdict:
     """(what would happen, the problems to list, how many more there are)."""
     try:
-        outcome = check_file(path, settings, now)
+        outcome = check_file(path, settings, now, fp=fp)
     except NotTaken as exc:
         return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
@@ -167,9 +192,13 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)
+    rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(path.name))
     verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
+
+
+def _within(location: Location, name: str) -> str:
+    return location.url(name) if isinstance(location, S3Location) else str(location / name)
 
 
 def _printable(text: str) -> str:
@@ -186,19 +215,22 @@ def requeue(settings: Settings, names: list[str]) -> int:
 
     A quarantined file loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by
     hand) goes back as new input and loses its ``.rejects.json``."""
+    try:
+        opened = _open_inbox(settings, threading.Event())
+    except (ConfigError, FatalStorageError) as exc:
+        print(f"sensor-etl: cannot requeue: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     code = 0
     for name in names:
-        source = settings.quarantine_folder / Path(name).name
-        if not files.is_input_name(source.name) or not source.is_file() or source.is_symlink():
+        try:
+            target = opened.requeue(Path(name).name)
+        except (OSError, StorageError) as exc:
+            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
+            code = 1
+            continue
+        if target is None:
             print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
             code = 1
             continue
-        try:
-            target = files.move_unique(source, settings.data_folder, taken=reports.name_taken)
-        except OSError as exc:
-            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
-            code = 1
-            continue
-        reports.report_of(source).unlink(missing_ok=True)
-        print(f"{_printable(name)}: requeued as {_printable(str(target))}")
+        print(f"{_printable(name)}: requeued as {_printable(target)}")
     return code

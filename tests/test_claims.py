@@ -14,6 +14,9 @@ from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.samples import multi_csv
 
 
+INBOX = "/srv/inbox"
+
+
 @pytest.fixture
 def database(db) -> Database:
     handle = Database({"dsn": db.dsn})
@@ -23,7 +26,7 @@ def database(db) -> Database:
 
 
 def test_a_claim_excludes_others_until_its_lease_expires(db, database):
-    alive, dead = Claims(database, "host-a:1:aa", 0.5), Claims(database.another("b"), "host-b:2:bb", 30)
+    alive, dead = Claims(database, "host-a:1:aa", 0.5, INBOX), Claims(database.another("b"), "host-b:2:bb", 30, INBOX)
     assert alive.claim("x.csv")
     assert not dead.claim("x.csv")
     assert alive.claim("y.csv")
@@ -35,10 +38,23 @@ def test_a_claim_excludes_others_until_its_lease_expires(db, database):
     assert db.rows("SELECT * FROM file_claims") == []
 
 
+def test_two_inboxes_with_the_same_file_names_are_claimed_apart(db, database):
+    here, there = Claims(database, "a:1:aa", 30, INBOX), Claims(database.another("b"), "b:2:bb", 30, "s3://bucket/inbox/")
+    assert here.claim("x.csv")
+    assert there.claim("x.csv")
+    assert not Claims(database.another("c"), "c:3:cc", 30, "s3://bucket/inbox/").claim("x.csv")
+    assert db.rows("SELECT inbox, name, owner FROM file_claims ORDER BY inbox") == [
+        (INBOX, "x.csv", "a:1:aa"),
+        ("s3://bucket/inbox/", "x.csv", "b:2:bb"),
+    ]
+    here.release("x.csv")
+    assert db.rows("SELECT inbox FROM file_claims") == [("s3://bucket/inbox/",)]
+
+
 def test_a_worker_whose_lease_was_taken_over_cannot_commit(db, database):
-    slow, other = Claims(database, "slow:1:aa", 0.5), Claims(database.another("other"), "other:2:bb", 30)
+    slow, other = Claims(database, "slow:1:aa", 0.5, INBOX), Claims(database.another("other"), "other:2:bb", 30, INBOX)
     assert slow.claim("x.csv")
-    meta = FileMeta("x.csv", "a" * 64, 10, datetime.now(UTC), datetime.now(UTC), "slow:1")
+    meta = FileMeta(INBOX, "x.csv", "a" * 64, 10, datetime.now(UTC), datetime.now(UTC), "slow:1")
     with pytest.raises(ClaimLost), database.load(meta) as load:
         time.sleep(0.7)  # a load longer than the lease, with no heartbeat
         assert other.claim("x.csv")
@@ -49,7 +65,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(db, database):
 
 @pytest.mark.slow
 def test_the_heartbeat_keeps_a_lease_alive_while_the_file_is_held(db, database):
-    holder, other = Claims(database, "holder:1:aa", 1.5), Claims(database.another("other"), "other:2:bb", 30)
+    holder, other = Claims(database, "holder:1:aa", 1.5, INBOX), Claims(database.another("other"), "other:2:bb", 30, INBOX)
     with holder.heartbeat(database.another("heartbeat")):  # renews every 0.5 s
         assert holder.claim("x.csv")
         for _ in range(5):  # 2.5 s, well past one lease
@@ -65,8 +81,9 @@ def test_a_file_claimed_by_a_dead_daemon_is_taken_over_after_the_lease(workspace
     workspace.write("x.csv", content)
     Database({"dsn": db.dsn}).apply_schema()
     expires = db.value(
-        "INSERT INTO file_claims (name, owner, expires_at) VALUES ('x.csv', 'gone-host:4242:dead', now() + interval '3 seconds')"
-        " RETURNING expires_at"
+        "INSERT INTO file_claims (inbox, name, owner, expires_at) VALUES (%s, 'x.csv', 'gone-host:4242:dead', now() + interval '3 seconds')"
+        " RETURNING expires_at",
+        (str(workspace.data.resolve()),),
     )
     result = workspace.cli("--once")
     assert result.returncode == 0, result.stderr

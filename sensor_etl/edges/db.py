@@ -77,6 +77,7 @@ def translated() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileMeta:
+    inbox: str  # the inbox's location (claims.Claims.inbox): two inboxes may hold the same file names
     name: str
     sha256: str
     size: int
@@ -88,6 +89,7 @@ class FileMeta:
 @dataclass(frozen=True)
 class LedgerEntry:
     file_id: int
+    inbox: str | None  # None on rows loaded before the inbox was recorded
     file_name: str
     archive_path: str | None
     rows_loaded: int
@@ -168,7 +170,7 @@ class Database:
             return False
 
     def lookup(self, sha256: str) -> LedgerEntry | None:
-        rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
+        rows = self.query("SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
 
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
@@ -186,9 +188,9 @@ class Database:
         try:
             with translated(), conn, conn.cursor() as cur:
                 cur.execute(
-                    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker),
+                    "INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
+                    (meta.inbox, meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker),
                 )
                 row = cur.fetchone()
                 if row is None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from sensor_etl.config import Settings
-from sensor_etl.edges import files, reports
+from sensor_etl.edges import reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta, Load
+from sensor_etl.edges.inbox import Candidate, Fetched, Inbox
 from sensor_etl.runners.pipeline import Outcome
 
 
@@ -27,20 +28,22 @@ class FileLoad:
         database: Database,
         claims: Claims,
         settings: Settings,
-        path: Path,
-        fp: files.Fingerprint,
+        inbox: Inbox[Any],
+        candidate: Candidate,
+        fetched: Fetched,
         *,
-        planned: Path,
+        planned: str,
         started: datetime,
         worker: str,
     ) -> None:
-        self.db, self.claims = database, claims
-        self.path, self.fp, self.planned = path, fp, planned
-        self.quarantine, self.encoding = settings.quarantine_folder, settings.rules.encoding
+        self.db, self.claims, self.inbox = database, claims, inbox
+        self.candidate, self.fetched, self.planned = candidate, fetched, planned
+        self.encoding = settings.rules.encoding
+        fp = fetched.fp
         modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
-        self.meta = FileMeta(path.name, fp.sha256, fp.size, modified, started, worker)
+        self.meta = FileMeta(inbox.location, candidate.name, fp.sha256, fp.size, modified, started, worker)
         self.file_id = 0
-        self.rejects: Path | None = None
+        self.rejects: str | None = None
         self._load: Load | None = None
 
     @contextmanager
@@ -63,15 +66,21 @@ class FileLoad:
             rows_rejected=outcome.invalid_rows,
             sensors=len(outcome.sensors),
             date_format=outcome.date_format,
-            archive_path=str(self.planned),
+            archive_path=self.planned,
         )
-        files.check_unchanged(self.path, self.fp)
-        self.claims.confirm(load.cursor, self.path.name)
+        self.inbox.check_unchanged(self.candidate, self.fetched.fp)
+        self.claims.confirm(load.cursor, self.candidate.name)
         # after every statement succeeded, just before the commit: only the commit itself can still fail.
         # If it does, the file is retried and the same content rewrites the same reject files.
         if outcome.invalid_rows:
             self.rejects = reports.write_rejects(
-                self.path, self.quarantine, sha256=self.fp.sha256, file_id=load.file_id, findings=outcome, encoding=self.encoding
+                self.fetched.path,
+                self.inbox.quarantine_folder,
+                name=self.candidate.name,
+                sha256=self.fetched.fp.sha256,
+                file_id=load.file_id,
+                findings=outcome,
+                encoding=self.encoding,
             )
 
     def _open(self) -> Load:
