@@ -148,6 +148,8 @@ class S3Object:
 class Store:
     """An S3 client and the runner's retry policy for each of its requests."""
 
+    page_size = 1000  # keys per listing request (S3's maximum)
+
     def __init__(self, s3: S3Client, retrying: Retrier) -> None:
         self.s3 = s3
         self.retrying = retrying
@@ -165,7 +167,7 @@ class Store:
 
     def listing(self, location: S3Location) -> Iterator[S3Object]:
         """The objects directly under ``location``, page by page (each page's request retried on its own)."""
-        request: ListObjectsV2RequestTypeDef = {"Bucket": location.bucket, "Prefix": location.prefix, "Delimiter": "/"}
+        request: ListObjectsV2RequestTypeDef = {"Bucket": location.bucket, "Prefix": location.prefix, "Delimiter": "/", "MaxKeys": self.page_size}
         while True:
             page = self.call(f"list {location}", lambda: self.s3.list_objects_v2(**request))
             for item in page.get("Contents", []):

@@ -1,4 +1,7 @@
-"""The exactly-once promise as one assertion over the database and the three folders."""
+"""The exactly-once promise as one assertion over the database and the three places files go.
+
+The places are read through the workspace — folders (``workspace.Workspace``) or prefixes in an object
+store (``workspace.ObjectWorkspace``) — so the same assertion holds both kinds of inbox to the promise."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 REPORT_SUFFIXES = (".error.json", ".rejects.csv")
+PLACES = ("processed", "quarantine", "data")
 
 
 def sha(content: bytes) -> str:
@@ -19,9 +23,14 @@ def data_rows(content: bytes) -> int:
     return len(content.splitlines()) - 1
 
 
+def is_input(name: str) -> bool:
+    """A file a test dropped (or its moved copy), not a report or a hidden temporary."""
+    return not name.endswith(REPORT_SUFFIXES) and not name.startswith(".")
+
+
 def inbox_files(folder: Path) -> list[Path]:
     """Input files in a folder: regular files, without quarantine reports."""
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(REPORT_SUFFIXES) and not p.name.startswith(".")]
+    return [p for p in folder.iterdir() if p.is_file() and is_input(p.name)]
 
 
 def assert_exactly_once(
@@ -37,9 +46,9 @@ def assert_exactly_once(
 
     Each content neither quarantined nor waiting has exactly one ``ingested_files`` row whose
     ``rows_loaded`` and readings both equal its data rows, and nothing else is in the database; each
-    dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
-    or data/ (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file
-    now is, and no claim is left behind."""
+    dropped file lies in exactly one of processed, quarantine (with its report) or the inbox
+    (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file now is, and
+    no claim is left behind."""
     inputs = list(inputs)
     quarantined_shas = {sha(c) for c in quarantined}
     waiting_shas = {sha(c) for c in waiting}
@@ -53,15 +62,15 @@ def assert_exactly_once(
     assert len(ledger) == len(loaded)
     assert db.value("SELECT count(*) FROM sensor_readings") == sum(loaded.values())
 
-    placed = {folder: Counter(sha(p.read_bytes()) for p in inbox_files(folder)) for folder in (ws.processed, ws.quarantine, ws.data)}
-    assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one folder"
-    assert set(placed[ws.processed]) == set(loaded)
-    assert set(placed[ws.quarantine]) == quarantined_shas
-    assert set(placed[ws.data]) == waiting_shas
-    for path in inbox_files(ws.quarantine):
-        assert Path(f"{path}.error.json").is_file(), f"{path.name} is quarantined without a report"
+    contents = {place: ws.contents(place) for place in PLACES}
+    placed = {place: Counter(sha(content) for content in found.values()) for place, found in contents.items()}
+    assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one place"
+    assert set(placed["processed"]) == set(loaded)
+    assert set(placed["quarantine"]) == quarantined_shas
+    assert set(placed["data"]) == waiting_shas
+    for name in contents["quarantine"]:
+        assert ws.exists("quarantine", f"{name}.error.json"), f"{name} is quarantined without a report"
     if clean_stop:
         for key, _, _, archive_path in ledger:
-            archived = Path(archive_path)
-            assert archived.parent == ws.processed.resolve() and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
+            assert sha(ws.archived(archive_path)) == key, f"{archive_path} is not {key}"
         assert db.rows("SELECT name, owner FROM file_claims") == []
