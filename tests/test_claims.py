@@ -13,7 +13,6 @@ from sensor_etl.errors import ClaimLost
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.samples import multi_csv
 
-
 INBOX = "/srv/inbox"
 
 

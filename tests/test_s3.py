@@ -183,7 +183,13 @@ def test_three_shapes_bad_files_and_duplicates_end_exactly_once(s3_workspace, db
     assert s3_workspace.listed("quarantine") == ["bad.csv", "bad.csv.error.json"]
     report = json.loads(s3_workspace.read("quarantine", "bad.csv.error.json"))
     assert (report["rule"], report["quarantined_as"], report["sha256"]) == ("out_of_range", "bad.csv", sha(BAD))
-    assert report["errors"][0] == {"rule": "out_of_range", "line": 2, "column": "temperature", "value": "999", "message": "outside -90..60 °C"}
+    assert report["errors"][0] == {
+        "rule": "out_of_range",
+        "line": 2,
+        "column": "temperature",
+        "value": "999",
+        "message": "outside -90..60 °C",
+    }
     assert db.rows("SELECT DISTINCT inbox FROM ingested_files") == [(s3_workspace.url("data"),)]
     # the same name again, with another content: loaded, and archived next to the first, never over it
     again = sample(7)
@@ -200,7 +206,10 @@ def test_the_rejects_of_a_partial_load_go_to_the_quarantine_prefix(s3_workspace,
     result = s3_workspace.cli("--once", MAX_INVALID_ROWS="1")
     assert result.returncode == 0, result.stderr
     assert s3_workspace.listed("quarantine") == ["part.csv.rejects.csv", "part.csv.rejects.json"]
-    assert s3_workspace.read("quarantine", "part.csv.rejects.csv") == content.splitlines(keepends=True)[0] + content.splitlines(keepends=True)[-1]
+    assert (
+        s3_workspace.read("quarantine", "part.csv.rejects.csv")
+        == content.splitlines(keepends=True)[0] + content.splitlines(keepends=True)[-1]
+    )
     rejects = json.loads(s3_workspace.read("quarantine", "part.csv.rejects.json"))
     assert (rejects["rows_loaded"], rejects["rows_rejected"], rejects["rejects_file"]) == (6, 1, "part.csv.rejects.csv")
     assert db.rows("SELECT status, rows_loaded, rows_rejected FROM ingested_files") == [("partial", 6, 1)]
@@ -218,7 +227,10 @@ def test_validate_and_requeue_work_on_s3_locations(s3_workspace, db):
     assert f"{s3_workspace.url('data', 'good.csv')}: would LOAD 12 rows from 3 sensor(s)" in checked.stdout
     one = s3_workspace.cli("validate", s3_workspace.url("data", "good.csv"), s3_workspace.url("data", "gone.csv"))
     assert one.returncode == 1
-    assert one.stdout.splitlines()[1] == f"{s3_workspace.url('data', 'gone.csv')}: cannot be read: no object {s3_workspace.url('data', 'gone.csv')}"
+    assert (
+        one.stdout.splitlines()[1]
+        == f"{s3_workspace.url('data', 'gone.csv')}: cannot be read: no object {s3_workspace.url('data', 'gone.csv')}"
+    )
     assert s3_workspace.listed("data") == ["bad.csv", "good.csv"]  # validate moves nothing
     assert s3_workspace.cli("--once").returncode == 0
     fixed = BAD.replace(b"999", b"21")

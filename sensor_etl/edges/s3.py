@@ -167,7 +167,12 @@ class Store:
 
     def listing(self, location: S3Location) -> Iterator[S3Object]:
         """The objects directly under ``location``, page by page (each page's request retried on its own)."""
-        request: ListObjectsV2RequestTypeDef = {"Bucket": location.bucket, "Prefix": location.prefix, "Delimiter": "/", "MaxKeys": self.page_size}
+        request: ListObjectsV2RequestTypeDef = {
+            "Bucket": location.bucket,
+            "Prefix": location.prefix,
+            "Delimiter": "/",
+            "MaxKeys": self.page_size,
+        }
         while True:
             page = self.call(f"list {location}", lambda: self.s3.list_objects_v2(**request))
             for item in page.get("Contents", []):

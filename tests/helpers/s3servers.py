@@ -53,7 +53,7 @@ def aws_env(endpoint: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY) -> d
     }
 
 
-def client(service: str, endpoint: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY):  # noqa: ANN201
+def client(service: str, endpoint: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY):
     return boto3.session.Session().client(
         service,
         endpoint_url=endpoint,
@@ -84,7 +84,11 @@ class SeaweedFS:
                 {
                     "identities": [
                         {"name": "tests", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}], "actions": ["Admin"]},
-                        {"name": "reader", "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}], "actions": ["Read", "List"]},
+                        {
+                            "name": "reader",
+                            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+                            "actions": ["Read", "List"],
+                        },
                     ]
                 }
             )
@@ -96,7 +100,10 @@ class SeaweedFS:
             f"-dir={data}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
-            *(f"-{name}.port={port}" if "." not in name else f"-{name.replace('.grpc', '.port.grpc')}={port}" for name, port in ports.items()),
+            *(
+                f"-{name}.port={port}" if "." not in name else f"-{name.replace('.grpc', '.port.grpc')}={port}"
+                for name, port in ports.items()
+            ),
             "-filer",
             "-s3",
             f"-s3.port={self.port}",
