@@ -16,11 +16,10 @@ from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_
 from sensor_etl.edges import files, inbox, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import FatalStorageError, InvalidFile, NotTaken, Problem, StorageError
+from sensor_etl.errors import FatalStorageError, InvalidFile, NotTaken, Problem, StorageError, TransientStorageError
 from sensor_etl.ops import logs
 from sensor_etl.runners import pipeline, retry, workers
 from sensor_etl.runners.check import check_file, internal_problem
-from sensor_etl.runners.daemon import Daemon
 
 
 def _workers(text: str) -> int:
@@ -81,16 +80,33 @@ def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
     return opened
 
 
+def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings:
+    """DATABASE_URL read from DATABASE_URL_SECRET, when that is set (``edges.secrets``: the s3 extra)."""
+    if not settings.database_url_secret:
+        return settings
+    try:
+        from sensor_etl.edges import secrets
+    except ImportError as exc:
+        raise ConfigError(
+            "DATABASE_URL_SECRET", settings.database_url_secret, "no secret unless the s3 extra is installed: pip install 'sensor-etl[s3]'"
+        ) from exc
+    return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
+
+
 def run(settings: Settings, once: bool) -> int:
     stop = threading.Event()
     workers.stop_on_signals(stop)
     try:
         _open_inbox(settings, stop)
+        settings = _with_database_secret(settings, stop)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
     except FatalStorageError as exc:
         logs.error("storage_refused", inbox=settings.data_folder, error=exc)
+        return 1
+    except TransientStorageError as exc:
+        logs.error("secret_unreadable", secret=settings.database_url_secret, error=exc)
         return 1
 
     server: EmbeddedPostgres | None = None
@@ -123,7 +139,7 @@ def run(settings: Settings, once: bool) -> int:
         if settings.workers > 1:
             code = workers.supervise(settings, connect, stop, once)
         else:
-            code = Daemon(settings, Database(connect), stop).run(once)
+            code = workers.runner(settings, Database(connect), stop).run(once)
     finally:
         if server is not None:
             server.stop()

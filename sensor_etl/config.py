@@ -113,6 +113,7 @@ class Settings:
     """The daemon's whole configuration: one field per setting of ``SETTINGS``, and the rules."""
 
     database_url: str | None = None  # DATABASE_URL
+    database_url_secret: str | None = None  # DATABASE_URL_SECRET
     db_name: str = "sensor_etl"  # DB_NAME
     db_user: str = "postgres"  # DB_USER
     db_password: str = field(default="", repr=False)  # DB_PASSWORD (secret: never shown)
@@ -138,7 +139,7 @@ class Settings:
     @property
     def embedded(self) -> bool:
         """No server configured: start the embedded one."""
-        return not self.database_url and not self.db_host
+        return not self.database_url and not self.db_host and not self.database_url_secret
 
     def connection_kwargs(self) -> dict[str, object]:
         """psycopg2.connect() arguments for the configured server (not for the embedded one)."""
@@ -323,6 +324,16 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "The server to load into; wins over the DB_* variables. Leave it and DB_HOST empty to start the embedded "
         "PostgreSQL (data in PGDATA_FOLDER).",
+        _DB,
+    ),
+    Setting(
+        "DATABASE_URL_SECRET",
+        "database_url_secret",
+        text("an AWS Secrets Manager secret name or ARN"),
+        "",
+        "A secret holding the server to load into, read at start-up and winning over DATABASE_URL: a libpq URI, or "
+        "the JSON of an RDS secret (host, port, username, password, dbname). Needs the s3 extra; for the AWS Lambda "
+        "handler and workers on AWS (docs/s3.md).",
         _DB,
     ),
     Setting(

@@ -13,11 +13,10 @@
   and its ETag, as metadata), so a move interrupted between copy and delete is finished by the
   delete alone, not copied twice. The delete is conditional on the ETag (``If-Match``) where the
   store supports it, so a newer upload under the same key is never deleted.
-- Every request goes through the runner's retry policy (``inbox.Retrier``): throttling, 5xx answers
-  and connection errors are ``TransientStorageError`` (retried with backoff, like transient database
+- Every request goes through the runner's retry policy (``aws.call``): throttling, 5xx answers and
+  connection errors are ``TransientStorageError`` (retried with backoff, like transient database
   errors); access denied, a missing bucket or no credentials are ``FatalStorageError`` (the daemon
-  stops); a missing object is ``FileNotFoundError``. boto3's own retries are off, so each retry is
-  ours and logged.
+  stops); a missing object is ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -36,15 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
-import boto3
-import urllib3.exceptions
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
-
 from sensor_etl.config import S3Location, Settings, s3_location
-from sensor_etl.edges import files, reports
+from sensor_etl.edges import aws, files, reports
+from sensor_etl.edges.aws import NotSupported, Precondition
 from sensor_etl.edges.inbox import Fetched, Listing, Retrier
-from sensor_etl.errors import FatalStorageError, FileChanged, TransientStorageError
+from sensor_etl.errors import FatalStorageError, FileChanged
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -57,68 +52,11 @@ COPY_LIMIT = 5 << 30  # CopyObject copies up to 5 GiB; above, a multipart copy t
 TEMP_PREFIX = "sensor-etl-object-"  # private download folders: sensor-etl-object-<pid>-<random>
 ORIGIN = "sensor-etl-origin"  # metadata on a moved copy: where it came from ("s3://bucket/key etag", URL-quoted)
 
-_TRANSIENT = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "OperationAborted",
-}
-_FATAL = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "NoSuchBucket",
-    "InvalidBucketName",
-    "AccountProblem",
-    "ExpiredToken",
-    "InvalidToken",
-    "PermanentRedirect",
-    "AuthorizationHeaderMalformed",
-}
-_MISSING = {"NoSuchKey", "NotFound", "404"}
-_NETWORK = (BotoCoreError, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
-
-
-class Precondition(OSError):
-    """A conditional request's condition did not hold (HTTP 412): the target exists, or the source changed."""
-
-
-class NotSupported(OSError):
-    """The store does not implement a request or one of its headers (HTTP 501)."""
-
-
-def classify(exc: Exception, what: str) -> Exception:
-    """The error a failed request means here: retry, stop, gone, or this request only."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code, status = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        message = f"{what}: {code or status} {error.get('Message') or ''}".rstrip()
-        if code in _FATAL or status in (401, 403):
-            return FatalStorageError(message)
-        if code in _MISSING or status == 404:
-            return FileNotFoundError(errno.ENOENT, message)
-        if code == "PreconditionFailed" or status == 412:
-            return Precondition(errno.EEXIST, message)
-        if code == "NotImplemented" or status == 501:
-            return NotSupported(errno.ENOTSUP, message)
-        if code in _TRANSIENT or status >= 500 or status == 429:
-            return TransientStorageError(message)
-        return OSError(errno.EIO, message)  # refused for this object only (an archived object, a bad range...): the file waits
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError | NoRegionError):
-        return FatalStorageError(f"{what}: {exc}")
-    return TransientStorageError(f"{what}: {type(exc).__name__}: {exc}")
-
 
 def client() -> S3Client:
-    """An S3 client configured the standard AWS way; retries are the runner's, not boto3's."""
-    config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60, max_pool_connections=4)
-    return boto3.session.Session().client("s3", config=config)
+    """An S3 client configured the standard AWS way (``aws.client``)."""
+    client: S3Client = aws.client("s3")
+    return client
 
 
 @dataclass(frozen=True)
@@ -155,8 +93,7 @@ class Store:
         self.retrying = retrying
 
     def call(self, what: str, request: Callable[[], T]) -> T:
-        """``request()``, retried on transient errors; every failure raised classified."""
-        return self.retrying(what)(_classified, what, request)
+        return aws.call(self.retrying, what, request)
 
     def check_bucket(self, bucket: str) -> None:
         """Start-up: the bucket exists and answers us (a HEAD has no error code: 404 and 403 say it)."""
@@ -309,13 +246,6 @@ class Store:
         """The origin a moved copy records, if ``name`` is one."""
         found = self.head(location.bucket, location.key(name))
         return found[1].get(ORIGIN) if found else None
-
-
-def _classified(what: str, request: Callable[[], T]) -> T:
-    try:
-        return request()
-    except (ClientError, NoCredentialsError, PartialCredentialsError, NoRegionError, *_NETWORK) as exc:
-        raise classify(exc, what) from exc
 
 
 def _ns(moment: Any) -> int:

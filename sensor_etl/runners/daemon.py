@@ -144,8 +144,12 @@ class Daemon:
                     rounds += left.waiting  # files other workers hold settle without us: wait for them
                     if rounds >= ONCE_ROUNDS:
                         return 1
-                self.stop.wait(self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval)
+                self.stop.wait(self.pause(left, once))
         return 0
+
+    def pause(self, left: Pass, once: bool) -> float:
+        """Seconds to wait before the next scan."""
+        return self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval
 
     def scan_once(self) -> Pass:
         """Offer every ready file to ``handle`` once; report what is left for later."""

@@ -94,7 +94,17 @@ def work(settings: Settings, connect: Mapping[str, Any], once: bool) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_stop_when_gone, args=(parent.sentinel, stop), name="supervisor-watch", daemon=True).start()
-    sys.exit(Daemon(settings, Database(connect), stop).run(once))
+    sys.exit(runner(settings, Database(connect), stop).run(once))
+
+
+def runner(settings: Settings, database: Database, stop: threading.Event) -> Daemon:
+    """The daemon these settings ask for: with QUEUE_URL, one that takes its work from the queue
+    (``runners.queue``, imported only then: it needs the s3 extra)."""
+    if settings.queue_url:
+        from sensor_etl.runners.queue import QueueDaemon
+
+        return QueueDaemon(settings, database, stop)
+    return Daemon(settings, database, stop)
 
 
 def _stop_when_gone(sentinel: int, stop: threading.Event) -> None:

@@ -309,3 +309,65 @@ def _reset(conn: socket.socket) -> None:
     """Close with a TCP RST (SO_LINGER 0): the client sees 'connection reset by peer'."""
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     conn.close()
+
+
+# -- queues and notifications on moto -------------------------------------------------------------
+@dataclass
+class Queues:
+    """An SQS queue with a dead-letter queue (``max_receives`` receives, then the DLQ), on ``endpoint``."""
+
+    endpoint: str
+    name: str
+    max_receives: int = 3
+    visibility: int = 30
+
+    def __post_init__(self) -> None:
+        self.sqs = client("sqs", self.endpoint)
+        self.dlq = self.sqs.create_queue(QueueName=f"{self.name}-dlq")["QueueUrl"]
+        redrive = {"deadLetterTargetArn": self.arn(self.dlq), "maxReceiveCount": str(self.max_receives)}
+        self.url = self.sqs.create_queue(
+            QueueName=self.name, Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": str(self.visibility)}
+        )["QueueUrl"]
+
+    def arn(self, url: str) -> str:
+        return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def notified_by(self, s3, bucket: str, prefix: str = "incoming/") -> None:
+        """S3 sends ObjectCreated events for keys under ``prefix`` here (moto sends an s3:TestEvent first, as S3 does)."""
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": self.arn(self.url),
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                    }
+                ]
+            },
+        )
+
+    def eventbridge_to_me(self, bucket: str, s3) -> None:
+        """S3's EventBridge events of ``bucket`` land here (a rule with this queue as its target)."""
+        events = client("events", self.endpoint)
+        events.put_rule(Name=f"{self.name}-rule", EventPattern=json.dumps({"source": ["aws.s3"], "detail": {"bucket": {"name": [bucket]}}}))
+        events.put_targets(Rule=f"{self.name}-rule", Targets=[{"Id": "queue", "Arn": self.arn(self.url)}])
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+
+    def take(self, count: int, url: str | None = None, timeout: float = 30) -> list[dict]:
+        """``count`` messages received and deleted (as captured: MessageId, Body...)."""
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            assert time.monotonic() < deadline, f"{len(found)} of {count} messages arrived"
+            answer = self.sqs.receive_message(QueueUrl=url or self.url, MaxNumberOfMessages=min(10, count - len(found)), WaitTimeSeconds=1)
+            for message in answer.get("Messages", []):
+                found.append(message)
+                self.sqs.delete_message(QueueUrl=url or self.url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+    def counts(self, url: str | None = None) -> tuple[int, int]:
+        """(waiting, in flight) messages."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        found = self.sqs.get_queue_attributes(QueueUrl=url or self.url, AttributeNames=names)["Attributes"]
+        return int(found[names[0]]), int(found[names[1]])
