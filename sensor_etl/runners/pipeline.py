@@ -20,11 +20,13 @@ import pyarrow.compute as pc
 
 from sensor_etl.config import Rules
 from sensor_etl.core import aggregate
+from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import ColumnPlan, plan_columns
-from sensor_etl.core.dates import detect_date_format
+from sensor_etl.core.dates import detect_date_format, header_date_format, time_column, time_roles, timestamp_text
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
+from sensor_etl.core.values import missing_tokens
 from sensor_etl.edges import reports
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
@@ -97,6 +99,17 @@ def _records(problems: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
+def _date_format(chunk: Chunk, plan: ColumnPlan, rules: Rules) -> str:
+    """The file's date format, from its first chunk: DATE_FORMAT, else what the headers spell
+    (``Date (MM/DD/YYYY)``), else detected on the first values; or which columns it is assembled from."""
+    text = timestamp_text(chunk.table.slice(0, 2000), plan)
+    if text is None:
+        return "columns " + ", ".join(time_roles(plan))
+    first = text.to_numpy(zero_copy_only=False)
+    samples = pd.Series(first, index=chunk.lines[: len(first)], name=time_column(plan), dtype=object)
+    return detect_date_format(samples, rules.date_format or header_date_format(plan))
+
+
 def run(
     path: Path,
     rules: Rules,
@@ -115,19 +128,17 @@ def run(
     headers, delimiter = read_header(path, rules.encoding, rules.delimiter)
     outcome.plan = plan = plan_columns(headers, rules.column_map, default_units(rules))
     limit = rules.max_invalid_rows
+    missing = missing_tokens(rules.na_values)
     for chunk in read_chunks(path, len(headers), rules.encoding, delimiter, block_bytes):
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            column = plan.roles["timestamp"]
-            first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
-            samples = pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
-            outcome.date_format = detect_date_format(samples, rules.date_format)
+            outcome.date_format = _date_format(chunk, plan, rules)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
         outcome.add_problems(checked, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
-            readings = transform(checked, plan, file_id)
+            readings = transform(checked, plan, file_id, missing)
             if sink is not None:
                 sink(readings)
             outcome.loaded += readings.num_rows
