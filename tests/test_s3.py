@@ -23,7 +23,7 @@ import pytest
 
 from sensor_etl.config import S3Location, settings_from
 from sensor_etl.edges import reports, s3
-from sensor_etl.errors import FatalStorageError, FileChanged
+from sensor_etl.errors import FatalStorageError, FileChanged, TransientStorageError
 from sensor_etl.ops import logs
 from sensor_etl.runners import retry
 from tests.helpers.endstate import assert_exactly_once, sha
@@ -114,7 +114,7 @@ def test_throttling_500s_and_resets_are_retried_then_succeed(s3_workspace, store
 def test_retries_run_out_as_a_transient_error(s3_workspace, store):
     s3_workspace.write("a.csv", b"x")
     s3_workspace.proxy.inject(Fault("HEAD", "/a.csv$", "throttle", times=4))
-    with pytest.raises(s3.TransientStorageError, match="503"):  # a HEAD answer has no body, so no error code
+    with pytest.raises(TransientStorageError, match="503"):  # a HEAD answer has no body, so no error code
         store.exists(s3_workspace.bucket, s3_workspace.key("data", "a.csv"))
 
 
