@@ -317,6 +317,26 @@ def test_an_s3_inbox_and_a_folder_with_the_same_file_names_are_told_apart(s3_wor
     assert db.rows("SELECT * FROM file_claims") == []
 
 
+@pytest.mark.slow
+def test_a_committed_file_of_another_inbox_is_a_duplicate_here_not_a_recovery(s3_workspace, workspace, db):
+    content = sample(5)
+    workspace.write("same.csv", content)
+    folder = workspace.start(**{PAUSE: "60"})
+    folder.wait_for("file_loaded")
+    folder.kill()  # committed in the folder inbox, not moved: that inbox's recovery to finish
+    s3_workspace.write("same.csv", content)  # the same name and content in another inbox
+    result = s3_workspace.cli("--once")
+    assert result.returncode == 0, result.stderr
+    assert " file_duplicate file=same.csv" in result.stderr and " file_recovered " not in result.stderr
+    assert s3_workspace.contents("processed") == {"same.csv": content}
+    again = workspace.cli("--once", LEASE_SECONDS="5")
+    assert again.returncode == 0 and " file_recovered file=same.csv" in again.stderr
+    assert db.rows("SELECT inbox, archive_path FROM ingested_files") == [
+        (str(workspace.data.resolve()), str((workspace.processed / "same.csv").resolve()))
+    ]
+    assert_exactly_once(workspace, db, [content])
+
+
 # -- crashes ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_worker_killed_mid_download_loses_and_doubles_nothing(s3_workspace, db):
