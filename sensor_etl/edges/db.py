@@ -263,11 +263,13 @@ class Load:
                 _COPY_METRICS, final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64())).select(METRIC_COLUMNS)
             )
 
-    def finish(self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str, archive_path: str) -> None:
+    def finish(
+        self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str, preamble: str | None, archive_path: str
+    ) -> None:
         """Counts, and where the file is about to be moved: recorded before the move, in the same commit."""
         self.wait()
         self.cursor.execute(
-            "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, archive_path = %s,"
-            " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
-            (rows_loaded, rows_rejected, sensors, date_format, archive_path, rows_rejected, self.file_id),
+            "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, preamble = %s,"
+            " archive_path = %s, status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
+            (rows_loaded, rows_rejected, sensors, date_format, preamble, archive_path, rows_rejected, self.file_id),
         )

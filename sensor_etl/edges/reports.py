@@ -72,6 +72,9 @@ class Findings(Protocol):
     def date_format(self) -> str: ...
 
     @property
+    def data_line(self) -> int: ...
+
+    @property
     def details(self) -> list[dict[str, Any]]: ...
 
     def counts(self) -> dict[str, int]: ...
@@ -178,14 +181,15 @@ def quarantine(source: Path, folder: Path, report: Mapping[str, Any]) -> Path:
 
 # -- the rejects of a partial load ----------------------------------------------------------------
 def write_rejects(source: Path, folder: Folder, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> str:
-    """Write ``<name>.rejects.csv`` (the header line and the rejected lines of ``source``, as they
-    were) and then ``<name>.rejects.json`` (every problem of every rejected row) into ``folder``, each
-    whole; returns the CSV's name. A name used by another content gets ``__2``...; the same content
-    (a retry) reuses its own."""
+    """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the
+    rejected lines of ``source``, as they were) and then ``<name>.rejects.json`` (every problem of
+    every rejected row) into ``folder``, each whole; returns the CSV's name. A name used by another
+    content gets ``__2``...; the same content (a retry) reuses its own."""
     base = _rejects_base(folder, name, sha256)
-    original = files.read_lines(source, {1, *findings.rejected_lines()}, encoding)
+    head = set(range(1, findings.data_line))  # preamble, header, units: the same settings read the rejects file the same way
     target = rejects_csv_name(base)
-    folder.write_text(target, (original[number] for number in sorted(original)), encoding=encoding, newline="")
+    original = files.read_lines(source, head | findings.rejected_lines(), encoding)
+    folder.write_text(target, original, encoding=encoding, newline="")
     report = {
         "file": name,
         "sha256": sha256,

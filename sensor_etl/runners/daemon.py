@@ -279,6 +279,7 @@ class Daemon:
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects,
             sensors=len(outcome.sensors),
+            layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )

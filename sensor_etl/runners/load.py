@@ -66,6 +66,7 @@ class FileLoad:
             rows_rejected=outcome.invalid_rows,
             sensors=len(outcome.sensors),
             date_format=outcome.date_format,
+            preamble=outcome.preamble,
             archive_path=self.planned,
         )
         self.inbox.check_unchanged(self.candidate, self.fetched.fp)
