@@ -24,6 +24,7 @@ from sensor_etl.ops import logs
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import ChangeMessageVisibilityBatchRequestEntryTypeDef
 
 _REGION = re.compile(r"^https://sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 MAX_WAIT = 20  # seconds: SQS's longest long poll
@@ -113,20 +114,20 @@ class Queue:
     def _beat(self, visibility: float, done: threading.Event) -> None:
         while not done.wait(visibility / 3):
             with self._lock:
-                held = list(self._held.items())
-            for start in range(0, len(held), 10):  # a batch request takes ten
-                entries = [
-                    {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": int(visibility)}
-                    for n, (_, receipt) in enumerate(held[start : start + 10])
-                ]
-                try:
-                    answer = aws.call(
-                        self.retrying,
-                        "extend visibility",
-                        lambda entries=entries: self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries),  # type: ignore[misc]
-                    )
-                except StorageError as exc:
-                    logs.warning("visibility_not_extended", messages=len(entries), error=exc)
-                    continue
-                for failure in answer.get("Failed", []):
-                    logs.warning("visibility_not_extended", messages=1, error=failure.get("Message") or failure.get("Code"))
+                receipts = list(self._held.values())
+            for start in range(0, len(receipts), 10):  # a batch request takes ten
+                self._extend(receipts[start : start + 10], int(visibility))
+
+    def _extend(self, receipts: list[str], visibility: int) -> None:
+        entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
+            {"Id": str(n), "ReceiptHandle": receipt, "VisibilityTimeout": visibility} for n, receipt in enumerate(receipts)
+        ]
+        try:
+            answer = aws.call(
+                self.retrying, "extend visibility", lambda: self.sqs.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            )
+        except StorageError as exc:
+            logs.warning("visibility_not_extended", messages=len(entries), error=exc)
+            return
+        for failure in answer.get("Failed", []):
+            logs.warning("visibility_not_extended", messages=1, error=failure.get("Message") or failure.get("Code"))
