@@ -291,6 +291,18 @@ def test_access_denied_and_a_missing_bucket_stop_the_daemon_with_exit_1(s3_works
     assert "storage_refused" in missing.stderr and "bucket 'no-such-bucket-here' does not exist" in missing.stderr
 
 
+def test_a_folder_inbox_needs_no_boto3(workspace, db):
+    """The README's install (requirements.txt: the package without the s3 extra) never imports boto3."""
+    workspace.write("f.csv", sample(1))
+    code = (
+        "import sys; sys.modules.update(boto3=None, botocore=None); from sensor_etl.cli import main; code = main(['--once']);"
+        " sys.exit(code or any(name.startswith(('boto3', 'botocore')) and sys.modules[name] for name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=workspace.env, capture_output=True, text=True, timeout=120, cwd=workspace.root)
+    assert result.returncode == 0, result.stderr
+    assert_exactly_once(workspace, db, [sample(1)])
+
+
 def test_an_s3_location_without_the_s3_extra_is_a_configuration_error(s3_workspace):
     code = "import sys; sys.modules['boto3'] = None; from sensor_etl.cli import main; sys.exit(main(['--once']))"
     result = subprocess.run([sys.executable, "-c", code], env=s3_workspace.env, capture_output=True, text=True, timeout=120, cwd=REPO)
