@@ -298,7 +298,9 @@ def test_a_folder_inbox_needs_no_boto3(workspace, db):
         "import sys; sys.modules.update(boto3=None, botocore=None); from sensor_etl.cli import main; code = main(['--once']);"
         " sys.exit(code or any(name.startswith(('boto3', 'botocore')) and sys.modules[name] for name in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], env=workspace.env, capture_output=True, text=True, timeout=120, cwd=workspace.root)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=workspace.env, capture_output=True, text=True, timeout=120, cwd=workspace.root
+    )
     assert result.returncode == 0, result.stderr
     assert_exactly_once(workspace, db, [sample(1)])
 
