@@ -335,7 +335,7 @@ def test_an_s3_inbox_and_a_folder_with_the_same_file_names_are_told_apart(s3_wor
 def test_a_committed_file_of_another_inbox_is_a_duplicate_here_not_a_recovery(s3_workspace, workspace, db):
     content = sample(5)
     workspace.write("same.csv", content)
-    folder = workspace.start(**{PAUSE: "60"})
+    folder = workspace.start(LEASE_SECONDS="5", **{PAUSE: "60"})
     folder.wait_for("file_loaded")
     folder.kill()  # committed in the folder inbox, not moved: that inbox's recovery to finish
     s3_workspace.write("same.csv", content)  # the same name and content in another inbox

@@ -15,7 +15,7 @@ from typing import Any
 
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.inbox import Candidate, Inbox
-from sensor_etl.errors import DatabaseError, TransientStorageError
+from sensor_etl.errors import DatabaseError, FileChanged, TransientStorageError
 from sensor_etl.ops import logs
 
 
@@ -50,7 +50,11 @@ class Archive:
     def _move(candidate: Candidate, folder: str, move: Callable[[], str]) -> str | None:
         try:
             return move()
-        except (OSError, TransientStorageError) as exc:
+        except (
+            OSError,
+            TransientStorageError,
+            FileChanged,
+        ) as exc:  # FileChanged: an object replaced since it was read stays, as new input
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             logs.error("move_failed", file=candidate.name, folder=folder, error=reason, action="file stays in the inbox; retried next scan")
             return None
