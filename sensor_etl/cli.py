@@ -1,31 +1,44 @@
-"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files."""
+"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
+``unload`` loaded files."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pyarrow as pa
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
 from sensor_etl.edges import files, inbox, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import FatalStorageError, InvalidFile, NotTaken, Problem, StorageError, TransientStorageError
+from sensor_etl.errors import DatabaseError, FatalStorageError, InvalidFile, NotTaken, Problem, StorageError, TransientStorageError
 from sensor_etl.ops import logs
 from sensor_etl.runners import pipeline, retry, workers
-from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.runners.check import Preview, check_file, internal_problem
+from sensor_etl.sources import Match, Sources, load_sources
 
 
 def _workers(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 64:
         raise argparse.ArgumentTypeError("expected an integer from 1 to 64")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected an integer of at least 1")
     return value
 
 
@@ -49,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="dry run: report what would happen to FILEs (paths, s3://bucket/key, or every input object under s3://bucket/prefix/), "
         "touching neither database nor folders",
     )
+    check.add_argument("--show", type=_positive, metavar="N", help="also print the first N rows as they would be stored")
     check.add_argument("files", nargs="+", metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
+    unload = commands.add_parser("unload", help="remove loaded files' readings, metrics and ledger rows (to load them again)")
+    unload.add_argument("--requeue", action="store_true", help="also move each file from PROCESSED_FOLDER back to the inbox")
+    unload.add_argument("keys", nargs="+", metavar="NAME|FILE_ID", help="a file's name in the ledger (its path in the inbox) or file_id")
     return parser
 
 
@@ -61,15 +78,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.env_file)
         if args.workers is not None:
             settings = replace(settings, workers=args.workers)
+        sources = load_sources(settings)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "validate":
-        return validate_files(settings, args.files)
+        return validate_files(settings, sources, args.files, show=args.show)
     if args.command == "requeue":
         return requeue(settings, args.names)
-    return run(settings, once=args.once)
+    if args.command == "unload":
+        return unload(settings, args.keys, requeue_files=args.requeue)
+    return run(settings, sources, once=args.once)
 
 
 def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
@@ -93,7 +113,7 @@ def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings
     return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
 
 
-def run(settings: Settings, once: bool) -> int:
+def run(settings: Settings, sources: Sources, once: bool) -> int:
     stop = threading.Event()
     workers.stop_on_signals(stop)
     try:
@@ -134,12 +154,13 @@ def run(settings: Settings, once: bool) -> int:
         interval_s=settings.monitor_interval,
         workers=settings.workers,
         mode="once" if once else "watch",
+        sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
     )
     try:
         if settings.workers > 1:
-            code = workers.supervise(settings, connect, stop, once)
+            code = workers.supervise(settings, sources, connect, stop, once)
         else:
-            code = workers.runner(settings, Database(connect), stop).run(once)
+            code = workers.runner(settings, Database(connect), stop, sources).run(once)
     finally:
         if server is not None:
             server.stop()
@@ -148,19 +169,27 @@ def run(settings: Settings, once: bool) -> int:
     return code
 
 
-def validate_files(settings: Settings, targets: list[str]) -> int:
+def validate_files(settings: Settings, sources: Sources, targets: list[str], show: int | None = None) -> int:
     """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
 
-    Same checks as the daemon, in the same order, without the database (so a content already loaded
-    is not recognised as a duplicate) and without moving or writing anything. An s3:// target is
-    an object, or (ending in ``/``) every input object directly under that prefix, each read into a
-    temporary file as the daemon reads it."""
+    Same checks as the daemon, in the same order, under the settings of the source the file matches,
+    without the database (so a content already loaded is not recognised as a duplicate, nor an overlap
+    with other files) and without moving or writing anything. An s3:// target is an object, or (a
+    URL ending in ``/``) every input object under that prefix, each read into a temporary file as the
+    daemon reads it. With sources (or ``show``) each verdict names the source; ``show`` prints the
+    first rows as they would be stored."""
     all_good = True
     now = datetime.now(UTC)
     for target in targets:
-        for shown, (verdict, problems, more) in _checked(settings, target, now):
+        for shown, path, name, match, fp in _checked(settings, sources, target):
+            preview = Preview(show) if show else None
+            verdict, problems, more = _dry_run(settings, path, name, match, now, preview, fp) if path else (name, [], 0)
             all_good &= verdict.startswith("would LOAD")
-            print(f"{shown}: {verdict}")
+            source = f" [source: {match.source or 'none'}]" if path and (sources.sources or show) else ""
+            print(f"{shown}: {verdict}{source}")
+            if preview is not None and (table := preview.table()) is not None:
+                for line in _rows_text(table):
+                    print("    " + line)
             for error in problems:
                 print("  " + _describe(shown, error))
             if more:
@@ -168,33 +197,52 @@ def validate_files(settings: Settings, targets: list[str]) -> int:
     return 0 if all_good else 1
 
 
-Verdict = tuple[str, list[dict[str, Any]], int]
+Checked = tuple[str, Path | None, str, Match, files.Fingerprint | None]
 
 
-def _checked(settings: Settings, target: str, now: datetime) -> Iterator[tuple[str, Verdict]]:
-    """(the file as shown, its dry run) for a path, an object, or each object under a prefix."""
+def _checked(settings: Settings, sources: Sources, target: str) -> Iterator[Checked]:
+    """(the file as shown, a local file to check, the name the daemon would know it by — its path in
+    the inbox —, the source it matches, its fingerprint if taken) for a path, an object, or each
+    object under a prefix; for what cannot be read, no file and the verdict in place of the name."""
     if not target.lower().startswith("s3://"):
-        yield _printable(target), _dry_run(settings, Path(target), now)
+        path = Path(target)
+        relative = _in_folder(settings.data_folder, path) if isinstance(settings.data_folder, Path) else None
+        yield _printable(target), path, relative or path.name, sources.rules_for(relative or path.as_posix()), None
         return
+    unread = Match(None, settings.rules)
     try:
         for url, fetch in inbox.objects_at(target, retry.storage_retrier(settings, threading.Event())):
+            inbox_url = settings.data_folder.url() if isinstance(settings.data_folder, S3Location) else None
+            name = url.removeprefix(inbox_url) if inbox_url and url.startswith(inbox_url) else url.rpartition("/")[2]
+            match = sources.rules_for(name)
             try:
-                with fetch(settings.rules.encoding) as fetched:
-                    yield _printable(url), _dry_run(settings, fetched.path, now, fetched.fp)
+                with fetch(match.rules.encoding) as fetched:
+                    yield _printable(url), fetched.path, name, match, fetched.fp
             except (OSError, StorageError) as exc:
-                yield _printable(url), (f"cannot be read: {_reason(exc)}", [], 0)
+                yield _printable(url), None, f"cannot be read: {_reason(exc)}", unread, None
     except (OSError, StorageError, ConfigError) as exc:
-        yield _printable(target), (f"cannot be read: {_reason(exc)}", [], 0)
+        yield _printable(target), None, f"cannot be read: {_reason(exc)}", unread, None
 
 
 def _reason(exc: Exception) -> str:
     return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
-def _dry_run(settings: Settings, path: Path, now: datetime, fp: files.Fingerprint | None = None) -> Verdict:
-    """(what would happen, the problems to list, how many more there are)."""
+def _in_folder(folder: Path, path: Path) -> str | None:
+    """``path`` relative to ``folder`` (``tmy3/x.csv``), or None when it lies outside the folder; no link is followed."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return None if relative == os.pardir or relative.startswith(os.pardir + os.sep) else PurePosixPath(relative).as_posix()
+
+
+def _dry_run(
+    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None, fp: files.Fingerprint | None = None
+) -> tuple[str, list[dict[str, Any]], int]:
+    """(what would happen, the problems to list, how many more there are); ``name`` is the name the
+    daemon would know the file by (its path in the inbox); ``fp``, its fingerprint if already taken."""
+    if not all(files.is_scanned_folder(folder) for folder in PurePosixPath(name).parts[:-1]):
+        return "would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox", [], 0
     try:
-        outcome = check_file(path, settings, now, fp=fp)
+        outcome = check_file(path, settings, now, match=match, fp=fp, sink=preview)
     except NotTaken as exc:
         return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
@@ -209,13 +257,31 @@ def _dry_run(settings: Settings, path: Path, now: datetime, fp: files.Fingerprin
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(path.name))
-    verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
+    rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(name))
+    verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={match.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
 
 
 def _within(location: Location, name: str) -> str:
     return location.url(name) if isinstance(location, S3Location) else str(location / name)
+
+
+def _rows_text(table: pa.Table) -> list[str]:
+    """Rows as they would be stored, one line each under a header of the column names: UTC times,
+    floats as PostgreSQL shows a double (the shortest text that reads back the same), NULL, extra's JSON."""
+    cells = [[_cell(value) for value in row.values()] for row in table.to_pylist()]
+    widths = [max(len(text) for text in column) for column in zip(table.column_names, *cells, strict=True)]
+    return [
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in (table.column_names, *cells)
+    ]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _printable(str(value))
 
 
 def _printable(text: str) -> str:
@@ -228,10 +294,12 @@ def _describe(shown: str, error: Mapping[str, Any]) -> str:
 
 
 def requeue(settings: Settings, names: list[str]) -> int:
-    """Move quarantined files back to DATA_FOLDER and drop their reports.
+    """Move quarantined files back to DATA_FOLDER (into the subfolder they came from) and drop their reports.
 
-    A quarantined file loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by
-    hand) goes back as new input and loses its ``.rejects.json``."""
+    NAME is a path in QUARANTINE_FOLDER (``tmy3/x.csv``), or a path to a file there as typed from the
+    current folder (``quarantine/tmy3/x.csv``; for an s3:// quarantine, its URL). A quarantined file
+    loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new
+    input and loses its ``.rejects.json``."""
     try:
         opened = _open_inbox(settings, threading.Event())
     except (ConfigError, FatalStorageError) as exc:
@@ -239,15 +307,101 @@ def requeue(settings: Settings, names: list[str]) -> int:
         return 2 if isinstance(exc, ConfigError) else 1
     code = 0
     for name in names:
+        quarantine = settings.quarantine_folder
+        relative = _quarantined(quarantine, name) if isinstance(quarantine, Path) else name.removeprefix(quarantine.url())
         try:
-            target = opened.requeue(Path(name).name)
+            target = opened.requeue(relative) if relative else None
         except (OSError, StorageError) as exc:
             print(f"{_printable(name)}: cannot move to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
             code = 1
             continue
         if target is None:
-            print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
+            print(f"{_printable(name)}: no quarantined *.csv file of that name in {quarantine}", file=sys.stderr)
             code = 1
             continue
         print(f"{_printable(name)}: requeued as {_printable(target)}")
     return code
+
+
+def _quarantined(folder: Path, name: str) -> str | None:
+    """NAME as a path relative to the quarantine folder: typed with the folder (it exists as given and
+    lies inside), else relative to it; None when it would lead outside."""
+    for path in (Path(name), folder / name):
+        relative = _in_folder(folder, path)
+        if relative is not None and (path.exists() or path.is_symlink()):
+            return relative
+    return None
+
+
+def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
+    """Remove loaded files' readings, metrics and ledger rows, each in one transaction, so that a file
+    loaded with wrong settings can be loaded again; with ``requeue_files`` also move each file from
+    PROCESSED_FOLDER back to the inbox (its subfolder and name as it was loaded). A key that is not a
+    loaded file is refused (exit 1). Without a configured server the embedded one is used, started
+    for the command if it is not running (and then stopped again)."""
+    try:
+        with _embedded_or_configured(settings) as connect:
+            database = Database(connect)
+            try:
+                database.apply_schema()
+                codes = [_unload_one(settings, database, key, requeue_files) for key in keys]
+            finally:
+                database.close()
+    except DatabaseError as exc:
+        print(f"sensor-etl: unload: the database is not available: {exc}", file=sys.stderr)
+        return 1
+    return max(codes)
+
+
+@contextmanager
+def _embedded_or_configured(settings: Settings) -> Iterator[Mapping[str, object]]:
+    """Connection arguments for the configured server, or for the embedded one (started like the daemon
+    starts it, and stopped afterwards unless it was running already, for a daemon)."""
+    if not settings.embedded:
+        yield settings.connection_kwargs()
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    running = server.is_running()
+    try:
+        dsn = server.start()
+    except (OSError, RuntimeError) as exc:
+        raise DatabaseError(f"the embedded PostgreSQL did not start: {exc}") from exc
+    try:
+        yield {"dsn": dsn}
+    finally:
+        if not running:
+            server.stop()
+
+
+def _unload_one(settings: Settings, database: Database, key: str, requeue_file: bool) -> int:
+    shown = _printable(key)
+    found = database.find_loaded(key, str(Path(key).resolve()))
+    if len(found) != 1:
+        ids = ", ".join(str(entry.file_id) for entry in found)
+        reason = f"{len(found)} loaded files have this name (file_id {ids}): give the file_id" if found else "not a loaded file"
+        print(f"{shown}: {reason}; nothing unloaded", file=sys.stderr)
+        return 1
+    entry = found[0]
+    readings = database.unload(entry.file_id)
+    if readings is None:
+        print(f"{shown}: not a loaded file (unloaded meanwhile); nothing unloaded", file=sys.stderr)
+        return 1
+    done = f"{shown}: unloaded file_id {entry.file_id} ({_printable(entry.file_name)}): {readings} readings and their metrics"
+    if not requeue_file:
+        print(done)
+        return 0
+    relative = PurePosixPath(entry.file_name)
+    if relative.is_absolute() or ".." in relative.parts:  # not a name a scan gives: keep the file name only
+        relative = PurePosixPath(relative.name)
+    try:
+        target = inbox.open_inbox(settings, retry.storage_retrier(settings, threading.Event())).restore(
+            entry.archive_path, relative.as_posix()
+        )
+    except (OSError, StorageError, ConfigError) as exc:
+        print(f"{done}; not requeued: cannot move {entry.archive_path} to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
+        return 1
+    if target is None:
+        print(f"{done}; not requeued: its archived copy {entry.archive_path} is not there", file=sys.stderr)
+        return 1
+    print(f"{done}; requeued as {_printable(target)}")
+    return 0

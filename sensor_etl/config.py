@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -138,6 +138,7 @@ class Rules:
     max_line_bytes: int = 16 << 20  # MAX_LINE_BYTES
     encoding: str = "utf-8"  # ENCODING
     max_invalid_rows: RejectLimit = field(default_factory=RejectLimit)  # MAX_INVALID_ROWS
+    on_overlap: str = "skip"  # ON_OVERLAP
 
     @property
     def default_units(self) -> dict[str, str]:
@@ -166,6 +167,7 @@ class Settings:
     processed_folder: Location = Path("processed")  # PROCESSED_FOLDER
     quarantine_folder: Location = Path("quarantine")  # QUARANTINE_FOLDER
     queue_url: str | None = None  # QUEUE_URL
+    sources_file: Path = Path("sources.toml")  # SOURCES_FILE
     monitor_interval: float = 5.0  # MONITOR_INTERVAL
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
@@ -205,6 +207,9 @@ class Parser(Generic[T]):
     parse: Callable[[str], T]
     accepted: str
     keeps_blank: bool = False  # a blank value is a value (else blank means unset: the default applies)
+    # Takes a list or mapping as it is (sources.toml's arrays and tables), so its items need no escaping;
+    # without it, an array is joined with commas and given to ``parse``, and a table is refused.
+    structured: Callable[[Any], T] | None = None
 
 
 def _bounded(value: N, low: float | None, high: float | None) -> N:
@@ -322,8 +327,13 @@ def _line_number(text: str) -> int | None:
 
 
 def _column_names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names) or len(set(names)) != len(names):
+    return _names(text.split(","))
+
+
+def _names(items: Sequence[object]) -> tuple[str, ...]:
+    """Column names, each non-empty and different (a sources.toml array comes here as it is, so a name may hold a comma)."""
+    names = tuple(item.strip() for item in items if isinstance(item, str))
+    if len(names) != len(items) or not all(names) or len(set(names)) != len(names):
         raise ValueError
     return names
 
@@ -333,13 +343,22 @@ def _encoding(text: str) -> str:
 
 
 def _column_map(text: str) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        header, sep, role = item.rpartition(":")
-        if not sep or not header.strip() or role.strip() not in ROLES:
-            raise ValueError
-        mapping[header.strip()] = role.strip()
-    return mapping
+    return _column_roles([part for part in text.split(",") if part.strip()])
+
+
+def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
+    """Header → role, each header named and each role known: from ``Header:role`` items, or from a
+    mapping (sources.toml's arrays and tables come here as they are, so a header may hold a comma)."""
+    if isinstance(given, Mapping):
+        pairs = [(str(header), role) for header, role in given.items()]
+    else:
+        pairs = [(header, role) for header, sep, role in (str(item).rpartition(":") for item in given) if sep]
+    if len(pairs) != len(given) or not all(isinstance(role, str) for _, role in pairs):
+        raise ValueError
+    roles = {header.strip(): str(role).strip() for header, role in pairs}
+    if "" in roles or not set(roles.values()) <= set(ROLES):
+        raise ValueError
+    return roles
 
 
 def _reject_limit(text: str) -> RejectLimit:
@@ -365,6 +384,7 @@ class Group(StrEnum):
 
     DATABASE = "Database"
     FOLDERS = "Folders and scanning"
+    SOURCES = "Sources and overlaps"
     OBJECTS = "Object storage and events"
     RETRIES = "Retries"
     RULES = "Validation rules"
@@ -388,6 +408,7 @@ class Setting:
 
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
+_SOURCES = Group.SOURCES
 _OBJECTS = Group.OBJECTS
 
 SETTINGS: tuple[Setting, ...] = (
@@ -496,6 +517,28 @@ SETTINGS: tuple[Setting, ...] = (
         "Bytes read per chunk: bounds memory on huge files (peak RSS is about 150 MiB + 25 times this + 12 times "
         "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
         _FOLDERS,
+    ),
+    # --- Sources and overlaps
+    Setting(
+        "SOURCES_FILE",
+        "sources_file",
+        Parser(_path, "a file path"),
+        "./sources.toml",
+        "Per-source settings (docs/sources.md): [[source]] tables, each with a name, a glob matched against the path of a "
+        "file in DATA_FOLDER and any file-level setting (ON_OVERLAP and the validation rules) in lower case; the first "
+        "match wins, a file matching none follows the settings here. Read at start-up when the file exists (another "
+        "path must exist).",
+        _SOURCES,
+    ),
+    Setting(
+        "ON_OVERLAP",
+        "on_overlap",
+        choice("skip", "replace", "reject"),
+        "skip",
+        "A reading whose sensor and time another file already stored: skip keeps the stored one (a re-export adds "
+        "nothing), replace stores the new one and removes the old (last wins), reject quarantines the file. Counted "
+        "on the file's ledger row (rows_skipped, rows_conflicting, rows_replaced).",
+        _SOURCES,
     ),
     # --- Object storage and events
     Setting(
@@ -626,7 +669,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_MAP",
         "column_map",
-        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)),
+        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES), structured=_column_roles),
         "",
         "Headers the aliases do not cover, with their roles (e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id).",
         _RULES,
@@ -671,7 +714,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_NAMES",
         "column_names",
-        Parser(_column_names, "comma-separated column names, each non-empty and different"),
+        Parser(_column_names, "comma-separated column names, each non-empty and different", structured=_names),
         "",
         "Names of the columns, in order, for a file without a header (HEADER_ROW=none or auto); with HEADER_ROW=N they "
         "replace the names of that line. Key columns are recognised in them as in a header (or named in COLUMN_MAP).",
@@ -743,6 +786,12 @@ def _parse(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return rules, settings
 
 
+def check_rules(rules: Rules) -> None:
+    """The file-level settings that must fit together (the global ones, and every source's)."""
+    _pairs(rules)
+    _rows(rules)
+
+
 def _pairs(rules: Rules) -> None:
     for low, high, unit in (("temperature", "temperature", "°C"), ("humidity", "humidity", "%"), ("pressure", "pressure", "hPa")):
         lo, hi = getattr(rules, f"{low}_min"), getattr(rules, f"{high}_max")
@@ -791,8 +840,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
-    _pairs(rules)
-    _rows(rules)
+    check_rules(rules)
     settings = Settings(rules=rules, **setting_values)
     _same_kind(settings)
     return settings

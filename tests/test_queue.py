@@ -84,13 +84,13 @@ def test_a_message_is_deleted_only_after_its_object_left_the_inbox(moto_workspac
 def test_test_events_and_events_outside_the_inbox_are_acknowledged(moto_workspace, db, queues):
     content = sample(3)
     moto_workspace.write("f.csv", content)
-    moto_workspace.write("nested/x.csv", b"not the inbox's")  # under incoming/, but in a "subfolder"
+    moto_workspace.write(".partial/x.csv", b"not the inbox's")  # under incoming/, but in a hidden "folder"
     moto_workspace.write("notes.txt", b"not input")
     result = moto_workspace.cli("--once")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count(" event_ignored ") == 2
     assert queues.counts() == (0, 0)
-    moto_workspace.s3.delete_object(Bucket=moto_workspace.bucket, Key="incoming/nested/x.csv")
+    moto_workspace.s3.delete_object(Bucket=moto_workspace.bucket, Key="incoming/.partial/x.csv")
     moto_workspace.s3.delete_object(Bucket=moto_workspace.bucket, Key="incoming/notes.txt")
     assert_exactly_once(moto_workspace, db, [content])
 

@@ -75,23 +75,30 @@ def location(ws: ObjectWorkspace, place: str) -> S3Location:
 
 
 # -- the edge ------------------------------------------------------------------------------------
-def test_listing_is_paginated_and_takes_only_the_objects_directly_under_the_prefix(s3_workspace, store):
+def test_listing_is_paginated_and_takes_subfolders_but_not_hidden_ones_or_the_archive(s3_workspace, store, monkeypatch):
     for i in range(12):
         s3_workspace.write(f"f{i:02d}.csv", b"x")
-    s3_workspace.write("sub/nested.csv", b"x")  # a "subfolder": not the inbox's, as a folder scan is not recursive
+    s3_workspace.write("tmy3/nested.csv", b"x")  # a "subfolder" is the inbox's, as a folder's is
+    s3_workspace.write(".partial/hidden.csv", b"x")  # a hidden one is not
     store.page_size = 5
     listed = list(store.listing(location(s3_workspace, "data")))
-    assert sorted(obj.name for obj in listed) == [f"f{i:02d}.csv" for i in range(12)]
+    assert sorted(obj.name for obj in listed) == sorted([*(f"f{i:02d}.csv" for i in range(12)), "tmy3/nested.csv", ".partial/hidden.csv"])
     assert all(obj.size == 1 and obj.etag for obj in listed)
     assert [entry[0] for entry in s3_workspace.proxy.log].count("GET") == 3  # three pages of at most five keys
+    processed, quarantine = location(s3_workspace, "processed"), location(s3_workspace, "quarantine")
+    inbox = s3.S3Inbox(store, S3Location(s3_workspace.bucket, ""), processed, quarantine)  # the archive inside the inbox
+    s3_workspace.s3.put_object(Bucket=s3_workspace.bucket, Key="processed/old.csv", Body=b"x")
+    names = [obj.name for obj in inbox.scan().ready]
+    assert "incoming/tmy3/nested.csv" in names and "processed/old.csv" not in names and "incoming/.partial/hidden.csv" not in names
+    assert inbox.holds("incoming/tmy3/nested.csv") and not inbox.holds("processed/old.csv") and not inbox.holds("incoming/notes.txt")
 
 
 def test_a_download_cut_short_resumes_where_it_stopped_and_hashes_the_whole(s3_workspace, store, events, tmp_path):
     content = seed_csv(30_000).encode()  # about 4 MB
-    key = s3_workspace.write("big.csv", content)
+    s3_workspace.write("big.csv", content)
     s3_workspace.proxy.inject(Fault("GET", "/big.csv$", "reset_midway", after=1_500_000))
     s3_workspace.proxy.inject(Fault("GET", "/big.csv$", "throttle"))
-    found = store.head(s3_workspace.bucket, key)
+    found = store.head(location(s3_workspace, "data"), "big.csv")
     assert found is not None
     with store.fetched(found[0], "utf-8") as fetched:
         assert fetched.path.name == "big.csv"
@@ -107,7 +114,7 @@ def test_throttling_500s_and_resets_are_retried_then_succeed(s3_workspace, store
     s3_workspace.write("a.csv", b"x")
     for kind in ("throttle", "error500", "reset"):
         s3_workspace.proxy.inject(Fault("HEAD", "/a.csv$", kind))
-    assert store.exists(s3_workspace.bucket, s3_workspace.key("data", "a.csv"))
+    assert store.exists(location(s3_workspace, "data"), "a.csv")
     assert events.names.count("s3_retry") == 3
 
 
@@ -115,15 +122,15 @@ def test_retries_run_out_as_a_transient_error(s3_workspace, store):
     s3_workspace.write("a.csv", b"x")
     s3_workspace.proxy.inject(Fault("HEAD", "/a.csv$", "throttle", times=4))
     with pytest.raises(TransientStorageError, match="503"):  # a HEAD answer has no body, so no error code
-        store.exists(s3_workspace.bucket, s3_workspace.key("data", "a.csv"))
+        store.exists(location(s3_workspace, "data"), "a.csv")
 
 
 def test_a_move_never_overwrites_and_an_interrupted_one_is_finished_by_the_delete_alone(s3_workspace, store):
     processed = location(s3_workspace, "processed")
     s3_workspace.s3.put_object(Bucket=s3_workspace.bucket, Key="processed/a.csv", Body=b"older")
     s3_workspace.s3.put_object(Bucket=s3_workspace.bucket, Key="processed/a__2.csv.error.json", Body=b"{}")  # a report holds the name
-    key = s3_workspace.write("a.csv", b"newer")
-    obj = store.head(s3_workspace.bucket, key)[0]
+    s3_workspace.write("a.csv", b"newer")
+    obj = store.head(location(s3_workspace, "data"), "a.csv")[0]
     store.copy(obj, processed, "a__3.csv")  # the state a crash between the copy and the delete leaves
     assert store.move(obj, processed) == "a__3.csv"
     assert s3_workspace.listed("processed") == ["a.csv", "a__2.csv.error.json", "a__3.csv"]
@@ -133,13 +140,13 @@ def test_a_move_never_overwrites_and_an_interrupted_one_is_finished_by_the_delet
 
 
 def test_a_move_copies_conditionally_and_a_replaced_source_is_not_moved(s3_workspace, store):
-    key = s3_workspace.write("a.csv", b"first")
-    obj = store.head(s3_workspace.bucket, key)[0]
+    s3_workspace.write("a.csv", b"first")
+    obj = store.head(location(s3_workspace, "data"), "a.csv")[0]
     assert store.move(obj, location(s3_workspace, "processed")) == "a.csv"
     copy = s3_workspace.s3.head_object(Bucket=s3_workspace.bucket, Key="processed/a.csv")
     assert copy["Metadata"][s3.ORIGIN] == obj.origin
-    key = s3_workspace.write("b.csv", b"first")
-    obj = store.head(s3_workspace.bucket, key)[0]
+    s3_workspace.write("b.csv", b"first")
+    obj = store.head(location(s3_workspace, "data"), "b.csv")[0]
     s3_workspace.write("b.csv", b"second")  # replaced after it was read
     with pytest.raises(FileChanged):
         store.move(obj, location(s3_workspace, "processed"))

@@ -23,6 +23,8 @@ import pyarrow.csv as pacsv
 
 from sensor_etl.core.aggregate import with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
+from sensor_etl.edges import overlaps
+from sensor_etl.edges.overlaps import Overlap
 from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
 
 _FATAL_CLASSES = ("28", "42", "3D", "3F", "0A", "2B")
@@ -78,12 +80,13 @@ def translated() -> Iterator[None]:
 @dataclass(frozen=True)
 class FileMeta:
     inbox: str  # the inbox's location (claims.Claims.inbox): two inboxes may hold the same file names
-    name: str
+    name: str  # the path relative to the inbox
     sha256: str
     size: int
     modified_at: datetime
     started_at: datetime
     worker: str
+    source: str | None = None  # the [[source]] it follows
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,32 @@ class Database:
         rows = self.query("SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
 
+    def find_loaded(self, key: str, archive_path: str) -> list[LedgerEntry]:
+        """The ledger rows a person means by ``key``: a file_id (digits), a file name (its path relative to
+        the inbox), or the path of its archived copy (``archive_path``, resolved by the caller)."""
+        rows = self.query(
+            "SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files"
+            " WHERE file_id = %(id)s OR file_name = %(name)s OR archive_path = %(path)s ORDER BY file_id",
+            {"id": int(key) if key.isdigit() else None, "name": key, "path": archive_path},
+        )
+        return [LedgerEntry(*row) for row in rows]
+
+    def unload(self, file_id: int) -> int | None:
+        """Delete a file's readings, metrics and ledger row in one transaction; the readings deleted, or
+        None when the file is not (or no longer) in the ledger. Its sensors are locked as a load locks
+        them (``overlaps``), so a load deciding its overlaps meanwhile sees the file either whole or gone."""
+        conn = self.connection()
+        with translated(), conn, conn.cursor() as cur:
+            cur.execute("SELECT FROM ingested_files WHERE file_id = %s FOR UPDATE", (file_id,))
+            if cur.rowcount == 0:
+                return None
+            cur.execute("SELECT DISTINCT sensor_id FROM sensor_metrics WHERE file_id = %s", (file_id,))
+            overlaps.lock(cur, [sensor for (sensor,) in cur.fetchall()])
+            cur.execute("DELETE FROM sensor_readings WHERE file_id = %s", (file_id,))
+            readings = cur.rowcount
+            cur.execute("DELETE FROM ingested_files WHERE file_id = %s", (file_id,))  # its metrics go with it (ON DELETE CASCADE)
+            return readings
+
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
         """Correct the recorded destination when the planned name was taken (bookkeeping)."""
         self.query("UPDATE ingested_files SET archive_path = %s WHERE file_id = %s", (archive_path, file_id), durable=False)
@@ -188,9 +217,9 @@ class Database:
         try:
             with translated(), conn, conn.cursor() as cur:
                 cur.execute(
-                    "INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.inbox, meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker),
+                    "INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
+                    (meta.inbox, meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker, meta.source),
                 )
                 row = cur.fetchone()
                 if row is None:
@@ -264,12 +293,33 @@ class Load:
             )
 
     def finish(
-        self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str, preamble: str | None, archive_path: str
+        self,
+        *,
+        rows_loaded: int,
+        rows_rejected: int,
+        sensors: int,
+        date_format: str,
+        preamble: str | None,
+        archive_path: str,
+        overlap: Overlap,
     ) -> None:
         """Counts, and where the file is about to be moved: recorded before the move, in the same commit."""
         self.wait()
         self.cursor.execute(
             "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, preamble = %s,"
-            " archive_path = %s, status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
-            (rows_loaded, rows_rejected, sensors, date_format, preamble, archive_path, rows_rejected, self.file_id),
+            " archive_path = %s, rows_skipped = %s, rows_conflicting = %s, rows_replaced = %s,"
+            " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
+            (
+                rows_loaded,
+                rows_rejected,
+                sensors,
+                date_format,
+                preamble,
+                archive_path,
+                overlap.skipped,
+                overlap.conflicting,
+                overlap.replaced,
+                rows_rejected,
+                self.file_id,
+            ),
         )

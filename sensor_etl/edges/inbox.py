@@ -27,7 +27,10 @@ class Candidate(Protocol):
     """A file or object in the inbox as a scan (or an event) saw it."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """Its path relative to the inbox (``tmy3/x.csv``): the name its claim, ledger row, logs and
+        archived copy go by."""
+        ...
 
     @property
     def size(self) -> int: ...
@@ -109,8 +112,13 @@ class Inbox(Protocol[C]):
         ...
 
     def requeue(self, name: str) -> str | None:
-        """Move the quarantined ``name`` back into the inbox and drop its report; None if there is no
-        such quarantined input file."""
+        """Move the quarantined ``name`` (its path in quarantine) back into the inbox, into the
+        subfolder it came from, and drop its report; None if there is no such quarantined input file."""
+        ...
+
+    def restore(self, archived: str | None, name: str) -> str | None:
+        """Move an archived copy (a ledger row's archive path) back into the inbox as ``name`` (its path
+        in the inbox; ``__2``... if taken); None if the copy is not there."""
         ...
 
 

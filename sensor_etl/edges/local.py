@@ -2,6 +2,8 @@
 
 Everything it does is in ``files`` (scan, settle, hash, moves by hard link) and ``reports``; this
 module only puts it behind the inbox protocol, so the daemon handles folders and object stores alike.
+A file of a subfolder of the inbox (its name ``tmy3/x.csv``) keeps that subfolder in processed/ and
+quarantine/.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sensor_etl.config import Settings
@@ -50,7 +52,7 @@ class FolderInbox:
                 raise ConfigError(variable, str(folder), "a folder, not a file")
 
     def scan(self) -> Listing[files.Candidate]:
-        candidates, skipped = files.scan(self.data)
+        candidates, skipped = files.scan(self.data, exclude=(self.processed, self.quarantine_path))
         ready = self._settle.ready(candidates, time.time_ns())
         return Listing(ready, skipped, settling=len(ready) < len(candidates))
 
@@ -68,25 +70,33 @@ class FolderInbox:
         files.check_unchanged(candidate.path, fp)
 
     def plan(self, name: str) -> str:
-        return str(files.unique_target(self.processed, name, reports.name_taken).resolve())
+        relative = PurePosixPath(name)
+        return str(files.unique_target(self.processed / relative.parent, relative.name, reports.name_taken).resolve())
 
     def holds_copy(self, candidate: files.Candidate, archived: str) -> bool:
         planned = Path(archived)
         return not planned.exists() or files.same_file(candidate.path, planned)
 
     def archive(self, candidate: files.Candidate, *, preferred: str | None = None) -> str:
-        target = files.move_unique(
-            candidate.path, self.processed, taken=reports.name_taken, preferred=Path(preferred) if preferred else None
-        )
+        folder = Path(preferred).parent if preferred else self.processed / PurePosixPath(candidate.name).parent
+        target = files.move_unique(candidate.path, folder, taken=reports.name_taken, preferred=Path(preferred) if preferred else None)
         return str(target.resolve())
 
     def quarantine(self, candidate: files.Candidate, report: Mapping[str, Any]) -> str:
-        return str(reports.quarantine(candidate.path, self.quarantine_path, report))
+        return str(reports.quarantine(candidate.path, self.quarantine_path / PurePosixPath(candidate.name).parent, report))
 
     def requeue(self, name: str) -> str | None:
-        source = self.quarantine_path / name
-        if not files.is_input_name(name) or not source.is_file() or source.is_symlink():
+        relative = PurePosixPath(name)
+        source = self.quarantine_path / relative
+        if not files.is_input_name(relative.name) or not source.is_file() or source.is_symlink():
             return None
-        target = files.move_unique(source, self.data, taken=reports.name_taken)
+        target = files.move_unique(source, self.data / relative.parent, taken=reports.name_taken)
         self.quarantine_folder.remove(reports.report_of(self.quarantine_folder, name))
         return str(target)
+
+    def restore(self, archived: str | None, name: str) -> str | None:
+        source = Path(archived) if archived else None
+        if source is None or not source.is_file() or source.is_symlink():
+            return None
+        folder = self.data / PurePosixPath(name).parent
+        return str(files.move_unique(source, folder, taken=reports.name_taken, preferred=folder / PurePosixPath(name).name))

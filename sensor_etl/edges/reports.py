@@ -51,8 +51,8 @@ class Folder(Protocol):
         """Remove it, if it is there."""
         ...
 
-    def sync(self) -> None:
-        """Make the writes so far durable."""
+    def sync(self, name: str) -> None:
+        """Make the writes so far to names beside ``name`` durable."""
         ...
 
 
@@ -183,8 +183,9 @@ def quarantine(source: Path, folder: Path, report: Mapping[str, Any]) -> Path:
 def write_rejects(source: Path, folder: Folder, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> str:
     """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the
     rejected lines of ``source``, as they were) and then ``<name>.rejects.json`` (every problem of
-    every rejected row) into ``folder``, each whole; returns the CSV's name. A name used by another
-    content gets ``__2``...; the same content (a retry) reuses its own."""
+    every rejected row) into ``folder``, each whole (a file of a subfolder of the inbox, ``name``
+    ``tmy3/x.csv``, into its subfolder); returns the CSV's name. A name used by another content gets
+    ``__2``...; the same content (a retry) reuses its own."""
     base = _rejects_base(folder, name, sha256)
     head = set(range(1, findings.data_line))  # preamble, header, units: the same settings read the rejects file the same way
     target = rejects_csv_name(base)
@@ -203,7 +204,7 @@ def write_rejects(source: Path, folder: Folder, *, name: str, sha256: str, file_
         "rejects_file": target,
     }
     _write_json(folder, base + REJECTS_REPORT, report)
-    folder.sync()
+    folder.sync(target)
     return target
 
 

@@ -3,7 +3,9 @@
 - Locations are ``config.S3Location`` (``s3://bucket/prefix/``). Endpoint, region and credentials
   come the standard AWS way — environment, shared config and credentials files, instance and task
   roles, ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) for an S3-compatible store — through boto3.
-- Listing is paginated and, like a folder's scan, not recursive (``Delimiter="/"``).
+- Listing is paginated and, like a folder's scan, takes the "subfolders" too (an object's name is its
+  key relative to the inbox prefix: ``tmy3/x.csv``), but not hidden or temporary ones, nor the
+  processed and quarantine prefixes when they lie inside the inbox's.
 - An object is read streaming into a private temporary file, hashed and text-checked as it arrives
   (memory: one block), so the reader reads it exactly as it reads a local file. A download cut short
   resumes where it stopped (a ranged GET, conditional on the same ETag).
@@ -31,7 +33,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
@@ -61,17 +63,15 @@ def client() -> S3Client:
 
 @dataclass(frozen=True)
 class S3Object:
-    """An object in a bucket as a listing, a HEAD or an event saw it (``inbox.Candidate``)."""
+    """An object in a bucket as a listing, a HEAD or an event saw it (``inbox.Candidate``); ``name`` is
+    its key relative to the prefix it was found under (``tmy3/x.csv`` in the inbox)."""
 
     bucket: str
     key: str
+    name: str
     size: int
     mtime_ns: int
     etag: str
-
-    @property
-    def name(self) -> str:
-        return self.key.rpartition("/")[2]
 
     @property
     def url(self) -> str:
@@ -103,40 +103,40 @@ class Store:
             raise FatalStorageError(f"bucket {bucket!r} does not exist (or the endpoint is not the one it is in)") from exc
 
     def listing(self, location: S3Location) -> Iterator[S3Object]:
-        """The objects directly under ``location``, page by page (each page's request retried on its own)."""
-        request: ListObjectsV2RequestTypeDef = {
-            "Bucket": location.bucket,
-            "Prefix": location.prefix,
-            "Delimiter": "/",
-            "MaxKeys": self.page_size,
-        }
+        """The objects under ``location`` (all the way down), page by page (each page's request retried on its own)."""
+        request: ListObjectsV2RequestTypeDef = {"Bucket": location.bucket, "Prefix": location.prefix, "MaxKeys": self.page_size}
         while True:
             page = self.call(f"list {location}", lambda: self.s3.list_objects_v2(**request))
             for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):
-                    yield S3Object(location.bucket, item["Key"], item["Size"], _ns(item["LastModified"]), item["ETag"])
+                key = item["Key"]
+                if not key.endswith("/"):  # a "folder" marker some stores keep
+                    yield S3Object(
+                        location.bucket, key, key.removeprefix(location.prefix), item["Size"], _ns(item["LastModified"]), item["ETag"]
+                    )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
             request["ContinuationToken"] = token
 
-    def head(self, bucket: str, key: str) -> tuple[S3Object, Mapping[str, str]] | None:
-        """The object and its metadata, or None when there is no such object."""
+    def head(self, location: S3Location, name: str) -> tuple[S3Object, Mapping[str, str]] | None:
+        """The object ``name`` under ``location`` and its metadata, or None when there is no such object."""
+        key = location.key(name)
         try:
-            found = self.call(f"head s3://{bucket}/{key}", lambda: self.s3.head_object(Bucket=bucket, Key=key))
+            found = self.call(f"head {location.url(name)}", lambda: self.s3.head_object(Bucket=location.bucket, Key=key))
         except FileNotFoundError:
             return None
-        return S3Object(bucket, key, found["ContentLength"], _ns(found["LastModified"]), found["ETag"]), found.get("Metadata", {})
+        obj = S3Object(location.bucket, key, name, found["ContentLength"], _ns(found["LastModified"]), found["ETag"])
+        return obj, found.get("Metadata", {})
 
-    def exists(self, bucket: str, key: str) -> bool:
-        return self.head(bucket, key) is not None
+    def exists(self, location: S3Location, name: str) -> bool:
+        return self.head(location, name) is not None
 
     @contextmanager
     def fetched(self, obj: S3Object, encoding: str) -> Iterator[Fetched]:
         """The object in a private temporary file named like it, fingerprinted while it downloaded;
         removed after the block. ``FileChanged`` if the object is no longer the one ``obj`` describes."""
         with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as folder:
-            path = Path(folder) / obj.name
+            path = Path(folder) / PurePosixPath(obj.name).name
             yield Fetched(path, self.download(obj, path, encoding))
 
     def download(self, obj: S3Object, path: Path, encoding: str) -> files.Fingerprint:
@@ -161,19 +161,21 @@ class Store:
             raise FileChanged(f"{obj.name} has {size} bytes where {obj.size} were listed")
         return hashing.result(size, obj.mtime_ns)
 
-    def read_text(self, bucket: str, key: str) -> str:
+    def read_text(self, location: S3Location, name: str) -> str:
         """A small object (a report) as text."""
-        body = self.call(f"get s3://{bucket}/{key}", lambda: self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        body = self.call(
+            f"get {location.url(name)}", lambda: self.s3.get_object(Bucket=location.bucket, Key=location.key(name))["Body"].read()
+        )
         return body.decode("utf-8")
 
-    def put(self, bucket: str, key: str, body: BinaryIO) -> None:
+    def put(self, location: S3Location, name: str, body: BinaryIO) -> None:
         """Write an object whole from a seekable file (rewound for each attempt)."""
 
         def put() -> None:
             body.seek(0)
-            self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+            self.s3.put_object(Bucket=location.bucket, Key=location.key(name), Body=body)
 
-        self.call(f"put s3://{bucket}/{key}", put)
+        self.call(f"put {location.url(name)}", put)
 
     def delete(self, obj: S3Object) -> None:
         """Delete ``obj`` if it is still that object (``If-Match``; a plain delete where the store has no
@@ -208,12 +210,21 @@ class Store:
         extra = {"Metadata": metadata, "MetadataDirective": "REPLACE", "CopySourceIfMatch": obj.etag}
         self.call(f"copy {obj.url} to {target.url(name)}", lambda: self.s3.copy(source, target.bucket, key, ExtraArgs=extra))
 
-    def move(self, obj: S3Object, target: S3Location, *, preferred: str | None = None, sidecar: files.Sidecar | None = None) -> str:
-        """Copy ``obj`` into ``target`` (``preferred`` first, else its name, else ``__2``...) without
-        overwriting anything, then delete it; returns the name it has there. With ``sidecar``, that
-        is written next to the copy first."""
+    def move(
+        self,
+        obj: S3Object,
+        target: S3Location,
+        *,
+        name: str | None = None,
+        preferred: str | None = None,
+        sidecar: files.Sidecar | None = None,
+    ) -> str:
+        """Copy ``obj`` into ``target`` as ``name`` (default: its own; ``preferred`` first, then that
+        name, then ``__2``...) without overwriting anything, then delete it; returns the name it has
+        there. With ``sidecar``, that is written next to the copy first."""
         folder = Prefix(self, target)
-        name, copied = self._target(obj, folder, preferred)
+        wanted = name or obj.name
+        name, copied = self._target(obj, folder, wanted, preferred)
         while not copied:
             if sidecar is not None:
                 sidecar.write(name)
@@ -223,19 +234,20 @@ class Store:
             except Precondition as exc:
                 if sidecar is not None:
                     sidecar.remove(name)
-                current = self.head(obj.bucket, obj.key)
+                current = self.head(S3Location(obj.bucket), obj.key)
                 if current is None:
                     raise FileNotFoundError(errno.ENOENT, f"{obj.url} is gone") from exc
                 if current[0].etag != obj.etag:
                     raise FileChanged(f"{obj.name} was replaced since it was read") from exc
-                name, copied = self._target(obj, folder, None)  # the name was taken meanwhile: the next free one
+                name, copied = self._target(obj, folder, wanted, None)  # the name was taken meanwhile: the next free one
         self.delete(obj)
         return name
 
-    def _target(self, obj: S3Object, folder: Prefix, preferred: str | None) -> tuple[str, bool]:
-        """(name, already copied): the first name, ``preferred`` first, that is free — or that
-        already holds this very object's copy (a move interrupted between its copy and its delete)."""
-        for name in itertools.chain([preferred] if preferred else [], files.numbered_names(obj.name)):
+    def _target(self, obj: S3Object, folder: Prefix, wanted: str, preferred: str | None) -> tuple[str, bool]:
+        """(name, already copied): the first name, ``preferred`` first, then ``wanted`` and its numbered
+        variants, that is free — or that already holds this very object's copy (a move interrupted
+        between its copy and its delete)."""
+        for name in itertools.chain([preferred] if preferred else [], files.numbered_names(wanted)):
             if not reports.taken(folder, name):
                 return name, False
             if self.origin(folder.location, name) == obj.origin:
@@ -244,7 +256,7 @@ class Store:
 
     def origin(self, location: S3Location, name: str) -> str | None:
         """The origin a moved copy records, if ``name`` is one."""
-        found = self.head(location.bucket, location.key(name))
+        found = self.head(location, name)
         return found[1].get(ORIGIN) if found else None
 
 
@@ -261,11 +273,11 @@ class Prefix:
     location: S3Location
 
     def exists(self, name: str) -> bool:
-        return self.store.exists(self.location.bucket, self.location.key(name))
+        return self.store.exists(self.location, name)
 
     def read_text(self, name: str) -> str | None:
         try:
-            return self.store.read_text(self.location.bucket, self.location.key(name))
+            return self.store.read_text(self.location, name)
         except (FileNotFoundError, UnicodeDecodeError):
             return None
 
@@ -274,7 +286,7 @@ class Prefix:
             text = io.TextIOWrapper(spool, encoding=encoding, newline=newline, write_through=True)
             text.writelines(parts)
             text.detach()
-            self.store.put(self.location.bucket, self.location.key(name), spool)  # type: ignore[arg-type]
+            self.store.put(self.location, name, spool)  # type: ignore[arg-type]
 
     def remove(self, name: str) -> None:
         self.store.call(
@@ -282,7 +294,7 @@ class Prefix:
             lambda: self.store.s3.delete_object(Bucket=self.location.bucket, Key=self.location.key(name)),
         )
 
-    def sync(self) -> None:
+    def sync(self, name: str) -> None:
         pass
 
 
@@ -310,17 +322,28 @@ class S3Inbox:
             self.store.check_bucket(bucket)
 
     def holds(self, key: str) -> bool:
-        """Whether ``key`` is an input object directly in this inbox (an event may name any key)."""
-        rest = key.removeprefix(self.data.prefix)
-        return key.startswith(self.data.prefix) and "/" not in rest and files.is_input_name(rest)
+        """Whether ``key`` is an input object of this inbox (an event may name any key)."""
+        return key.startswith(self.data.prefix) and self._takes(key.removeprefix(self.data.prefix), key)
+
+    def _takes(self, name: str, key: str) -> bool:
+        """An input name (``*.csv``, in no hidden or temporary "folder"), not in the processed or quarantine prefix."""
+        inside = (
+            p.prefix for p in (self.processed, self.quarantine_location) if p.bucket == self.data.bucket and p.prefix != self.data.prefix
+        )
+        folders = PurePosixPath(name).parts[:-1]
+        return (
+            files.is_input_name(PurePosixPath(name).name)
+            and all(map(files.is_scanned_folder, folders))
+            and not any(map(key.startswith, inside))
+        )
 
     def object(self, key: str) -> S3Object | None:
         """The inbox object ``key`` as it is now, or None if it is gone (moved already)."""
-        found = self.store.head(self.data.bucket, key)
+        found = self.store.head(self.data, key.removeprefix(self.data.prefix))
         return found[0] if found else None
 
     def scan(self) -> Listing[S3Object]:
-        ready = [obj for obj in self.store.listing(self.data) if files.is_input_name(obj.name)]
+        ready = [obj for obj in self.store.listing(self.data) if self._takes(obj.name, obj.key)]
         ready.sort(key=lambda obj: (obj.mtime_ns, obj.name))
         return Listing(ready)
 
@@ -339,8 +362,7 @@ class S3Inbox:
         return self.processed.url(next(n for n in files.numbered_names(name) if not reports.taken(Prefix(self.store, self.processed), n)))
 
     def holds_copy(self, candidate: S3Object, archived: str) -> bool:
-        location, name = _split(archived)
-        found = self.store.head(location.bucket, location.key(name))
+        found = self.store.head(*_split(archived))
         return found is None or found[1].get(ORIGIN) == candidate.origin
 
     def archive(self, candidate: S3Object, *, preferred: str | None = None) -> str:
@@ -352,12 +374,16 @@ class S3Inbox:
         return self.quarantine_location.url(self.store.move(candidate, self.quarantine_location, sidecar=sidecar))
 
     def requeue(self, name: str) -> str | None:
-        found = self.store.head(self.quarantine_location.bucket, self.quarantine_location.key(name))
-        if found is None or not files.is_input_name(name):
+        found = self.store.head(self.quarantine_location, name)
+        if found is None or not files.is_input_name(PurePosixPath(name).name):
             return None
         target = self.data.url(self.store.move(found[0], self.data))
         self.quarantine_folder.remove(reports.report_of(self.quarantine_folder, name))
         return target
+
+    def restore(self, archived: str | None, name: str) -> str | None:
+        found = self.store.head(*_split(archived)) if archived and archived.startswith("s3://") else None
+        return self.data.url(self.store.move(found[0], self.data, name=name)) if found else None
 
 
 def _split(url: str) -> tuple[S3Location, str]:
@@ -368,16 +394,16 @@ def _split(url: str) -> tuple[S3Location, str]:
 
 def objects_at(url: str, retrying: Retrier) -> Iterator[tuple[str, Callable[[str], AbstractContextManager[Fetched]]]]:
     """For ``validate``: the object an s3:// URL names, or (a URL ending in ``/``) every input object
-    directly under that prefix; each with how to fetch it (given the ENCODING)."""
+    under that prefix; each with how to fetch it (given the ENCODING)."""
     store = Store(client(), retrying)
     folder, name = _split(url)
     if name:
-        found = store.head(folder.bucket, folder.key(name))
+        found = store.head(folder, name)
         if found is None:
             raise FileNotFoundError(errno.ENOENT, f"no object {url}")
         objects: Iterable[S3Object] = [found[0]]
     else:
-        objects = (obj for obj in store.listing(folder) if files.is_input_name(obj.name))
+        objects = (obj for obj in store.listing(folder) if files.is_input_name(PurePosixPath(obj.name).name))
     for obj in objects:
         yield obj.url, functools.partial(store.fetched, obj)
 

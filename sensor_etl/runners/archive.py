@@ -1,5 +1,6 @@
 """Where a file goes once its fate is decided: the processed location after its commit (or as a
-duplicate), quarantine with its report.
+duplicate), quarantine with its report; a file of a subfolder of the inbox keeps its relative path
+there (``data/tmy3/x.csv`` goes to ``processed/tmy3/x.csv``).
 
 The moves themselves are the inbox's (``inbox.Inbox``: hard links in folders, copy then delete in an
 object store); they never overwrite, and a name that a report still holds counts as taken. A move

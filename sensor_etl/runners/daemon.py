@@ -16,7 +16,9 @@ This is the one place where typed errors become decisions:
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
 - ``Interrupted`` → rolled back, the file waits, the daemon exits.
 
-Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
+Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
+file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
+matches (``sources``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from sensor_etl.runners import retry
 from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.load import FileLoad
+from sensor_etl.sources import Match, Sources
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
@@ -97,9 +100,15 @@ def utcnow() -> datetime:
 
 class Daemon:
     def __init__(
-        self, settings: Settings, database: Database, stop: threading.Event | None = None, inbox: Inbox[Any] | None = None
+        self,
+        settings: Settings,
+        database: Database,
+        stop: threading.Event | None = None,
+        sources: Sources | None = None,
+        inbox: Inbox[Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -204,10 +213,11 @@ class Daemon:
     def _handle_claimed(self, candidate: Candidate) -> Result:
         name = candidate.name
         started = utcnow()
+        match = self.sources.rules_for(name)
         try:
-            with self.inbox.fetch(candidate, self.settings.rules.encoding) as fetched:
+            with self.inbox.fetch(candidate, match.rules.encoding) as fetched:
                 logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
-                return self._decide(candidate, fetched, started)
+                return self._decide(candidate, fetched, match, started)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=name)
             return Result.GONE
@@ -221,10 +231,10 @@ class Daemon:
             self._skip_once(name, f"cannot read: {exc.strerror or exc}")
             return Result.WAITING
 
-    def _decide(self, candidate: Candidate, fetched: Fetched, started: datetime) -> Result:
+    def _decide(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
         name, fp = candidate.name, fetched.fp
         try:
-            return self._retrying_file(name)(self._process, candidate, fetched, started)
+            return self._retrying_file(name)(self._process, candidate, fetched, match, started)
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
             self._skip_once(name, str(exc))
             return Result.WAITING
@@ -259,15 +269,15 @@ class Daemon:
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
 
-    def _process(self, candidate: Candidate, fetched: Fetched, started: datetime) -> Result:
+    def _process(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
         load = FileLoad(
-            self.db, self.claims, self.settings, self.inbox, candidate, fetched, planned=planned, started=started, worker=self.worker
+            self.db, self.claims, self.settings, self.inbox, candidate, fetched, match, planned=planned, started=started, worker=self.worker
         )
         clock = time.perf_counter()
         try:
-            outcome = check_file(fetched.path, self.settings, started, fp=fetched.fp, sink=load, should_stop=self.stop.is_set)
+            outcome = check_file(fetched.path, self.settings, started, match=match, fp=fetched.fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
             return self._archive_known(candidate, fetched.fp)
         seconds = time.perf_counter() - clock
@@ -275,9 +285,13 @@ class Daemon:
             "file_loaded",
             file=name,
             file_id=load.file_id,
-            rows=outcome.loaded,
+            source=match.source,
+            rows=outcome.loaded - load.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects,
+            rows_skipped=load.overlap.skipped,
+            rows_conflicting=load.overlap.conflicting,
+            rows_replaced=load.overlap.replaced,
             sensors=len(outcome.sensors),
             layout=outcome.where or None,
             seconds=round(seconds, 3),

@@ -10,18 +10,22 @@ from typing import Any
 import pyarrow as pa
 
 from sensor_etl.config import Settings
-from sensor_etl.edges import reports
+from sensor_etl.core.rules import Rule
+from sensor_etl.edges import overlaps, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta, Load
 from sensor_etl.edges.inbox import Candidate, Fetched, Inbox
+from sensor_etl.edges.overlaps import Overlap
+from sensor_etl.errors import InvalidFile, Problem
 from sensor_etl.runners.pipeline import Outcome
+from sensor_etl.sources import Match
 
 
 class FileLoad:
     """Rows go by COPY into the file's transaction (``Database.load``: the ledger row first). Just
-    before the commit: the metrics, the counts and the planned archive path, the check that the file
-    did not change, the claim fence, and a partial load's rejects file. After the commit,
-    ``file_id`` and ``rejects`` say what was committed."""
+    before the commit: the metrics, the overlap with other files (ON_OVERLAP), the counts and the
+    planned archive path, the check that the file did not change, the claim fence, and a partial
+    load's rejects file. After the commit, ``file_id``, ``overlap`` and ``rejects`` say what was committed."""
 
     def __init__(
         self,
@@ -31,6 +35,7 @@ class FileLoad:
         inbox: Inbox[Any],
         candidate: Candidate,
         fetched: Fetched,
+        match: Match,
         *,
         planned: str,
         started: datetime,
@@ -38,11 +43,12 @@ class FileLoad:
     ) -> None:
         self.db, self.claims, self.inbox = database, claims, inbox
         self.candidate, self.fetched, self.planned = candidate, fetched, planned
-        self.encoding = settings.rules.encoding
+        self.rules = match.rules
         fp = fetched.fp
         modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
-        self.meta = FileMeta(inbox.location, candidate.name, fp.sha256, fp.size, modified, started, worker)
+        self.meta = FileMeta(inbox.location, candidate.name, fp.sha256, fp.size, modified, started, worker, match.source)
         self.file_id = 0
+        self.overlap = Overlap()
         self.rejects: str | None = None
         self._load: Load | None = None
 
@@ -61,13 +67,15 @@ class FileLoad:
     def complete(self, outcome: Outcome) -> None:
         load = self._open()
         load.write_metrics(outcome.summary())
+        self.overlap = self._resolve_overlap(load, outcome)
         load.finish(
-            rows_loaded=outcome.loaded,
+            rows_loaded=outcome.loaded - self.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
             sensors=len(outcome.sensors),
             date_format=outcome.date_format,
             preamble=outcome.preamble,
             archive_path=self.planned,
+            overlap=self.overlap,
         )
         self.inbox.check_unchanged(self.candidate, self.fetched.fp)
         self.claims.confirm(load.cursor, self.candidate.name)
@@ -81,8 +89,27 @@ class FileLoad:
                 sha256=self.fetched.fp.sha256,
                 file_id=load.file_id,
                 findings=outcome,
-                encoding=self.encoding,
+                encoding=self.rules.encoding,
             )
+
+    def _resolve_overlap(self, load: Load, outcome: Outcome) -> Overlap:
+        """ON_OVERLAP for readings whose sensor and time another file holds. The metrics answer first
+        (cheap); only a file they say overlaps goes to its rows."""
+        if not overlaps.check(load.cursor, load.file_id, outcome.sensors):
+            return Overlap()
+        if self.rules.on_overlap == "skip":
+            return overlaps.skip(load.cursor, load.file_id)
+        if self.rules.on_overlap == "replace":
+            return overlaps.replace(load.cursor, load.file_id)
+        first = overlaps.first_overlap(load.cursor, load.file_id)
+        if first is None:
+            return Overlap()
+        message = (
+            f"{first.readings} reading(s) have a sensor and time already stored from another file (ON_OVERLAP=reject); "
+            f"the first: sensor {first.sensor_id!r} at {first.observed_at.astimezone(UTC).isoformat()}, stored from {first.other_name!r} "
+            f"(file_id {first.other_file}) line {first.other_line}"
+        )
+        raise InvalidFile(Problem(Rule.OVERLAP, message, line=first.line))
 
     def _open(self) -> Load:
         if self._load is None:

@@ -25,6 +25,7 @@ from sensor_etl.ops import logs
 from sensor_etl.runners import retry
 from sensor_etl.runners.daemon import Daemon, Pass
 from sensor_etl.runners.events import handle_objects
+from sensor_etl.sources import Sources
 
 
 class QueueDaemon(Daemon):
@@ -35,10 +36,11 @@ class QueueDaemon(Daemon):
         settings: Settings,
         database: Database,
         stop: threading.Event | None = None,
+        sources: Sources | None = None,
         inbox: Inbox[Any] | None = None,
         queue: Queue | None = None,
     ) -> None:
-        super().__init__(settings, database, stop, inbox)
+        super().__init__(settings, database, stop, sources, inbox)
         if not isinstance(self.inbox, S3Inbox) or not settings.queue_url:
             raise ConfigError("QUEUE_URL", settings.queue_url, "a queue of S3 event notifications for an s3:// DATA_FOLDER")
         self.objects: S3Inbox = self.inbox

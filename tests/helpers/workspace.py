@@ -73,7 +73,9 @@ class Workspace:
         return self.root / "quarantine"
 
     def write(self, name: str, content: str | bytes) -> Path:
+        """``data/name``; a name with folders (``station_a/x.csv``) gets them."""
         path = self.data / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return path
 
@@ -105,16 +107,18 @@ class Workspace:
 
     # -- the places files go, as endstate.assert_exactly_once reads them ---------------------------
     def contents(self, place: str) -> dict[str, bytes]:
-        """Input files in ``place`` (data, processed or quarantine), by name: no reports, no hidden files."""
-        return {p.name: p.read_bytes() for p in getattr(self, place).iterdir() if p.is_file() and endstate.is_input(p.name)}
+        """Input files in ``place`` (data, processed or quarantine) and its subfolders, by their path
+        there: no reports, nothing hidden."""
+        folder = getattr(self, place)
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in endstate.inbox_files(folder)}
 
     def exists(self, place: str, name: str) -> bool:
         return (getattr(self, place) / name).is_file()
 
     def archived(self, archive_path: str) -> bytes:
-        """The content at a ledger row's archive path, which must be in processed/."""
+        """The content at a ledger row's archive path, which must be in processed/ (or a subfolder)."""
         path = Path(archive_path)
-        assert path.parent == self.processed.resolve(), f"{archive_path} is not in {self.processed}"
+        assert self.processed.resolve() in path.parents, f"{archive_path} is not in {self.processed}"
         return path.read_bytes()
 
     def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
@@ -162,11 +166,11 @@ class ObjectWorkspace(Workspace):
         return self.s3.get_object(Bucket=self.bucket, Key=self.key(place, name))["Body"].read()
 
     def listed(self, place: str) -> list[str]:
-        """Every name directly under the place's prefix (reports included), sorted."""
+        """Every name under the place's prefix, as a path relative to it (reports included), sorted."""
         names, token = [], None
         while True:
             extra = {"ContinuationToken": token} if token else {}
-            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefixes[place], Delimiter="/", **extra)
+            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefixes[place], **extra)
             names += [item["Key"].removeprefix(self.prefixes[place]) for item in page.get("Contents", []) if not item["Key"].endswith("/")]
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated"):
@@ -179,9 +183,8 @@ class ObjectWorkspace(Workspace):
         return name in self.listed(place)
 
     def archived(self, archive_path: str) -> bytes:
-        folder, _, name = archive_path.rpartition("/")
-        assert f"{folder}/" == self.url("processed"), f"{archive_path} is not in {self.url('processed')}"
-        return self.read("processed", name)
+        assert archive_path.startswith(self.url("processed")), f"{archive_path} is not in {self.url('processed')}"
+        return self.read("processed", archive_path.removeprefix(self.url("processed")))
 
     def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
         """Block until no input object is left in the inbox prefix."""
