@@ -29,7 +29,7 @@ def handle_objects(daemon: Daemon, inbox: S3Inbox, objects: Iterable[ObjectRef],
     is asked before each object (the Lambda handler: is there time left to load it?)."""
     for ref in objects:
         if ref.bucket != inbox.data.bucket or not inbox.holds(ref.key):
-            logs.info("event_ignored", object=f"s3://{ref.bucket}/{ref.key}", reason=f"not an input object directly in {inbox.location}")
+            logs.info("event_ignored", object=f"s3://{ref.bucket}/{ref.key}", reason=f"not an input object of {inbox.location}")
             continue
         if not may_start():
             logs.warning("object_left", object=f"s3://{ref.bucket}/{ref.key}", reason="too little time left to start it; delivered again")
