@@ -207,6 +207,24 @@ def test_three_shapes_bad_files_and_duplicates_end_exactly_once(s3_workspace, db
     assert_exactly_once(s3_workspace, db, [*good, good[0], BAD, again], quarantined=[BAD])
 
 
+def test_subfolders_keep_their_path_and_unload_requeue_brings_an_object_back(s3_workspace, db):
+    content, bad = sample(3), BAD
+    s3_workspace.write("tmy3/x.csv", content)
+    s3_workspace.write("tmy3/bad.csv", bad)
+    assert s3_workspace.cli("--once").returncode == 0
+    assert s3_workspace.listed("processed") == ["tmy3/x.csv"]
+    assert s3_workspace.listed("quarantine") == ["tmy3/bad.csv", "tmy3/bad.csv.error.json"]
+    assert db.rows("SELECT file_name, archive_path FROM ingested_files") == [("tmy3/x.csv", s3_workspace.url("processed", "tmy3/x.csv"))]
+    unloaded = s3_workspace.cli("unload", "tmy3/x.csv", "--requeue")
+    assert unloaded.returncode == 0, unloaded.stderr
+    assert unloaded.stdout.endswith(f"; requeued as {s3_workspace.url('data', 'tmy3/x.csv')}\n")
+    assert s3_workspace.listed("data") == ["tmy3/x.csv"] and db.value("SELECT count(*) FROM ingested_files") == 0
+    assert s3_workspace.cli("requeue", "tmy3/bad.csv").returncode == 0
+    assert s3_workspace.listed("data") == ["tmy3/bad.csv", "tmy3/x.csv"] and s3_workspace.listed("quarantine") == []
+    assert s3_workspace.cli("--once").returncode == 0
+    assert_exactly_once(s3_workspace, db, [content, bad], quarantined=[bad])
+
+
 def test_the_rejects_of_a_partial_load_go_to_the_quarantine_prefix(s3_workspace, db):
     content = multi_csv(2, 3).encode() + b"2024-01-01T01:00:00Z,sensor-01,999,50,1000\n"
     s3_workspace.write("part.csv", content)
