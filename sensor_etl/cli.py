@@ -1,45 +1,49 @@
 """Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
-``unload`` loaded files."""
+``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
-from sensor_etl.edges import files, inbox, reports
+from sensor_etl.edges import files, inbox, reports, state
 from sensor_etl.edges.db import Database
-from sensor_etl.edges.embedded import EmbeddedPostgres
+from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
 from sensor_etl.errors import DatabaseError, FatalStorageError, InvalidFile, NotTaken, Problem, StorageError, TransientStorageError
 from sensor_etl.ops import logs
-from sensor_etl.runners import pipeline, retry, workers
+from sensor_etl.ops import status as status_view
+from sensor_etl.runners import monitor, pipeline, retry, workers
 from sensor_etl.runners.check import Preview, check_file, internal_problem
 from sensor_etl.sources import Match, Sources, load_sources
 
 
-def _workers(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError("expected an integer from 1 to 64")
-    return value
+def _between(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (no upper bound when None)."""
 
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}")
+        return value
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected an integer of at least 1")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,20 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="process the files in the folder now, then exit (0: all loaded or quarantined; 1: a file could not be processed)",
     )
-    parser.add_argument("--workers", type=_workers, metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    parser.add_argument("--workers", type=_between(1, 64), metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line and no summary table on a terminal (the log is unchanged)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser(
         "validate",
         help="dry run: report what would happen to FILEs (paths, s3://bucket/key, or every input object under s3://bucket/prefix/), "
         "touching neither database nor folders",
     )
-    check.add_argument("--show", type=_positive, metavar="N", help="also print the first N rows as they would be stored")
+    check.add_argument("--show", type=_between(1), metavar="N", help="also print the first N rows as they would be stored")
     check.add_argument("files", nargs="+", metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
     unload = commands.add_parser("unload", help="remove loaded files' readings, metrics and ledger rows (to load them again)")
     unload.add_argument("--requeue", action="store_true", help="also move each file from PROCESSED_FOLDER back to the inbox")
     unload.add_argument("keys", nargs="+", metavar="NAME|FILE_ID", help="a file's name in the ledger (its path in the inbox) or file_id")
+    status = commands.add_parser(
+        "status", help="database, inbox backlog, files being handled, recent loads and quarantines (exit 0: ready, 1: not ready)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    status.add_argument(
+        "--last", type=_between(0, 1000), default=10, metavar="N", help="how many recent loads and quarantines to list (default 10)"
+    )
+    sql = commands.add_parser("sql", help="psql on the daemon's database (the embedded one is started for the session if needed)")
+    sql.add_argument("query", nargs="?", metavar="QUERY", help="run this one query, print its result and exit (else: interactive psql)")
     return parser
 
 
@@ -89,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         return requeue(settings, args.names)
     if args.command == "unload":
         return unload(settings, args.keys, requeue_files=args.requeue)
-    return run(settings, sources, once=args.once)
+    if args.command == "status":
+        return show_status(settings, as_json=args.json, last=args.last)
+    if args.command == "sql":
+        return sql(settings, args.query)
+    return run(settings, sources, once=args.once, show=sys.stderr.isatty() and not args.quiet)
 
 
 def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
@@ -113,7 +131,8 @@ def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings
     return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
 
 
-def run(settings: Settings, sources: Sources, once: bool) -> int:
+def run(settings: Settings, sources: Sources, once: bool, show: bool = False) -> int:
+    """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
     stop = threading.Event()
     workers.stop_on_signals(stop)
     try:
@@ -157,10 +176,14 @@ def run(settings: Settings, sources: Sources, once: bool) -> int:
         sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
     )
     try:
-        if settings.workers > 1:
-            code = workers.supervise(settings, sources, connect, stop, once)
-        else:
-            code = workers.runner(settings, Database(connect), stop, sources).run(once)
+        with monitor.watched(settings, connect, once=once, show=show):
+            if settings.workers > 1:
+                code = workers.supervise(settings, sources, connect, stop, once)
+            else:
+                code = workers.runner(settings, Database(connect), stop, sources).run(once)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        code = 2
     finally:
         if server is not None:
             server.stop()
@@ -337,40 +360,21 @@ def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
     """Remove loaded files' readings, metrics and ledger rows, each in one transaction, so that a file
     loaded with wrong settings can be loaded again; with ``requeue_files`` also move each file from
     PROCESSED_FOLDER back to the inbox (its subfolder and name as it was loaded). A key that is not a
-    loaded file is refused (exit 1). Without a configured server the embedded one is used, started
-    for the command if it is not running (and then stopped again)."""
-    try:
-        with _embedded_or_configured(settings) as connect:
-            database = Database(connect)
-            try:
-                database.apply_schema()
-                codes = [_unload_one(settings, database, key, requeue_files) for key in keys]
-            finally:
-                database.close()
-    except DatabaseError as exc:
-        print(f"sensor-etl: unload: the database is not available: {exc}", file=sys.stderr)
-        return 1
+    loaded file is refused (exit 1). The embedded server is borrowed like for ``status`` (``_database``)."""
+    with _database(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: unload: no database to unload from: {described}", file=sys.stderr)
+            return 1
+        database = Database(connect)
+        try:
+            database.apply_schema()
+            codes = [_unload_one(settings, database, key, requeue_files) for key in keys]
+        except DatabaseError as exc:
+            print(f"sensor-etl: unload: the database is not available: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            database.close()
     return max(codes)
-
-
-@contextmanager
-def _embedded_or_configured(settings: Settings) -> Iterator[Mapping[str, object]]:
-    """Connection arguments for the configured server, or for the embedded one (started like the daemon
-    starts it, and stopped afterwards unless it was running already, for a daemon)."""
-    if not settings.embedded:
-        yield settings.connection_kwargs()
-        return
-    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
-    running = server.is_running()
-    try:
-        dsn = server.start()
-    except (OSError, RuntimeError) as exc:
-        raise DatabaseError(f"the embedded PostgreSQL did not start: {exc}") from exc
-    try:
-        yield {"dsn": dsn}
-    finally:
-        if not running:
-            server.stop()
 
 
 def _unload_one(settings: Settings, database: Database, key: str, requeue_file: bool) -> int:
@@ -405,3 +409,71 @@ def _unload_one(settings: Settings, database: Database, key: str, requeue_file: 
         return 1
     print(f"{done}; requeued as {_printable(target)}")
     return 0
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[tuple[Mapping[str, object] | None, str]]:
+    """The database a command (``unload``, ``status``, ``sql``) works on: (connection arguments, which
+    server), or (None, why there is none).
+
+    The embedded server is borrowed: started for the command if it is not running, and left as found."""
+    if not settings.embedded:
+        yield (
+            settings.connection_kwargs(),
+            redact(settings.database_url) if settings.database_url else f"{settings.db_host}:{settings.db_port}",
+        )
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    described = f"embedded ({server.pgdata})"
+    if not server.initialised:
+        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
+        return
+    with ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(server.borrowed())
+        except (OSError, RuntimeError) as exc:
+            yield None, f"{described}: cannot be started: {exc}"
+            return
+        yield {"dsn": dsn}, described
+
+
+def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
+    """Print the daemon's state (``ops.status``); exit 0 when it can work, 1 when something stops it."""
+    with _database(settings) as (connect, described):
+        report = state.report(settings, Database(connect, "sensor-etl-status") if connect is not None else None, described, last)
+    print(status_view.to_json(report) if as_json else status_view.render(report))
+    return 0 if report.ready else 1
+
+
+def sql(settings: Settings, query: str | None) -> int:
+    """psql on the daemon's database: ``query`` printed, or an interactive session on this terminal."""
+    with _database(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: no database to open: {described}", file=sys.stderr)
+            return 1
+        conninfo, password = _conninfo(connect)
+        command = [_psql(settings), conninfo]
+        if query is not None:
+            command += ["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-c", query]
+        env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to psql: it cancels the query
+        try:
+            code = subprocess.run(command, env=env).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return 0 if code == 0 else 1
+
+
+def _psql(settings: Settings) -> str:
+    """The embedded wheel's psql, or for a configured server the one on PATH if there is one."""
+    found = None if settings.embedded else shutil.which("psql")
+    return found or str(POSTGRES_BIN_PATH / "psql")
+
+
+def _conninfo(connect: Mapping[str, object]) -> tuple[str, str]:
+    """psql's connection string for psycopg2's arguments, and the password apart (it goes in PGPASSWORD, not on a command line)."""
+    params = {k: str(v) for k, v in connect.items() if v is not None and k != "dsn"}
+    if "dsn" in connect:
+        params = {**parse_dsn(str(connect["dsn"])), **params}
+    password = params.pop("password", "")
+    return make_dsn(**params), password

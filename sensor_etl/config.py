@@ -178,6 +178,8 @@ class Settings:
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
     log_level: str = "INFO"  # LOG_LEVEL
     log_format: str = "text"  # LOG_FORMAT
+    metrics_port: int | None = None  # METRICS_PORT; None = no endpoint
+    metrics_address: str = "127.0.0.1"  # METRICS_ADDRESS
     rules: Rules = field(default_factory=Rules)
 
     @property
@@ -389,6 +391,7 @@ class Group(StrEnum):
     RETRIES = "Retries"
     RULES = "Validation rules"
     LOGGING = "Logging"
+    MONITORING = "Metrics and health"
 
 
 @dataclass(frozen=True)
@@ -408,7 +411,7 @@ class Setting:
 
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
-_SOURCES = Group.SOURCES
+_SOURCES, _MONITORING = Group.SOURCES, Group.MONITORING
 _OBJECTS = Group.OBJECTS
 
 SETTINGS: tuple[Setting, ...] = (
@@ -764,6 +767,24 @@ SETTINGS: tuple[Setting, ...] = (
         "text",
         "Log line format: text is key=value pairs, json one object per line.",
         _LOGGING,
+    ),
+    # --- Metrics and health
+    Setting(
+        "METRICS_PORT",
+        "metrics_port",
+        integer(0, 65535),
+        "",
+        "TCP port of the HTTP endpoint serving Prometheus metrics (/metrics) and health checks (/healthz, /readyz); "
+        "unset: no endpoint. 0 picks a free port, logged as metrics_listening.",
+        _MONITORING,
+    ),
+    Setting(
+        "METRICS_ADDRESS",
+        "metrics_address",
+        text("an IP address or host name to listen on, e.g. 0.0.0.0 for every interface"),
+        "127.0.0.1",
+        "Address the metrics endpoint listens on (the local host only by default).",
+        _MONITORING,
     ),
 )
 VARIABLES = tuple(setting.variable for setting in SETTINGS)

@@ -201,14 +201,10 @@ def test_database_outage_mid_run_loses_and_doubles_nothing(workspace: Workspace,
 
 @pytest.mark.slow
 def test_sigterm_stops_cleanly(workspace: Workspace) -> None:
-    daemon = subprocess.Popen(
-        [sys.executable, str(REPO / "etl_pipeline.py")], cwd=workspace.root, env=workspace.env, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(1.5)
-    daemon.send_signal(signal.SIGTERM)
-    _, stderr = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0
-    assert "stop_requested signal=SIGTERM" in stderr and "daemon_stopped exit_code=0" in stderr
+    daemon = workspace.start()
+    daemon.wait_for("daemon_started")  # logged after the signal handlers are installed: no race with a slow start-up
+    assert daemon.stop() == 0
+    assert "stop_requested signal=SIGTERM" in daemon.log and "daemon_stopped exit_code=0" in daemon.log
 
 
 @pytest.mark.slow

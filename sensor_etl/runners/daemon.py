@@ -147,6 +147,7 @@ class Daemon:
                 except FatalStorageError as exc:
                     logs.error("storage_refused", inbox=self.inbox.location, error=exc)
                     return 1
+                logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
                 if once:
                     if left.settled:
                         return 0

@@ -21,6 +21,7 @@ from typing import Any
 from sensor_etl.config import Settings
 from sensor_etl.edges.db import Database
 from sensor_etl.ops import logs
+from sensor_etl.runners import monitor
 from sensor_etl.runners.daemon import Daemon
 from sensor_etl.sources import Sources
 
@@ -90,6 +91,7 @@ def _cause(exit_code: int) -> str:
 def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once: bool) -> None:
     """A worker process: the single-process daemon, which also stops when its supervisor dies."""
     logs.configure(settings.log_level, settings.log_format)
+    monitor.record_in_worker()
     stop = threading.Event()
     stop_on_signals(stop)
     parent = multiprocessing.parent_process()
