@@ -441,3 +441,24 @@ def test_no_download_is_left_behind_by_a_killed_worker(tmp_path, monkeypatch):
     (tmp_path / f"{s3.TEMP_PREFIX}{os.getpid()}-def").mkdir()  # ours: alive
     s3.remove_stale_downloads()
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{s3.TEMP_PREFIX}{os.getpid()}-def"]
+
+
+def test_status_and_readiness_read_an_s3_inbox_and_quarantine(s3_workspace, db, monkeypatch):
+    from sensor_etl.edges import state
+    from sensor_etl.edges.db import Database
+
+    s3_workspace.write("bad.csv", BAD)
+    assert s3_workspace.cli("--once").returncode == 0  # quarantined with its report
+    s3_workspace.write("tmy3/waiting.csv", sample(1))
+    for variable, value in s3_workspace.env.items():
+        monkeypatch.setenv(variable, value)
+    settings = settings_from(s3_workspace.env)
+    waiting = state.backlog(settings)
+    assert (waiting.files, waiting.oldest) == (1, "tmy3/waiting.csv")
+    assert state.usage(settings.quarantine_folder).files == 1
+    items, rejects = state.quarantined(settings.quarantine_folder)
+    assert [(q.file, q.rule) for q in items] == [("bad.csv", "out_of_range")] and rejects == 0
+    database = Database({"dsn": db.dsn})
+    assert state.readiness(database, settings.data_folder, (settings.processed_folder, settings.quarantine_folder)) == {}
+    missing = S3Location("no-such-bucket-here", "in/")
+    assert "cannot be reached" in state.readiness(database, missing, ())["inbox"]
