@@ -23,16 +23,25 @@ import pyarrow as pa
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
-from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files, reports, state
+from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
+from sensor_etl.edges import files, inbox, reports, state
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
-from sensor_etl.errors import DatabaseError, FatalDatabaseError, InvalidFile, NotTaken, Problem, TransientDatabaseError
+from sensor_etl.errors import (
+    DatabaseError,
+    FatalDatabaseError,
+    FatalStorageError,
+    InvalidFile,
+    NotTaken,
+    Problem,
+    StorageError,
+    TransientDatabaseError,
+    TransientStorageError,
+)
 from sensor_etl.ops import logs
 from sensor_etl.ops import status as status_view
-from sensor_etl.runners import monitor, pipeline, retention, spark, workers
+from sensor_etl.runners import monitor, pipeline, retention, retry, spark, workers
 from sensor_etl.runners.check import Preview, check_file, internal_problem
-from sensor_etl.runners.daemon import Daemon
 from sensor_etl.sources import Match, Sources, load_sources
 
 
@@ -65,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_between(1, 64), metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no summary table on a terminal (the log is unchanged)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
+    check = commands.add_parser(
+        "validate",
+        help="dry run: report what would happen to FILEs (paths, s3://bucket/key, or every input object under s3://bucket/prefix/), "
+        "touching neither database nor folders",
+    )
     check.add_argument("--show", type=_between(1), metavar="N", help="also print the first N rows as they would be stored")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("files", nargs="+", metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
     unload = commands.add_parser("unload", help="remove loaded files' readings, metrics and ledger rows (to load them again)")
@@ -133,18 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     return run(settings, sources, once=args.once, show=sys.stderr.isatty() and not args.quiet)
 
 
-def _prepare_folders(settings: Settings, *, inbox: bool = True) -> None:
-    for variable, folder in (
-        *((("DATA_FOLDER", settings.data_folder),) if inbox else ()),
-        ("PROCESSED_FOLDER", settings.processed_folder),
-        ("QUARANTINE_FOLDER", settings.quarantine_folder),
-    ):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(variable, str(folder), f"a folder that exists or can be created ({exc.strerror})") from exc
-        if not folder.is_dir():
-            raise ConfigError(variable, str(folder), "a folder, not a file")
+def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
+    """The inbox of DATA_FOLDER, with its folders created or its buckets checked (raises
+    ``ConfigError``, ``FatalStorageError``)."""
+    opened = inbox.open_inbox(settings, retry.storage_retrier(settings, stop))
+    opened.prepare()
+    return opened
+
+
+def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings:
+    """DATABASE_URL read from DATABASE_URL_SECRET, when that is set (``edges.secrets``: the s3 extra)."""
+    if not settings.database_url_secret:
+        return settings
+    try:
+        from sensor_etl.edges import secrets
+    except ImportError as exc:
+        raise ConfigError(
+            "DATABASE_URL_SECRET", settings.database_url_secret, "no secret unless the s3 extra is installed: pip install 'sensor-etl[s3]'"
+        ) from exc
+    return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
 
 
 @contextmanager
@@ -192,13 +212,20 @@ def _owned(server: EmbeddedPostgres) -> Iterator[str]:
 
 def run(settings: Settings, sources: Sources, once: bool, show: bool = False) -> int:
     """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
+    stop = threading.Event()
+    workers.stop_on_signals(stop)
     try:
-        _prepare_folders(settings)
+        _open_inbox(settings, stop)
+        settings = _with_database_secret(settings, stop)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    workers.stop_on_signals(stop)
+    except FatalStorageError as exc:
+        logs.error("storage_refused", inbox=settings.data_folder, error=exc)
+        return 1
+    except TransientStorageError as exc:
+        logs.error("secret_unreadable", secret=settings.database_url_secret, error=exc)
+        return 1
     with database_server(settings, own=True) as (connect, described):
         if connect is None:
             return 1  # logged: embedded_postgres_failed
@@ -216,7 +243,7 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
                 if settings.workers > 1:
                     code = workers.supervise(settings, sources, connect, stop, once)
                 else:
-                    code = Daemon(settings, Database(connect), stop, sources).run(once)
+                    code = workers.runner(settings, Database(connect), stop, sources).run(once)
         except ConfigError as exc:
             print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
             code = 2
@@ -235,7 +262,7 @@ def run_spark(
                 raise ConfigError("INPUT", str(folder), "a folder (s3:// prefixes come with the S3 inbox)")
         if settings.embedded and master and not spark.local_master(master):
             raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
-        _prepare_folders(settings, inbox=False)
+        spark.inboxes(settings, inputs)  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
         spark.require()
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
@@ -315,32 +342,63 @@ def drop_old_months(settings: Settings, months: int, *, dry_run: bool) -> int:
     return 0
 
 
-def validate_files(settings: Settings, sources: Sources, paths: list[Path], show: int | None = None) -> int:
+def validate_files(settings: Settings, sources: Sources, targets: list[str], show: int | None = None) -> int:
     """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
 
     Same checks as the daemon, in the same order, under the settings of the source the file matches,
     without the database (so a content already loaded is not recognised as a duplicate, nor an overlap
-    with other files) and without moving or writing anything. With sources (or ``show``) each verdict
-    names the source; ``show`` prints the first rows as they would be stored."""
+    with other files) and without moving or writing anything. An s3:// target is an object, or (a
+    URL ending in ``/``) every input object under that prefix, each read into a temporary file as the
+    daemon reads it. With sources (or ``show``) each verdict names the source; ``show`` prints the
+    first rows as they would be stored."""
     all_good = True
     now = datetime.now(UTC)
-    for path in paths:
-        shown = _printable(str(path))
-        relative = _in_folder(settings.data_folder, path)
-        match = sources.rules_for(relative or path.as_posix())
-        preview = Preview(show) if show else None
-        verdict, problems, more = _dry_run(settings, path, relative or path.name, match, now, preview)
-        all_good &= verdict.startswith("would LOAD")
-        source = f" [source: {match.source or 'none'}]" if sources.sources or show else ""
-        print(f"{shown}: {verdict}{source}")
-        if preview is not None and (table := preview.table()) is not None:
-            for line in _rows_text(table):
-                print("    " + line)
-        for error in problems:
-            print("  " + _describe(shown, error))
-        if more:
-            print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
+    for target in targets:
+        for shown, path, name, match, fp in _checked(settings, sources, target):
+            preview = Preview(show) if show else None
+            verdict, problems, more = _dry_run(settings, path, name, match, now, preview, fp) if path else (name, [], 0)
+            all_good &= verdict.startswith("would LOAD")
+            source = f" [source: {match.source or 'none'}]" if path and (sources.sources or show) else ""
+            print(f"{shown}: {verdict}{source}")
+            if preview is not None and (table := preview.table()) is not None:
+                for line in _rows_text(table):
+                    print("    " + line)
+            for error in problems:
+                print("  " + _describe(shown, error))
+            if more:
+                print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
     return 0 if all_good else 1
+
+
+Checked = tuple[str, Path | None, str, Match, files.Fingerprint | None]
+
+
+def _checked(settings: Settings, sources: Sources, target: str) -> Iterator[Checked]:
+    """(the file as shown, a local file to check, the name the daemon would know it by — its path in
+    the inbox —, the source it matches, its fingerprint if taken) for a path, an object, or each
+    object under a prefix; for what cannot be read, no file and the verdict in place of the name."""
+    if not target.lower().startswith("s3://"):
+        path = Path(target)
+        relative = _in_folder(settings.data_folder, path) if isinstance(settings.data_folder, Path) else None
+        yield _printable(target), path, relative or path.name, sources.rules_for(relative or path.as_posix()), None
+        return
+    unread = Match(None, settings.rules)
+    try:
+        for url, fetch in inbox.objects_at(target, retry.storage_retrier(settings, threading.Event())):
+            inbox_url = settings.data_folder.url() if isinstance(settings.data_folder, S3Location) else None
+            name = url.removeprefix(inbox_url) if inbox_url and url.startswith(inbox_url) else url.rpartition("/")[2]
+            match = sources.rules_for(name)
+            try:
+                with fetch(match.rules.encoding) as fetched:
+                    yield _printable(url), fetched.path, name, match, fetched.fp
+            except (OSError, StorageError) as exc:
+                yield _printable(url), None, f"cannot be read: {_reason(exc)}", unread, None
+    except (OSError, StorageError, ConfigError) as exc:
+        yield _printable(target), None, f"cannot be read: {_reason(exc)}", unread, None
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
 def _in_folder(folder: Path, path: Path) -> str | None:
@@ -350,14 +408,14 @@ def _in_folder(folder: Path, path: Path) -> str | None:
 
 
 def _dry_run(
-    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None
+    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None, fp: files.Fingerprint | None = None
 ) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are); ``name`` is the name the
-    daemon would know the file by (its path in the inbox)."""
+    daemon would know the file by (its path in the inbox); ``fp``, its fingerprint if already taken."""
     if not all(files.is_scanned_folder(folder) for folder in PurePosixPath(name).parts[:-1]):
         return "would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox", [], 0
     try:
-        outcome = check_file(path, settings, now, match=match, sink=preview)
+        outcome = check_file(path, settings, now, match=match, fp=fp, sink=preview)
     except NotTaken as exc:
         return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
@@ -372,9 +430,13 @@ def _dry_run(
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = reports.rejects_csv_path(settings.quarantine_folder / name)
+    rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(name))
     verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={match.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
+
+
+def _within(location: Location, name: str) -> str:
+    return location.url(name) if isinstance(location, S3Location) else str(location / name)
 
 
 def _rows_text(table: pa.Table) -> list[str]:
@@ -408,24 +470,29 @@ def requeue(settings: Settings, names: list[str]) -> int:
     """Move quarantined files back to DATA_FOLDER (into the subfolder they came from) and drop their reports.
 
     NAME is a path in QUARANTINE_FOLDER (``tmy3/x.csv``), or a path to a file there as typed from the
-    current folder (``quarantine/tmy3/x.csv``). A quarantined file loses its ``.error.json``; a
-    rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new input and loses its ``.rejects.json``."""
+    current folder (``quarantine/tmy3/x.csv``; for an s3:// quarantine, its URL). A quarantined file
+    loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new
+    input and loses its ``.rejects.json``."""
+    try:
+        opened = _open_inbox(settings, threading.Event())
+    except (ConfigError, FatalStorageError) as exc:
+        print(f"sensor-etl: cannot requeue: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     code = 0
     for name in names:
-        relative = PurePosixPath(_quarantined(settings.quarantine_folder, name) or ".")
-        source = settings.quarantine_folder / relative
-        if not files.is_input_name(source.name) or not source.is_file() or source.is_symlink():
-            print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
-            code = 1
-            continue
+        quarantine = settings.quarantine_folder
+        relative = _quarantined(quarantine, name) if isinstance(quarantine, Path) else name.removeprefix(quarantine.url())
         try:
-            target = files.move_unique(source, settings.data_folder / relative.parent, taken=reports.name_taken)
-        except OSError as exc:
-            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
+            target = opened.requeue(relative) if relative else None
+        except (OSError, StorageError) as exc:
+            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
             code = 1
             continue
-        reports.report_of(source).unlink(missing_ok=True)
-        print(f"{_printable(name)}: requeued as {_printable(str(target))}")
+        if target is None:
+            print(f"{_printable(name)}: no quarantined *.csv file of that name in {quarantine}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{_printable(name)}: requeued as {_printable(target)}")
     return code
 
 
@@ -477,20 +544,20 @@ def _unload_one(settings: Settings, database: Database, key: str, requeue_file: 
     if not requeue_file:
         print(done)
         return 0
-    archived = Path(entry.archive_path) if entry.archive_path else None
-    if archived is None or not archived.is_file() or archived.is_symlink():
-        print(f"{done}; not requeued: its archived copy {archived} is not there", file=sys.stderr)
-        return 1
     relative = PurePosixPath(entry.file_name)
     if relative.is_absolute() or ".." in relative.parts:  # not a name a scan gives: keep the file name only
         relative = PurePosixPath(relative.name)
-    folder = settings.data_folder / relative.parent
     try:
-        target = files.move_unique(archived, folder, taken=reports.name_taken, preferred=folder / relative.name)
-    except OSError as exc:
-        print(f"{done}; not requeued: cannot move {archived} to {folder}: {exc.strerror or exc}", file=sys.stderr)
+        target = inbox.open_inbox(settings, retry.storage_retrier(settings, threading.Event())).restore(
+            entry.archive_path, relative.as_posix()
+        )
+    except (OSError, StorageError, ConfigError) as exc:
+        print(f"{done}; not requeued: cannot move {entry.archive_path} to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
         return 1
-    print(f"{done}; requeued as {_printable(str(target))}")
+    if target is None:
+        print(f"{done}; not requeued: its archived copy {entry.archive_path} is not there", file=sys.stderr)
+        return 1
+    print(f"{done}; requeued as {_printable(target)}")
     return 0
 
 

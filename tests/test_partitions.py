@@ -118,7 +118,7 @@ def test_concurrent_loads_that_need_the_same_new_month_wait_for_each_other_and_b
 
     def meta(name: str) -> FileMeta:
         now = datetime.now(UTC)
-        return FileMeta(name, name[0] * 64, 1, now, now, "test")
+        return FileMeta("/inbox", name, name[0] * 64, 1, now, now, "test")
 
     first, second = Database({"dsn": db.dsn}), Database({"dsn": db.dsn})
     second_done = threading.Event()

@@ -82,6 +82,7 @@ def translated() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileMeta:
+    inbox: str  # the inbox's location (claims.Claims.inbox): two inboxes may hold the same file names
     name: str  # the path relative to the inbox
     sha256: str
     size: int
@@ -94,6 +95,7 @@ class FileMeta:
 @dataclass(frozen=True)
 class LedgerEntry:
     file_id: int
+    inbox: str | None  # None on rows loaded before the inbox was recorded
     file_name: str
     archive_path: str | None
     rows_loaded: int
@@ -176,14 +178,14 @@ class Database:
             return False
 
     def lookup(self, sha256: str) -> LedgerEntry | None:
-        rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
+        rows = self.query("SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
 
     def find_loaded(self, key: str, archive_path: str) -> list[LedgerEntry]:
         """The ledger rows a person means by ``key``: a file_id (digits), a file name (its path relative to
         the inbox), or the path of its archived copy (``archive_path``, resolved by the caller)."""
         rows = self.query(
-            "SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files"
+            "SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files"
             " WHERE file_id = %(id)s OR file_name = %(name)s OR archive_path = %(path)s ORDER BY file_id",
             {"id": int(key) if key.isdigit() else None, "name": key, "path": archive_path},
         )
@@ -255,9 +257,9 @@ class Database:
             conn = self.connection()
             with translated(), conn, conn.cursor() as cur:
                 cur.execute(
-                    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker, source)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker, meta.source),
+                    "INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
+                    (meta.inbox, meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker, meta.source),
                 )
                 row = cur.fetchone()
                 if row is None:

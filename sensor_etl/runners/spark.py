@@ -1,5 +1,7 @@
 """Backlogs on Apache Spark: the driver lists the input folders, Spark's tasks run the daemon's own
-per-file path (``Daemon.handle``: claim, fingerprint, ledger, ``check_file``, one transaction, archive).
+per-file path (``Daemon.handle``: claim, fingerprint, ledger, ``check_file``, one transaction, archive),
+each input folder as a local inbox (``edges.local.FolderInbox``) that archives to PROCESSED_FOLDER and
+QUARANTINE_FOLDER, its claims keyed by that folder like a daemon's by its DATA_FOLDER.
 
 Spark schedules the tasks, retries a failed one, spreads them over a cluster and shows them in its UI
 and event log; the exactly-once promise stays where it is for the daemon. A retried task, a killed
@@ -23,14 +25,16 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sensor_etl.config import Settings
+from sensor_etl.config import ConfigError, Settings
 from sensor_etl.core.balance import balance
 from sensor_etl.edges import files
 from sensor_etl.edges.db import Database
+from sensor_etl.edges.local import FolderInbox
 from sensor_etl.errors import FatalDatabaseError
 from sensor_etl.ops import logs
 from sensor_etl.runners.daemon import ONCE_ROUNDS, Daemon, Pass, Result
@@ -43,6 +47,8 @@ TASKS_PER_CORE = 4  # more tasks than cores: a slow task does not hold the other
 TASK_ATTEMPTS = 4  # spark.task.maxFailures' default, which local masters ignore unless written local[N,F]
 _LOCAL = re.compile(r"^local(?:\[(\*|\d+)(,\d+)?\])?$")
 FINAL = (Result.LOADED, Result.DUPLICATE, Result.QUARANTINED, Result.GONE)
+
+Item = tuple[Path, files.Candidate]  # a file and the input folder it is named relative to
 
 
 class SparkUnavailable(Exception):
@@ -131,21 +137,40 @@ def session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
     return SparkSession.builder.config(conf=spark_conf).getOrCreate()
 
 
+def inboxes(settings: Settings, inputs: Sequence[Path]) -> dict[Path, FolderInbox]:
+    """Each input folder as a local inbox archiving to PROCESSED_FOLDER and QUARANTINE_FOLDER (created
+    here); raises ``ConfigError`` when they are not local folders."""
+    processed, quarantine = settings.processed_folder, settings.quarantine_folder
+    for variable, folder in (("PROCESSED_FOLDER", processed), ("QUARANTINE_FOLDER", quarantine)):
+        if not isinstance(folder, Path):
+            raise ConfigError(variable, str(folder), "a local folder for the spark command (s3:// locations come with the S3 inbox)")
+    assert isinstance(processed, Path) and isinstance(quarantine, Path)  # narrowed above, for mypy
+    found = {folder: FolderInbox(folder, processed, quarantine, settings.file_settle_seconds) for folder in inputs}
+    for inbox in found.values():
+        inbox.prepare()
+    return found
+
+
 # -- the tasks ------------------------------------------------------------------------------------
-def run_task(settings: Settings, sources: Sources, connect: Mapping[str, Any], groups: Iterable[list[files.Candidate]]) -> Iterator[Tally]:
-    """One Spark task: the daemon's per-file handling of each file of its group(s), under claims kept
-    alive by a heartbeat like a daemon's, and under each file's source settings (SOURCES_FILE, read
-    once by the driver). Runs in a Python worker of an executor."""
+def run_task(settings: Settings, sources: Sources, connect: Mapping[str, Any], groups: Iterable[list[Item]]) -> Iterator[Tally]:
+    """One Spark task: the daemon's per-file handling of each file of its group(s), one daemon per input
+    folder (its inbox), under claims kept alive by a heartbeat like a daemon's, and under each file's
+    source settings (SOURCES_FILE, read once by the driver). Runs in a Python worker of an executor."""
     logs.configure(settings.log_level, settings.log_format)
     database = Database(connect, application_name="sensor-etl-spark")
-    daemon = Daemon(settings, database, sources=sources)
+    daemons: dict[Path, Daemon] = {}
     tally, paused = Tally(), False
     try:
-        with daemon.claims.heartbeat(database.another("sensor-etl-heartbeat")):
-            for candidate in (c for group in groups for c in group):
+        with ExitStack() as beating:
+            for folder, candidate in (item for group in groups for item in group):
                 if tally.refused or paused:  # the rest waits for the driver's next round, as in the daemon's scan
                     tally.files[Result.WAITING.value] += 1
                     continue
+                daemon = daemons.get(folder)
+                if daemon is None:
+                    inbox = inboxes(settings, [folder])[folder]
+                    daemon = daemons[folder] = Daemon(settings, database, sources=sources, inbox=inbox)
+                    beating.enter_context(daemon.claims.heartbeat(database.another("sensor-etl-heartbeat")))
                 try:
                     result = daemon.handle(candidate)
                 except FatalDatabaseError as exc:
@@ -157,15 +182,15 @@ def run_task(settings: Settings, sources: Sources, connect: Mapping[str, Any], g
                     paused = True
     finally:
         database.close()
-    tally.rows = daemon.rows_loaded
+    tally.rows = sum(daemon.rows_loaded for daemon in daemons.values())
     yield tally
 
 
 def run_round(
-    spark: SparkSession, settings: Settings, sources: Sources, connect: Mapping[str, Any], ready: Sequence[files.Candidate], tasks: int
+    spark: SparkSession, settings: Settings, sources: Sources, connect: Mapping[str, Any], ready: Sequence[Item], tasks: int
 ) -> Tally:
     """One Spark job over ``ready``: groups of nearly equal size, one group per task, heaviest first."""
-    groups = [[ready[i] for i in members] for members in balance([c.size for c in ready], tasks)]
+    groups = [[ready[i] for i in members] for members in balance([candidate.size for _, candidate in ready], tasks)]
     context = spark.sparkContext
     context.setJobDescription(f"sensor-etl: {len(ready)} file(s) in {len(groups)} task(s)")
     rdd = context.parallelize(groups, len(groups))  # one group per partition: parallelize slices a list evenly
@@ -190,7 +215,10 @@ def run_job(
     wait (at most ONCE_ROUNDS listings for files still being written or deferred). Raises
     TransientDatabaseError / FatalDatabaseError when the database cannot be reached at the start."""
     started = time.perf_counter()
-    driver = Daemon(settings, Database(connect, application_name="sensor-etl-spark-driver"), sources=sources)
+    boxes = inboxes(settings, inputs)
+    driver = Daemon(
+        settings, Database(connect, application_name="sensor-etl-spark-driver"), sources=sources, inbox=next(iter(boxes.values()), None)
+    )
     try:
         driver.connect(settings.retry_attempts)
     finally:
@@ -199,8 +227,9 @@ def run_job(
     settle = files.Settle(settings.file_settle_seconds)
     done, rounds = Tally(), 0
     while True:
-        candidates = _listing(driver, inputs)
-        ready = settle.ready(candidates, time.time_ns())
+        candidates = _listing(driver, boxes)
+        settled = set(settle.ready([candidate for _, candidate in candidates], time.time_ns()))
+        ready = [item for item in candidates if item[1] in settled]
         tally = run_round(spark, settings, driver.sources, connect, ready, tasks) if ready else Tally()
         done += Tally(Counter({r.value: tally.count(r) for r in FINAL}), tally.rows, tally.refused)
         waiting = len(candidates) - len(ready) + tally.count(Result.WAITING)
@@ -214,14 +243,13 @@ def run_job(
     return Summary(done, waiting, tally.count(Result.BUSY), time.perf_counter() - started)
 
 
-def _listing(driver: Daemon, inputs: Sequence[Path]) -> list[files.Candidate]:
+def _listing(driver: Daemon, inboxes: Mapping[Path, FolderInbox]) -> list[Item]:
     """The input files of every folder and its subfolders (named relative to their folder, as the
     daemon names them relative to the inbox), oldest first; processed/ and quarantine/ kept inside a
     folder are left out, links are logged once and left."""
-    found: list[files.Candidate] = []
-    exclude = (driver.settings.processed_folder, driver.settings.quarantine_folder)
-    for folder in inputs:
-        candidates, skipped = files.scan(folder, exclude=exclude)
-        driver.report_skips(skipped)
-        found += candidates
-    return sorted(found, key=lambda c: (c.mtime_ns, str(c.path)))
+    found: list[Item] = []
+    for folder, inbox in inboxes.items():
+        candidates, skipped = files.scan(folder, exclude=(inbox.processed, inbox.quarantine_path))
+        driver.report_skips((item.name, item.reason) for item in skipped)
+        found += ((folder, candidate) for candidate in candidates)
+    return sorted(found, key=lambda item: (item[1].mtime_ns, str(item[1].path)))
