@@ -23,7 +23,7 @@ import pyarrow as pa
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
-from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
+from sensor_etl.config import LOCATION, ConfigError, Location, S3Location, Settings, load_settings, redact
 from sensor_etl.edges import files, inbox, reports, state
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
@@ -100,15 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--dry-run", action="store_true", help="list the months that would be dropped, drop nothing")
     backlog = commands.add_parser(
         "spark",
-        help="load the files of INPUT folders on Apache Spark (a backlog), each exactly once, then exit (exit codes as --once)",
+        help="load the files of INPUT folders or s3:// prefixes on Apache Spark (a backlog), each exactly once, then exit "
+        "(exit codes as --once)",
     )
-    backlog.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="a folder of input files (instead of DATA_FOLDER)")
+    backlog.add_argument(
+        "inputs",
+        nargs="+",
+        type=_input,
+        metavar="INPUT",
+        help="a folder of input files, or s3://bucket/prefix/ (instead of DATA_FOLDER; all of one kind, as PROCESSED_FOLDER is)",
+    )
     backlog.add_argument("--master", help="Spark master URL, e.g. local[2] or yarn (default: spark-submit's, else local[*])")
     backlog.add_argument("--tasks", type=_between(1, 64), metavar="N", help="tasks to spread the files over (default: 4 per core)")
     backlog.add_argument(
         "--conf", action="append", type=_spark_setting, default=[], metavar="KEY=VALUE", help="a Spark setting, as with spark-submit"
     )
     return parser
+
+
+def _input(text: str) -> Location:
+    """An INPUT of the spark command: a folder or an s3:// prefix, parsed as DATA_FOLDER is."""
+    try:
+        return LOCATION.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected {LOCATION.accepted}") from exc
 
 
 def _spark_setting(text: str) -> tuple[str, str]:
@@ -121,7 +136,7 @@ def _spark_setting(text: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.env_file)
+        settings = load_settings(args.env_file, inbox=args.inputs[0] if args.command == "spark" else None)
         if args.workers is not None:
             settings = replace(settings, workers=args.workers)
         sources = load_sources(settings)
@@ -165,6 +180,24 @@ def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings
             "DATABASE_URL_SECRET", settings.database_url_secret, "no secret unless the s3 extra is installed: pip install 'sensor-etl[s3]'"
         ) from exc
     return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
+
+
+def _started(settings: Settings, stop: threading.Event, prepare: Callable[[], object]) -> Settings | int:
+    """A run's start, for the daemon and ``spark``: ``prepare()`` the inbox or inputs (folders created,
+    buckets checked), then read DATABASE_URL_SECRET. The settings to run with, or the exit code:
+    2 for a configuration error, 1 when the store refuses or the secret cannot be read."""
+    try:
+        prepare()
+        return _with_database_secret(settings, stop)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FatalStorageError as exc:
+        logs.error("storage_refused", inbox=settings.data_folder, error=exc)
+        return 1
+    except TransientStorageError as exc:
+        logs.error("secret_unreadable", secret=settings.database_url_secret, error=exc)
+        return 1
 
 
 @contextmanager
@@ -214,18 +247,10 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
     """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
     stop = threading.Event()
     workers.stop_on_signals(stop)
-    try:
-        _open_inbox(settings, stop)
-        settings = _with_database_secret(settings, stop)
-    except ConfigError as exc:
-        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except FatalStorageError as exc:
-        logs.error("storage_refused", inbox=settings.data_folder, error=exc)
-        return 1
-    except TransientStorageError as exc:
-        logs.error("secret_unreadable", secret=settings.database_url_secret, error=exc)
-        return 1
+    ready = _started(settings, stop, lambda: _open_inbox(settings, stop))
+    if isinstance(ready, int):
+        return ready
+    settings = ready
     with database_server(settings, own=True) as (connect, described):
         if connect is None:
             return 1  # logged: embedded_postgres_failed
@@ -252,17 +277,22 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
 
 
 def run_spark(
-    settings: Settings, sources: Sources, inputs: list[Path], *, master: str | None, tasks: int | None, conf: Mapping[str, str]
+    settings: Settings, sources: Sources, inputs: list[Location], *, master: str | None, tasks: int | None, conf: Mapping[str, str]
 ) -> int:
-    """``spark INPUT...``: every file of the INPUT folders through the daemon's per-file path on Spark,
-    under the same sources (SOURCES_FILE) as the daemon, then a summary line on stdout; exit code as ``--once``."""
+    """``spark INPUT...``: every file of the INPUT folders or prefixes through the daemon's per-file path
+    on Spark, under the same sources (SOURCES_FILE) and the same DATABASE_URL_SECRET as the daemon, then a
+    summary line on stdout; exit code as ``--once``."""
     try:
-        for folder in inputs:
-            if not folder.is_dir():
-                raise ConfigError("INPUT", str(folder), "a folder (s3:// prefixes come with the S3 inbox)")
+        for location in inputs:
+            if isinstance(location, S3Location) != isinstance(inputs[0], S3Location):
+                kind = "an s3:// prefix" if isinstance(inputs[0], S3Location) else "a folder"
+                raise ConfigError(
+                    "INPUT", str(location), f"{kind}, as the first INPUT is (PROCESSED_FOLDER and QUARANTINE_FOLDER take one kind)"
+                )
+            if isinstance(location, Path) and not location.is_dir():
+                raise ConfigError("INPUT", str(location), "a folder, or an s3://bucket/prefix/")
         if settings.embedded and master and not spark.local_master(master):
             raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
-        spark.inboxes(settings, inputs)  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
         spark.require()
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
@@ -270,6 +300,10 @@ def run_spark(
     except spark.SparkUnavailable as exc:
         print(f"sensor-etl: {exc}", file=sys.stderr)
         return 2
+    ready = _started(settings, threading.Event(), lambda: spark.inboxes(settings, inputs))  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
+    if isinstance(ready, int):
+        return ready
+    settings = ready
     with database_server(settings, own=True) as (connect, described):
         if connect is None:
             return 1  # logged: embedded_postgres_failed
@@ -293,6 +327,9 @@ def run_spark(
             return 1
         except FatalDatabaseError as exc:
             logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+            return 1
+        except FatalStorageError as exc:
+            logs.error("storage_refused", error=exc)
             return 1
         except spark.JobFailed as exc:
             logs.error("spark_job_failed", error=exc, action="files not loaded wait in INPUT; run the command again")

@@ -16,7 +16,7 @@ import codecs
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -820,17 +820,17 @@ def _pairs(rules: Rules) -> None:
             raise ConfigError(f"{low.upper()}_MIN", lo, f"a value below {low.upper()}_MAX ({hi} {unit})")
 
 
-def _same_kind(settings: Settings) -> None:
+def _same_kind(settings: Settings, inbox: str = "DATA_FOLDER") -> None:
     """The inbox and the folders files move to are all local, or all in an object store (a move is a
-    link there, a copy here); an object inbox is not its own archive."""
+    link there, a copy here); an object inbox is not its own archive. ``inbox``: what named the inbox."""
     remote = isinstance(settings.data_folder, S3Location)
     for variable, location in (("PROCESSED_FOLDER", settings.processed_folder), ("QUARANTINE_FOLDER", settings.quarantine_folder)):
         if isinstance(location, S3Location) != remote:
-            raise ConfigError(variable, str(location), f"{'an s3://' if remote else 'a local'} location, as DATA_FOLDER is")
+            raise ConfigError(variable, str(location), f"{'an s3://' if remote else 'a local'} location, as {inbox} is")
         if remote and location == settings.data_folder:
-            raise ConfigError(variable, str(location), "a prefix other than DATA_FOLDER's")
+            raise ConfigError(variable, str(location), f"a prefix other than {inbox}'s")
     if settings.queue_url and not remote:
-        raise ConfigError("QUEUE_URL", settings.queue_url, "no queue unless DATA_FOLDER is an s3:// location")
+        raise ConfigError("QUEUE_URL", settings.queue_url, f"no queue unless {inbox} is an s3:// location")
 
 
 def _rows(rules: Rules) -> None:
@@ -857,23 +857,34 @@ def _rows(rules: Rules) -> None:
             ) from exc
 
 
-def settings_from(env: Mapping[str, str]) -> Settings:
-    """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
+def settings_from(env: Mapping[str, str], *, inbox: Location | None = None) -> Settings:
+    """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``);
+    ``inbox``: a command's input in DATA_FOLDER's place (``with_inbox``)."""
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
     check_rules(rules)
     settings = Settings(rules=rules, **setting_values)
+    if inbox is not None:
+        return with_inbox(settings, inbox)
     _same_kind(settings)
     return settings
 
 
-def load_settings(env_file: Path | None = None) -> Settings:
-    """Read ``.env`` (or ``env_file``), overlay the real environment, and validate."""
+def with_inbox(settings: Settings, inbox: Location) -> Settings:
+    """``settings`` reading ``inbox`` instead of DATA_FOLDER (the spark command's INPUT), checked against
+    PROCESSED_FOLDER and QUARANTINE_FOLDER as DATA_FOLDER is: the same kind, not the same prefix."""
+    changed = replace(settings, data_folder=inbox)
+    _same_kind(changed, "INPUT")
+    return changed
+
+
+def load_settings(env_file: Path | None = None, *, inbox: Location | None = None) -> Settings:
+    """Read ``.env`` (or ``env_file``), overlay the real environment, and validate; ``inbox`` as in ``settings_from``."""
     if env_file is not None and not env_file.is_file():
         raise ConfigError("--env-file", str(env_file), "an existing file")
     path = env_file if env_file is not None else Path(".env")
     from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
-    return settings_from({**from_file, **os.environ})
+    return settings_from({**from_file, **os.environ}, inbox=inbox)
 
 
 def redact(dsn: str) -> str:

@@ -1,6 +1,8 @@
 """The Spark runner on a real Spark (local[2]) and the real PostgreSQL: it leaves the database and the
-folders exactly as the daemon does, and every file exactly once through a killed Python worker, a
-database restart and a killed-and-rerun job. One SparkSession for the module (a JVM start costs seconds)."""
+folders (or the prefixes of an S3 inbox on SeaweedFS) exactly as the daemon does, and every file exactly
+once through a killed Python worker, a database restart and a killed-and-rerun job (from folders, and
+from a prefix with the database URL in a secret on moto). One SparkSession for the module (a JVM start
+costs seconds)."""
 
 from __future__ import annotations
 
@@ -20,14 +22,15 @@ from pathlib import Path
 import pytest
 
 from sensor_etl import cli
-from sensor_etl.config import settings_from
+from sensor_etl.config import S3Location, settings_from
 from sensor_etl.core.balance import FILE_COST_BYTES, balance
 from sensor_etl.sources import load_sources
 from tests.helpers.corpus import CASES
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
+from tests.helpers.s3servers import MotoServer, aws_env, client
 from tests.helpers.samples import multi_csv, seed_csv, station_csv
-from tests.helpers.workspace import REPO, Db, Server, Workspace
+from tests.helpers.workspace import REPO, Db, ObjectWorkspace, Server, Workspace
 
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is not installed")
 from sensor_etl.runners import spark  # noqa: E402  (after the skip: it is only usable with pyspark)
@@ -87,11 +90,37 @@ def test_configuration_errors_are_one_line_and_exit_2_before_spark_starts(worksp
     assert missing.returncode == 2
     assert (
         missing.stderr
-        == f"sensor-etl: configuration error: INPUT='{workspace.root / 'nowhere'}' is invalid: expected a folder (s3:// prefixes come with the S3 inbox)\n"
+        == f"sensor-etl: configuration error: INPUT='{workspace.root / 'nowhere'}' is invalid: expected a folder, or an s3://bucket/prefix/\n"
     )
     embedded = workspace.cli("spark", str(workspace.data), "--master", "yarn", DATABASE_URL="")
     assert embedded.returncode == 2 and "DATABASE_URL" in embedded.stderr and "every executor" in embedded.stderr
     assert len(embedded.stderr.splitlines()) == 1
+
+
+def test_inputs_of_another_kind_than_the_archive_are_refused_in_one_line(workspace: Workspace) -> None:
+    """PROCESSED_FOLDER and QUARANTINE_FOLDER are of one kind, so the INPUTs are too, as DATA_FOLDER is
+    for the daemon: all folders (archived by hard links) or all s3:// prefixes (by copies)."""
+    archive = {"PROCESSED_FOLDER": "s3://archive/processed/", "QUARANTINE_FOLDER": "s3://archive/quarantine/"}
+    refusals = {
+        (str(workspace.data),): ("PROCESSED_FOLDER='s3://archive/processed/'", "a local location, as INPUT is", archive),
+        ("s3://archive/incoming/",): (f"PROCESSED_FOLDER='{workspace.processed}'", "an s3:// location, as INPUT is", {}),
+        ("s3://archive/incoming/", str(workspace.data)): (
+            f"INPUT='{workspace.data}'",
+            "an s3:// prefix, as the first INPUT is (PROCESSED_FOLDER and QUARANTINE_FOLDER take one kind)",
+            archive,
+        ),
+        ("s3://archive/incoming", "s3://archive/processed"): (
+            "PROCESSED_FOLDER='s3://archive/processed/'",
+            "a prefix other than INPUT's",
+            archive,
+        ),
+    }
+    for inputs, (setting, expected, env) in refusals.items():
+        refused = workspace.cli("spark", *inputs, **env)
+        assert (refused.returncode, refused.stdout) == (2, ""), inputs
+        assert refused.stderr == f"sensor-etl: configuration error: {setting} is invalid: expected {expected}\n", inputs
+    malformed = workspace.cli("spark", "s3://No_Such Bucket/")
+    assert malformed.returncode == 2 and "argument INPUT: expected a folder path, or s3://bucket/prefix/" in malformed.stderr
 
 
 def test_without_pyspark_the_command_says_what_to_install(workspace: Workspace, monkeypatch, capsys) -> None:
@@ -168,6 +197,71 @@ def test_spark_and_the_daemon_leave_the_same_database_and_folders(session, works
     assert (summary.done.count(spark.Result.QUARANTINED), summary.waiting, summary.exit_code) == (quarantined, 0, 0)
     assert summary.done.count(spark.Result.LOADED) + summary.done.count(spark.Result.DUPLICATE) == len(daemon["folders"]["processed"])
     assert summary.done.rows == len(daemon["readings"])
+
+
+def empty(ws: ObjectWorkspace) -> None:
+    for place in ("data", "processed", "quarantine"):
+        for name in ws.listed(place):
+            ws.s3.delete_object(Bucket=ws.bucket, Key=ws.key(place, name))
+
+
+def upload(ws: ObjectWorkspace, contents: dict[str, bytes]) -> None:
+    empty(ws)
+    for name, content in contents.items():
+        ws.write(name, content)
+
+
+def s3_end_state(ws: ObjectWorkspace, db: Db) -> dict[str, object]:
+    """As ``end_state``, the reports read from the quarantine prefix and every object of the three prefixes listed."""
+    reports = {}
+    for name in ws.listed("quarantine"):
+        if name.endswith(".error.json"):
+            report = json.loads(ws.read("quarantine", name))
+            report.pop("quarantined_at")
+            reports[report["file"]] = report
+    return {
+        "readings": db.rows(READINGS),
+        "metrics": db.rows(METRICS),
+        "ledger": db.rows(LEDGER),
+        "partitions": db.rows(PARTITIONS),
+        "reports": reports,
+        "prefixes": {place: ws.listed(place) for place in ("data", "processed", "quarantine")},
+    }
+
+
+@pytest.mark.slow
+def test_spark_on_an_s3_prefix_and_the_daemon_on_it_leave_the_same_database_and_prefixes(
+    session, s3_workspace: ObjectWorkspace, db: Db, monkeypatch
+) -> None:
+    contents = inbox_files()
+    env = {"READ_BLOCK_BYTES": str(16 << 20)}
+    upload(s3_workspace, contents)
+    once = s3_workspace.cli("--once", timeout=600, **env)
+    assert once.returncode == 0, once.stderr[-3000:]
+    daemon = s3_end_state(s3_workspace, db)
+
+    db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    upload(s3_workspace, contents)
+    # The driver's AWS variables, set after the JVM started: its Python workers only have them from the driver.
+    assert session.sparkContext._jvm.java.lang.System.getenv("AWS_ENDPOINT_URL") is None
+    for variable, value in aws_env(s3_workspace.proxy.endpoint).items():
+        monkeypatch.setenv(variable, value)
+    inbox = S3Location(s3_workspace.bucket, s3_workspace.prefixes["data"])
+    summary = spark.run_job(session, settings_from({**s3_workspace.env, **env}, inbox=inbox), {"dsn": db.dsn}, [inbox])
+    ours = s3_end_state(s3_workspace, db)
+
+    assert ours["readings"] == daemon["readings"] and len(ours["readings"]) > 1000
+    assert ours["metrics"] == daemon["metrics"] and ours["metrics"]
+    assert ours["ledger"] == daemon["ledger"]
+    assert ours["partitions"] == daemon["partitions"]
+    assert ours["reports"] == daemon["reports"] and len(ours["reports"]) > 20
+    assert ours["prefixes"] == daemon["prefixes"] and ours["prefixes"]["data"] == []
+    assert (summary.done.count(spark.Result.QUARANTINED), summary.waiting, summary.exit_code) == (len(daemon["reports"]), 0, 0)
+    assert summary.done.rows == len(daemon["readings"])
+    assert db.rows("SELECT DISTINCT inbox FROM ingested_files") == [(inbox.url(),)]
+    assert {path.rpartition("/")[0] for (path,) in db.rows("SELECT archive_path FROM ingested_files")} == {
+        s3_workspace.url("processed")[:-1]
+    }
 
 
 # Two stations in subfolders with their own settings, and two exports of station B that share readings
@@ -352,6 +446,37 @@ def test_the_job_killed_and_rerun_through_spark_submit_loads_every_file_once(wor
     assert line.endswith(" rows/s)") and " 0 waiting;" in line
     assert " spark_started master=local[2,4] " in rerun.stdout  # spark-submit sends its Python driver's stderr to stdout
     assert_exactly_once(workspace, db, contents + bad, quarantined=bad)
+
+
+@pytest.mark.slow
+def test_an_s3_job_killed_and_rerun_with_the_database_url_in_a_secret_loads_every_object_once(
+    s3_workspace: ObjectWorkspace, db: Db, moto_server: MotoServer
+) -> None:
+    contents = [sample(i, per_sensor=2_000 if i % 5 == 0 else 10) for i in range(20)]
+    bad = [f"timestamp,sensor_id,temperature\n2024-02-01T00:00:00Z,s{i},999\n".encode() for i in range(3)]
+    for i, content in enumerate(contents + bad):
+        s3_workspace.write(f"h{i:02d}.csv", content)
+    env = {"LEASE_SECONDS": "5", "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = ("spark", s3_workspace.url("data"), "--master", "local[2]", "--conf", "spark.ui.enabled=false")
+    job = s3_workspace.start(*command, **env, SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT="0.3")
+    job.wait_for("file_loaded", count=3, timeout=300)
+    job.kill()  # the driver, its JVM and the Python workers: one process group
+    assert [name for name in s3_workspace.listed("data") if name.endswith(".csv")], "the job finished before it was killed"
+
+    secret = client("secretsmanager", moto_server.endpoint).create_secret(Name=f"db-{s3_workspace.bucket}", SecretString=db.dsn)
+    rerun = s3_workspace.cli(
+        *command,
+        timeout=600,
+        **env,
+        DATABASE_URL="",
+        DATABASE_URL_SECRET=secret["ARN"],
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=moto_server.endpoint,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (line,) = [line for line in rerun.stdout.splitlines() if line.startswith("spark: ")]
+    assert " 0 waiting;" in line and " 3 quarantined," in line
+    assert " embedded_postgres_started " not in rerun.stderr  # the server named by the secret, not one of its own
+    assert_exactly_once(s3_workspace, db, contents + bad, quarantined=bad)
 
 
 def subprocess_run(command: list[str], ws: Workspace, env: dict[str, str]) -> subprocess.CompletedProcess:

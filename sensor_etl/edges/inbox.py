@@ -53,12 +53,12 @@ class Fetched:
 
 @dataclass(frozen=True)
 class Listing(Generic[C]):
-    """One scan: candidates ready to be taken (oldest first), entries skipped with a reason, and
-    whether some candidates are still settling (being written) and were left for a later scan."""
+    """One scan: candidates ready to be taken (oldest first), entries skipped with a reason, and how
+    many candidates are still settling (being written) and were left for a later scan."""
 
     ready: list[C]
     skipped: list[files.Skipped] = field(default_factory=list)
-    settling: bool = False
+    settling: int = 0
 
 
 class Inbox(Protocol[C]):

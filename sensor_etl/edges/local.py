@@ -54,7 +54,7 @@ class FolderInbox:
     def scan(self) -> Listing[files.Candidate]:
         candidates, skipped = files.scan(self.data, exclude=(self.processed, self.quarantine_path))
         ready = self._settle.ready(candidates, time.time_ns())
-        return Listing(ready, skipped, settling=len(ready) < len(candidates))
+        return Listing(ready, skipped, settling=len(candidates) - len(ready))
 
     def present(self, candidate: files.Candidate) -> bool:
         return candidate.path.exists()

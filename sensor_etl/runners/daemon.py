@@ -171,7 +171,7 @@ class Daemon:
             return Pass(waiting=True)
         self.report_skips((item.path.name, item.reason) for item in listing.skipped)
         ready = listing.ready
-        waiting, busy = listing.settling, False
+        waiting, busy = listing.settling > 0, False
         if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
             start = zlib.crc32(self.claims.owner.encode()) % len(ready)
             ready = ready[start:] + ready[:start]

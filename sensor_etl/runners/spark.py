@@ -1,7 +1,8 @@
-"""Backlogs on Apache Spark: the driver lists the input folders, Spark's tasks run the daemon's own
-per-file path (``Daemon.handle``: claim, fingerprint, ledger, ``check_file``, one transaction, archive),
-each input folder as a local inbox (``edges.local.FolderInbox``) that archives to PROCESSED_FOLDER and
-QUARANTINE_FOLDER, its claims keyed by that folder like a daemon's by its DATA_FOLDER.
+"""Backlogs on Apache Spark: the driver lists the inputs, Spark's tasks run the daemon's own per-file
+path (``Daemon.handle``: claim, fingerprint, ledger, ``check_file``, one transaction, archive), each
+input as the inbox the daemon would open for it as DATA_FOLDER (``edges.inbox.open_inbox``): a folder
+(``edges.local.FolderInbox``) or an ``s3://`` prefix read through boto3 (``edges.s3.S3Inbox``), archiving
+to PROCESSED_FOLDER and QUARANTINE_FOLDER, its claims keyed by that input like a daemon's by its DATA_FOLDER.
 
 Spark schedules the tasks, retries a failed one, spreads them over a cluster and shows them in its UI
 and event log; the exactly-once promise stays where it is for the daemon. A retried task, a killed
@@ -11,6 +12,10 @@ held (left to expire, then taken over) or a content already in the ledger (not l
 Files are balanced over tasks by size (``core.balance``) and never split. Like ``--once``, the driver
 repeats the listing for files that were left waiting (still being written, database unavailable,
 claimed by another worker) and the exit code is 0 only when nothing is left waiting.
+
+Tasks get the driver's view of everything: its Settings (DATABASE_URL read from DATABASE_URL_SECRET
+included), its sources, and its ``AWS_*`` environment variables (endpoint, region, credentials), so an
+executor reaches the same store and database as the driver without a configuration of its own.
 
 pyspark is an optional dependency (``pip install 'sensor-etl[spark]'``), imported only here and only
 when the ``spark`` command runs.
@@ -22,21 +27,21 @@ import importlib.util
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sensor_etl.config import ConfigError, Settings
+from sensor_etl.config import Location, Settings, with_inbox
 from sensor_etl.core.balance import balance
-from sensor_etl.edges import files
 from sensor_etl.edges.db import Database
-from sensor_etl.edges.local import FolderInbox
-from sensor_etl.errors import FatalDatabaseError
+from sensor_etl.edges.inbox import Candidate, Inbox, open_inbox
+from sensor_etl.errors import FatalDatabaseError, FatalStorageError, TransientStorageError
 from sensor_etl.ops import logs
+from sensor_etl.runners import retry
 from sensor_etl.runners.daemon import ONCE_ROUNDS, Daemon, Pass, Result
 from sensor_etl.sources import Sources
 
@@ -48,7 +53,7 @@ TASK_ATTEMPTS = 4  # spark.task.maxFailures' default, which local masters ignore
 _LOCAL = re.compile(r"^local(?:\[(\*|\d+)(,\d+)?\])?$")
 FINAL = (Result.LOADED, Result.DUPLICATE, Result.QUARANTINED, Result.GONE)
 
-Item = tuple[Path, files.Candidate]  # a file and the input folder it is named relative to
+Item = tuple[Location, Candidate]  # a file (or an object) and the input it is named relative to
 
 
 class SparkUnavailable(Exception):
@@ -137,44 +142,55 @@ def session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
     return SparkSession.builder.config(conf=spark_conf).getOrCreate()
 
 
-def inboxes(settings: Settings, inputs: Sequence[Path]) -> dict[Path, FolderInbox]:
-    """Each input folder as a local inbox archiving to PROCESSED_FOLDER and QUARANTINE_FOLDER (created
-    here); raises ``ConfigError`` when they are not local folders."""
-    processed, quarantine = settings.processed_folder, settings.quarantine_folder
-    for variable, folder in (("PROCESSED_FOLDER", processed), ("QUARANTINE_FOLDER", quarantine)):
-        if not isinstance(folder, Path):
-            raise ConfigError(variable, str(folder), "a local folder for the spark command (s3:// locations come with the S3 inbox)")
-    assert isinstance(processed, Path) and isinstance(quarantine, Path)  # narrowed above, for mypy
-    found = {folder: FolderInbox(folder, processed, quarantine, settings.file_settle_seconds) for folder in inputs}
+def inboxes(settings: Settings, inputs: Sequence[Location]) -> dict[Location, Inbox[Any]]:
+    """Each input as the inbox the daemon opens for it as DATA_FOLDER, prepared: PROCESSED_FOLDER and
+    QUARANTINE_FOLDER created, or their buckets checked. Raises ``ConfigError`` (an input of another
+    kind than PROCESSED_FOLDER and QUARANTINE_FOLDER, or one of them; a folder that cannot be created),
+    ``FatalStorageError`` or ``TransientStorageError`` (a bucket refused, missing or unreachable)."""
+    retrying = retry.storage_retrier(settings, threading.Event())
+    found = {location: open_inbox(with_inbox(settings, location), retrying) for location in inputs}
     for inbox in found.values():
         inbox.prepare()
     return found
 
 
+def aws_environment() -> dict[str, str]:
+    """The driver's ``AWS_*`` variables (endpoint, region, credentials...), for its tasks: on a cluster
+    an executor does not inherit the driver's environment, nor in local mode what changed since the JVM started."""
+    return {variable: value for variable, value in os.environ.items() if variable.startswith("AWS_")}
+
+
 # -- the tasks ------------------------------------------------------------------------------------
-def run_task(settings: Settings, sources: Sources, connect: Mapping[str, Any], groups: Iterable[list[Item]]) -> Iterator[Tally]:
+def run_task(
+    settings: Settings, sources: Sources, connect: Mapping[str, Any], environment: Mapping[str, str], groups: Iterable[list[Item]]
+) -> Iterator[Tally]:
     """One Spark task: the daemon's per-file handling of each file of its group(s), one daemon per input
-    folder (its inbox), under claims kept alive by a heartbeat like a daemon's, and under each file's
-    source settings (SOURCES_FILE, read once by the driver). Runs in a Python worker of an executor."""
+    (its inbox), under claims kept alive by a heartbeat like a daemon's, and under each file's source
+    settings (SOURCES_FILE, read once by the driver), with the driver's AWS variables (``environment``).
+    Runs in a Python worker of an executor."""
     logs.configure(settings.log_level, settings.log_format)
+    os.environ.update(environment)  # before any boto3 client of this worker reads them
     database = Database(connect, application_name="sensor-etl-spark")
-    daemons: dict[Path, Daemon] = {}
+    daemons: dict[Location, Daemon] = {}
     tally, paused = Tally(), False
     try:
         with ExitStack() as beating:
-            for folder, candidate in (item for group in groups for item in group):
+            for location, candidate in (item for group in groups for item in group):
                 if tally.refused or paused:  # the rest waits for the driver's next round, as in the daemon's scan
                     tally.files[Result.WAITING.value] += 1
                     continue
-                daemon = daemons.get(folder)
-                if daemon is None:
-                    inbox = inboxes(settings, [folder])[folder]
-                    daemon = daemons[folder] = Daemon(settings, database, sources=sources, inbox=inbox)
-                    beating.enter_context(daemon.claims.heartbeat(database.another("sensor-etl-heartbeat")))
                 try:
+                    daemon = daemons.get(location)
+                    if daemon is None:
+                        inbox = inboxes(settings, [location])[location]
+                        daemon = daemons[location] = Daemon(settings, database, sources=sources, inbox=inbox)
+                        beating.enter_context(daemon.claims.heartbeat(database.another("sensor-etl-heartbeat")))
                     result = daemon.handle(candidate)
                 except FatalDatabaseError as exc:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+                    tally.refused, result = str(exc), Result.WAITING
+                except FatalStorageError as exc:
+                    logs.error("storage_refused", inbox=location, error=exc)
                     tally.refused, result = str(exc), Result.WAITING
                 tally.files[result.value] += 1
                 if result is Result.WAITING and not tally.refused and not database.alive():
@@ -187,7 +203,13 @@ def run_task(settings: Settings, sources: Sources, connect: Mapping[str, Any], g
 
 
 def run_round(
-    spark: SparkSession, settings: Settings, sources: Sources, connect: Mapping[str, Any], ready: Sequence[Item], tasks: int
+    spark: SparkSession,
+    settings: Settings,
+    sources: Sources,
+    connect: Mapping[str, Any],
+    ready: Sequence[Item],
+    tasks: int,
+    environment: Mapping[str, str],
 ) -> Tally:
     """One Spark job over ``ready``: groups of nearly equal size, one group per task, heaviest first."""
     groups = [[ready[i] for i in members] for members in balance([candidate.size for _, candidate in ready], tasks)]
@@ -195,7 +217,7 @@ def run_round(
     context.setJobDescription(f"sensor-etl: {len(ready)} file(s) in {len(groups)} task(s)")
     rdd = context.parallelize(groups, len(groups))  # one group per partition: parallelize slices a list evenly
     try:
-        tallies = rdd.mapPartitions(lambda part: run_task(settings, sources, connect, part)).collect()
+        tallies = rdd.mapPartitions(lambda part: run_task(settings, sources, connect, environment, part)).collect()
     except Exception as exc:  # py4j's Py4JJavaError: the files of the failed task wait for a rerun
         message = str(exc).strip().splitlines()
         raise JobFailed(message[0] if message else type(exc).__name__) from exc
@@ -206,14 +228,15 @@ def run_job(
     spark: SparkSession,
     settings: Settings,
     connect: Mapping[str, Any],
-    inputs: Sequence[Path],
+    inputs: Sequence[Location],
     *,
     sources: Sources | None = None,
     tasks: int | None = None,
 ) -> Summary:
     """List ``inputs`` and load every ready file through Spark; repeat, like ``--once``, while files
     wait (at most ONCE_ROUNDS listings for files still being written or deferred). Raises
-    TransientDatabaseError / FatalDatabaseError when the database cannot be reached at the start."""
+    TransientDatabaseError / FatalDatabaseError when the database cannot be reached at the start,
+    FatalStorageError when the store refuses a listing, and what ``inboxes`` raises."""
     started = time.perf_counter()
     boxes = inboxes(settings, inputs)
     driver = Daemon(
@@ -224,15 +247,13 @@ def run_job(
     finally:
         driver.db.close()
     tasks = tasks or TASKS_PER_CORE * spark.sparkContext.defaultParallelism
-    settle = files.Settle(settings.file_settle_seconds)
+    environment = aws_environment()
     done, rounds = Tally(), 0
     while True:
-        candidates = _listing(driver, boxes)
-        settled = set(settle.ready([candidate for _, candidate in candidates], time.time_ns()))
-        ready = [item for item in candidates if item[1] in settled]
-        tally = run_round(spark, settings, driver.sources, connect, ready, tasks) if ready else Tally()
+        ready, unready = _listing(driver, boxes)
+        tally = run_round(spark, settings, driver.sources, connect, ready, tasks, environment) if ready else Tally()
         done += Tally(Counter({r.value: tally.count(r) for r in FINAL}), tally.rows, tally.refused)
-        waiting = len(candidates) - len(ready) + tally.count(Result.WAITING)
+        waiting = unready + tally.count(Result.WAITING)
         left = Pass(waiting=waiting > 0, busy=tally.count(Result.BUSY) > 0)
         if left.settled or done.refused:
             break
@@ -243,13 +264,21 @@ def run_job(
     return Summary(done, waiting, tally.count(Result.BUSY), time.perf_counter() - started)
 
 
-def _listing(driver: Daemon, inboxes: Mapping[Path, FolderInbox]) -> list[Item]:
-    """The input files of every folder and its subfolders (named relative to their folder, as the
-    daemon names them relative to the inbox), oldest first; processed/ and quarantine/ kept inside a
-    folder are left out, links are logged once and left."""
+def _listing(driver: Daemon, inboxes: Mapping[Location, Inbox[Any]]) -> tuple[list[Item], int]:
+    """The ready files of every input (its subfolders included, named relative to it, as the daemon
+    names them relative to the inbox; oldest first within each input), and how many are not ready:
+    still settling, plus one for each input that could not be listed. Links, processed/ and
+    quarantine/ inside an input are left out as the daemon's scan leaves them."""
     found: list[Item] = []
-    for folder, inbox in inboxes.items():
-        candidates, skipped = files.scan(folder, exclude=(inbox.processed, inbox.quarantine_path))
-        driver.report_skips((item.name, item.reason) for item in skipped)
-        found += ((folder, candidate) for candidate in candidates)
-    return sorted(found, key=lambda item: (item[1].mtime_ns, str(item[1].path)))
+    unready = 0
+    for location, inbox in inboxes.items():
+        try:
+            listing = inbox.scan()
+        except (OSError, TransientStorageError) as exc:
+            logs.error("inbox_unreadable", folder=inbox.location, error=exc)
+            unready += 1
+            continue
+        driver.report_skips((item.name, item.reason) for item in listing.skipped)
+        found += ((location, candidate) for candidate in listing.ready)
+        unready += listing.settling
+    return found, unready
