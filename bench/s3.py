@@ -42,9 +42,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def s3_load(
-    admin_dsn: str, store: SeaweedFS, files: list[Path], rows: int, workers: int, run: str, scratch: Path
+    admin_dsn: str,
+    store: SeaweedFS,
+    files: list[Path],
+    rows: int,
+    workers: int,
+    run: str,
+    scratch: Path,
+    *,
+    spark_master: str | None = None,
 ) -> tuple[Measurement, str]:
-    """One timed ``--once`` over ``files`` uploaded (untimed) into a new bucket's incoming/ prefix."""
+    """One timed ``--once`` (or, with ``spark_master``, ``spark s3://.../incoming/ --master ...``, as
+    ``ours.load_once`` runs it on a folder) over ``files`` uploaded (untimed) into a new bucket's incoming/ prefix."""
     dsn = recreate_database(admin_dsn, ours.RUN_DATABASE)
     bucket = f"bench-{run}-{os.urandom(3).hex()}"
     s3 = client("s3", store.endpoint)
@@ -59,7 +68,11 @@ def s3_load(
         "PROCESSED_FOLDER": f"s3://{bucket}/processed/",
         "QUARANTINE_FOLDER": f"s3://{bucket}/quarantine/",
     }
-    measurement = run_measured([sys.executable, str(ours.DAEMON), "--once"], env=environment, cwd=ours.REPO)
+    command = ["--once"]
+    if spark_master is not None:
+        command = ["spark", environment["DATA_FOLDER"], "--master", spark_master, "--conf", "spark.ui.enabled=false"]
+        environment.update(PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    measurement = run_measured([sys.executable, str(ours.DAEMON), *command], env=environment, cwd=ours.REPO)
     try:
         if measurement.returncode != 0:
             return measurement, f"exit code {measurement.returncode}: {measurement.stderr_tail[-500:]}"

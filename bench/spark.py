@@ -10,14 +10,21 @@ workers, sampled every 50 ms: ``bench.measure``) and the PostgreSQL server (its 
 the live ones), which docs/scaling.md turns into cores per file and per row.
 ``--scale`` multiplies the number of small files and the rows of the large ones (not the number of
 large files), for machines where the full size takes too long. Writes bench/work/results-spark.json.
+
+``--input s3``: the same inputs uploaded (untimed) to a prefix of SeaweedFS on loopback (``bench.s3``),
+read by both sides from ``s3://`` (the daemon with DATA_FOLDER, Spark with INPUT), archived to prefixes
+of the same bucket; writes bench/work/results-spark-s3.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +33,10 @@ import psutil
 
 from bench import generate, ours
 from bench.db import Server
+from bench.measure import Measurement
 from bench.run import machine
+from bench.s3 import s3_load
+from tests.helpers.s3servers import SeaweedFS
 
 BENCH = Path(__file__).resolve().parent
 MASTER = "local[2]"
@@ -71,13 +81,36 @@ def server_cpu(postmaster: int | None) -> float:
     return times.user + times.system + times.children_user + times.children_system + live
 
 
-def measure(server: Server, files: list[Path], rows: int, folders: ours.Folders, master: str | None) -> Run:
+Load = Callable[[list[Path], int, str | None], tuple[Measurement, str]]
+"""One timed run of the daemon (master None) or of Spark over (files, rows): ``ours.load_once`` or ``s3.s3_load``."""
+
+
+def measure(server: Server, load: Load, files: list[Path], rows: int, master: str | None) -> Run:
     postmaster = server.postmaster_pid()
     before = server_cpu(postmaster)
-    measurement, problem = ours.load_once(server.admin_dsn, files, rows, folders, workers=2, spark_master=master)
+    measurement, problem = load(files, rows, master)
     if problem:
         raise RuntimeError(f"{'spark' if master else 'daemon'} run failed: {problem}")
     return Run(measurement.seconds, measurement.peak_rss_bytes, measurement.cpu_seconds, server_cpu(postmaster) - before)
+
+
+def loader(kind: str, work: Path, server: Server, folders: ours.Folders, stack: ExitStack) -> Load:
+    """How each run loads: a fresh copy in a folder, or (``s3``) a new bucket of a SeaweedFS that ``stack`` stops."""
+    if kind == "s3":
+        shutil.rmtree(work / "seaweedfs", ignore_errors=True)
+        store = SeaweedFS(work / "seaweedfs")
+        store.start()
+        stack.callback(store.stop)
+
+        def from_s3(files: list[Path], rows: int, master: str | None) -> tuple[Measurement, str]:
+            return s3_load(server.admin_dsn, store, files, rows, 2, "spark", folders.root, spark_master=master)
+
+        return from_s3
+
+    def from_folder(files: list[Path], rows: int, master: str | None) -> tuple[Measurement, str]:
+        return ours.load_once(server.admin_dsn, files, rows, folders, workers=2, spark_master=master)
+
+    return from_folder
 
 
 def summary(runs: list[Run], files: int, rows: int) -> dict:
@@ -97,9 +130,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's sizes (default 1)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--input", choices=("folder", "s3"), default="folder", help="where both sides read the files (default folder)")
     parser.add_argument("--work", type=Path, default=BENCH / "work")
-    parser.add_argument("--output", type=Path, default=BENCH / "work" / "results-spark.json")
+    parser.add_argument("--output", type=Path, help="default: bench/work/results-spark.json (-s3.json with --input s3)")
     args = parser.parse_args(argv)
+    output = args.output or BENCH / "work" / f"results-spark{'-s3' if args.input == 's3' else ''}.json"
     cache = args.work / "data"
     small_count, large_rows = max(1, round(5_000 * args.scale)), max(20, round(1_000_000 * args.scale) // 20 * 20)
     inputs = {
@@ -108,18 +143,20 @@ def main(argv: list[str]) -> int:
         "large": (large_files(cache, LARGE_FILES, large_rows), LARGE_FILES * large_rows),
     }
     folders = ours.Folders(args.work / "spark-run")
-    report: dict = {"scale": args.scale, "master": MASTER, "daemon_workers": 2, "inputs": {}}
-    with Server(args.work, None) as server:
+    report: dict = {"scale": args.scale, "master": MASTER, "daemon_workers": 2, "input": args.input, "inputs": {}}
+    with ExitStack() as stack:
+        server = stack.enter_context(Server(args.work, None))
         report["machine"] = machine(server.admin_dsn)
+        load = loader(args.input, args.work, server, folders, stack)
         for key, (files, rows) in inputs.items():
             runs: dict[str, list[Run]] = {"daemon": [], "spark": []}
             for number in range(args.runs):
                 print(f"  {key}: run {number + 1}/{args.runs}", file=sys.stderr, flush=True)
-                runs["daemon"].append(measure(server, files, rows, folders, None))
-                runs["spark"].append(measure(server, files, rows, folders, MASTER))
+                runs["daemon"].append(measure(server, load, files, rows, None))
+                runs["spark"].append(measure(server, load, files, rows, MASTER))
             report["inputs"][key] = {"files": len(files), "rows": rows, **{side: summary(r, len(files), rows) for side, r in runs.items()}}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
     for key, entry in report["inputs"].items():
         d, s = entry["daemon"], entry["spark"]
         print(
@@ -128,7 +165,7 @@ def main(argv: list[str]) -> int:
             f" ({s['files_per_s']:,} files/s, {s['rows_per_s']:,} rows/s)   CPU s loader/server: daemon"
             f" {d['loader_cpu_s']}/{d['server_cpu_s']}, spark {s['loader_cpu_s']}/{s['server_cpu_s']}"
         )
-    print(f"written to {args.output}")
+    print(f"written to {output}")
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from sensor_etl.config import VARIABLES, settings_from
+from sensor_etl.config import VARIABLES, s3_location, settings_from
 from tests.helpers.corpus import csv_text, good, row
 from tests.helpers.endpoint import get, port_of
 from tests.helpers.workspace import REPO, Db, Workspace
@@ -23,6 +23,7 @@ from tests.helpers.workspace import REPO, Db, Workspace
 UNIT = REPO / "deploy" / "sensor-etl.service"
 DASHBOARD = REPO / "deploy" / "grafana" / "sensor-etl.json"
 EMR = REPO / "deploy" / "emr"
+STEP_INPUT = "s3://your-bucket/incoming/"
 INSTALLED = "/opt/sensor-etl/.venv/bin/sensor-etl"  # where docs/operations.md installs it
 
 
@@ -102,7 +103,7 @@ def test_the_step_runs_what_the_bootstrap_installs_with_the_configured_python() 
     assert args[0] == "spark-submit" and args[args.index("--master") + 1] == "yarn"
     script = next(a for a in args if a.endswith("etl_pipeline.py"))
     assert args[args.index(script) + 1 : args.index(script) + 3] == ["--env-file", "/home/hadoop/sensor-etl/sensor-etl.env"]
-    assert args[args.index("spark", args.index(script)) + 1].startswith("/mnt/sensor-etl/")
+    assert args[args.index("spark", args.index(script)) + 1] == STEP_INPUT
     bootstrap = (EMR / "bootstrap.sh").read_text()
     (home,) = re.findall(r"^HOME_DIR=(\S+)", bootstrap, re.MULTILINE)
     (python,) = re.findall(r"^PYTHON=(\S+)", bootstrap, re.MULTILINE)
@@ -118,5 +119,5 @@ def test_the_step_runs_what_the_bootstrap_installs_with_the_configured_python() 
 def test_the_settings_file_names_only_real_settings_and_parses() -> None:
     values = {k: v for k, v in dotenv_values(EMR / "sensor-etl.env").items() if v is not None}
     assert set(values) <= set(VARIABLES) and "DATABASE_URL" in values
-    settings = settings_from(values)
-    assert not settings.embedded and str(settings.processed_folder).startswith("/mnt/sensor-etl/")
+    settings = settings_from(values, inbox=s3_location(STEP_INPUT))  # the archive prefixes fit the step's INPUT
+    assert not settings.embedded and settings.processed_folder == s3_location("s3://your-bucket/processed/")

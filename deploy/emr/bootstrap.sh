@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EMR bootstrap action: runs on every node (primary, core, task) before Spark starts.
-# Installs Python 3.11 and sensor-etl from the release files copied to S3 (deploy/emr/README.md),
-# and mounts the shared folder that holds the inbox, processed/ and quarantine/ when an EFS id is given.
+# Installs Python 3.11 and sensor-etl from the release files copied to S3 (deploy/emr/README.md), and,
+# for INPUT folders rather than s3:// prefixes, mounts the shared folder that holds them when an EFS id is given.
 #
 #   Args: S3_PREFIX [EFS_ID]
 #     S3_PREFIX  s3://bucket/sensor-etl/ holding sensor_etl-*.whl, etl_pipeline.py and sensor-etl.env
@@ -17,9 +17,10 @@ sudo dnf install -y -q python3.11 python3.11-pip
 mkdir -p "$HOME_DIR"
 aws s3 cp --recursive --exclude '*' --include 'sensor_etl-*.whl' --include 'etl_pipeline.py' --include 'sensor-etl.env' \
     "${S3_PREFIX%/}/" "$HOME_DIR/"
-# Not the spark extra: EMR's own Spark 3.5 provides pyspark to the jobs it runs.
+# The s3 extra (boto3: s3:// INPUTs and archives, DATABASE_URL_SECRET); not the spark extra: EMR's own
+# Spark 3.5 provides pyspark to the jobs it runs.
 wheel=$(ls "$HOME_DIR"/sensor_etl-*.whl | sort -V | tail -n 1)
-sudo "$PYTHON" -m pip install -q "$wheel"
+sudo "$PYTHON" -m pip install -q "${wheel}[s3]"
 chmod 600 "$HOME_DIR/sensor-etl.env"  # it holds DATABASE_URL
 
 if [ -n "$EFS_ID" ]; then
