@@ -13,7 +13,7 @@ from typing import Any
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files, reports
+from sensor_etl.edges import files, memory, reports
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
 from sensor_etl.errors import InvalidFile, NotTaken, Problem
@@ -86,6 +86,7 @@ def _prepare_folders(settings: Settings) -> None:
 def run(settings: Settings, once: bool) -> int:
     try:
         _prepare_folders(settings)
+        memory_limit = memory.worker_limit(settings.worker_memory_limit, settings.workers)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -116,18 +117,20 @@ def run(settings: Settings, once: bool) -> int:
         database="embedded" if server else target,
         interval_s=settings.monitor_interval,
         workers=settings.workers,
+        memory_limit=memory.size_text(memory_limit) if memory_limit else "off",
         mode="once" if once else "watch",
     )
     try:
         if settings.workers > 1:
-            code = workers.supervise(settings, connect, stop, once)
+            code = workers.supervise(settings, connect, stop, once, memory_limit)
         else:
+            memory.limit(memory_limit)  # the one worker is this process; the embedded server started before, unlimited
             code = Daemon(settings, Database(connect), stop).run(once)
     finally:
         if server is not None:
             server.stop()
             logs.info("embedded_postgres_stopped")
-    logs.info("daemon_stopped", exit_code=code)
+    logs.info("daemon_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
     return code
 
 
@@ -164,7 +167,7 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
     except Exception as exc:  # the daemon quarantines on a bug; say so rather than print a traceback
         problem = internal_problem(exc)
         return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
-    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
+    loaded = f"would LOAD {outcome.loaded} rows from {outcome.sensors} sensor(s) (dates: {outcome.date_format})"
     if not outcome.invalid_rows:
         return loaded, [], 0
     rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)

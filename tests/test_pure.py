@@ -180,11 +180,11 @@ def test_structure_rules(tmp_path: Path) -> None:
 
 def test_three_shapes_read_with_lines_and_units(tmp_path: Path) -> None:
     seed = _run(tmp_path, seed_csv(5), name="seed.csv")
-    assert (seed.loaded, seed.sensors, seed.date_format) == (5, {"default"}, "ISO8601")
+    assert (seed.loaded, seed.sensors, seed.date_format) == (5, 1, "ISO8601")
     station = _run(tmp_path, station_csv(5), name="station.csv")
     assert (station.loaded, station.date_format, station.plan.units["pressure"]) == (5, "%d.%m.%Y %H:%M:%S", "mbar")
     multi = _run(tmp_path, multi_csv(3, 4), name="multi.csv")
-    assert (multi.loaded, len(multi.sensors)) == (12, 3)
+    assert (multi.loaded, multi.sensors) == (12, 3)
 
 
 def test_blank_lines_are_skipped_and_line_numbers_stay_physical(tmp_path: Path) -> None:

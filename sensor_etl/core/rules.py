@@ -15,6 +15,7 @@ class Rule(StrEnum):
     """A rule's name as reports show it; equal to its string, so ``Rule.OUT_OF_RANGE == "out_of_range"``."""
 
     ENCODING = "encoding"
+    WORKER_DIED = "worker_died"
     EMPTY_FILE = "empty_file"
     NO_HEADER = "no_header"
     HEADER = "header"
@@ -55,6 +56,14 @@ RULES: dict[Rule, RuleDoc] = {
         "byte-order mark) unless set; the line of the first bad byte",
         "save the file as UTF-8 text, or set `ENCODING` to the encoding it is in; decompress or convert a binary file first",
         ("ENCODING",),
+    ),
+    Rule.WORKER_DIED: RuleDoc(
+        "loading the file did not end abnormally `MAX_FILE_ATTEMPTS` times: its worker killed (by a signal, such as the "
+        "kernel's out-of-memory killer) or crashed while it held the file, or the file needing more than `WORKER_MEMORY_LIMIT`; "
+        "the report's `attempts` say how each ended",
+        "read `attempts` and the log: for memory, a smaller `READ_BLOCK_BYTES` or a larger `WORKER_MEMORY_LIMIT`; for a crash, "
+        "report the bug with the file; then requeue the file",
+        ("MAX_FILE_ATTEMPTS", "WORKER_MEMORY_LIMIT", "READ_BLOCK_BYTES"),
     ),
     Rule.EMPTY_FILE: RuleDoc(
         "the file has at least a header",

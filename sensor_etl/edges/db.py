@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from sensor_etl.core.aggregate import with_std
+from sensor_etl.core.aggregate import SCHEMA, with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
 from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
 
@@ -30,6 +30,50 @@ _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
 METRIC_COLUMNS = ("file_id", "sensor_id", "day", "metric", "n", "min", "max", "mean", "std", "m2", "first_at", "last_at")
 _COPY_METRICS = "COPY sensor_metrics ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(METRIC_COLUMNS))
 _COPY_READINGS = "COPY sensor_readings ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(READINGS_COLUMNS))
+# Partial statistics of a file with more sensor-day groups than memory holds (aggregate.Statistics) wait in a
+# temporary table of the load's session, gone at COMMIT or rollback, and are merged into sensor_metrics just
+# before the COMMIT with the views' formula (script.sql). A group that comes in one part keeps its values as they are.
+_CREATE_PARTS = """
+CREATE TEMP TABLE sensor_metrics_parts (
+    sensor_id text COLLATE "C", day date, metric text, n bigint, min double precision, max double precision,
+    mean double precision, m2 double precision, first_at timestamptz, last_at timestamptz
+) ON COMMIT DROP
+"""
+_COPY_PARTS = "COPY sensor_metrics_parts ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(SCHEMA.names))
+_MERGE_PARTS = """
+INSERT INTO sensor_metrics (file_id, sensor_id, day, metric, n, min, max, mean, std, m2, first_at, last_at)
+SELECT %(file_id)s, sensor_id, day, metric, n, min, max, mean, CASE WHEN n > 1 THEN sqrt(m2 / (n - 1)) END, m2, first_at, last_at
+FROM (
+    SELECT sensor_id, day, metric, min(total_n)::bigint AS n, min(min) AS min, max(max) AS max, min(total_mean) AS mean,
+           greatest(sum(m2 + n * (mean - total_mean) ^ 2), 0) AS m2, min(first_at) AS first_at, max(last_at) AS last_at
+    FROM (
+        SELECT p.*,
+               sum(n) OVER w AS total_n,
+               CASE WHEN count(*) OVER w = 1 THEN mean ELSE sum(n * mean) OVER w / sum(n) OVER w END AS total_mean
+        FROM pg_temp.sensor_metrics_parts AS p
+        WINDOW w AS (PARTITION BY sensor_id, day, metric)
+    ) AS parts
+    GROUP BY sensor_id, day, metric
+) AS merged
+"""
+# The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
+_LEDGER = """
+INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)
+VALUES (%(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s)
+ON CONFLICT (sha256) DO NOTHING
+RETURNING file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
+"""
+# Counts and the planned archive path; the sensors are counted from the file's statistics (every loaded row has
+# one), and the content's failed attempts are forgotten: it is loaded.
+_FINISH = """
+WITH forgotten AS (DELETE FROM file_attempts WHERE sha256 = (SELECT sha256 FROM ingested_files WHERE file_id = %(file_id)s))
+UPDATE ingested_files
+SET rows_loaded = %(rows_loaded)s, rows_rejected = %(rows_rejected)s, date_format = %(date_format)s, archive_path = %(archive_path)s,
+    sensors = (SELECT count(DISTINCT sensor_id) FROM sensor_metrics WHERE file_id = %(file_id)s),
+    status = CASE WHEN %(rows_rejected)s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()
+WHERE file_id = %(file_id)s
+RETURNING sensors
+"""
 
 
 def schema_sql() -> str:
@@ -181,19 +225,15 @@ class Database:
 
         The ledger row comes first with ON CONFLICT DO NOTHING: a content loaded before (or being
         committed right now by another worker, whose transaction this waits for) raises AlreadyLoaded
-        before a byte of the file is parsed."""
+        before a byte of the file is parsed. ``Load.failures`` are the content's failed attempts."""
         conn = self.connection()
         try:
             with translated(), conn, conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker),
-                )
+                cur.execute(_LEDGER, asdict(meta))
                 row = cur.fetchone()
                 if row is None:
                     raise AlreadyLoaded(meta.sha256)
-                load = Load(cur, row[0], self._copier)
+                load = Load(cur, row[0], self._copier, failures=row[1] or [])
                 try:
                     yield load
                     load.wait()
@@ -223,11 +263,15 @@ class Load:
     memory; any other statement first waits for it, so the connection is never used by two threads
     at once."""
 
-    def __init__(self, cursor: psycopg2.extensions.cursor, file_id: int, copier: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, cursor: psycopg2.extensions.cursor, file_id: int, copier: ThreadPoolExecutor, failures: list[dict[str, Any]] | None = None
+    ) -> None:
         self.cursor = cursor
         self.file_id = file_id
+        self.failures = failures or []  # earlier attempts on this content that ended abnormally (edges/attempts.py)
         self._copier = copier
         self._pending: Future | None = None
+        self._staged = False  # partial statistics wait in sensor_metrics_parts
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
@@ -253,7 +297,25 @@ class Load:
         if pending is not None:
             pending.exception()
 
+    def stage_metrics(self, part: pa.Table) -> None:
+        """Partial statistics of the file (``aggregate.SCHEMA``), merged by ``write_metrics``; copied
+        into the session's temporary table in the background, like the readings."""
+        if part.num_rows == 0:
+            return
+        self.wait()
+        if not self._staged:
+            self.cursor.execute(_CREATE_PARTS)
+            self._staged = True
+        self._pending = self._copier.submit(self._copy, _COPY_PARTS, part)
+
     def write_metrics(self, summary: pa.Table) -> None:
+        """The file's statistics into sensor_metrics: ``summary`` as it is, or merged in SQL with the
+        parts staged before it."""
+        if self._staged:
+            self.stage_metrics(summary)
+            self.wait()
+            self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
+            return
         self.wait()
         if summary.num_rows:
             final = with_std(summary)
@@ -261,11 +323,11 @@ class Load:
                 _COPY_METRICS, final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64())).select(METRIC_COLUMNS)
             )
 
-    def finish(self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str, archive_path: str) -> None:
-        """Counts, and where the file is about to be moved: recorded before the move, in the same commit."""
+    def finish(self, *, rows_loaded: int, rows_rejected: int, date_format: str, archive_path: str) -> int:
+        """Counts, and where the file is about to be moved: recorded before the move, in the same commit.
+        Returns the number of sensors."""
         self.wait()
-        self.cursor.execute(
-            "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, archive_path = %s,"
-            " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
-            (rows_loaded, rows_rejected, sensors, date_format, archive_path, rows_rejected, self.file_id),
-        )
+        values = {"rows_loaded": rows_loaded, "rows_rejected": rows_rejected, "date_format": date_format, "archive_path": archive_path}
+        self.cursor.execute(_FINISH, {**values, "file_id": self.file_id})
+        row = self.cursor.fetchone()
+        return int(row[0]) if row else 0

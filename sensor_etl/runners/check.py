@@ -16,8 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-import pyarrow as pa
-
 from sensor_etl.config import Settings
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files
@@ -27,20 +25,17 @@ from sensor_etl.runners import pipeline
 IGNORED = "the daemon takes *.csv names that are not hidden or temporary"
 
 
-class Sink(Protocol):
-    """Where a checked file's valid rows go: the daemon's load transaction (``load.FileLoad``)."""
+class Sink(pipeline.Loader, Protocol):
+    """Where a checked file's valid rows and statistics go: the daemon's load transaction (``load.FileLoad``)."""
 
     def begin(self) -> AbstractContextManager[int]:
         """Open the file's transaction and yield its file_id. A content loaded before raises
         ``AlreadyLoaded`` here, before a byte of the file is parsed; an error inside rolls back."""
         ...
 
-    def rows(self, readings: pa.Table) -> None:
-        """Take one chunk of transformed valid rows."""
-        ...
-
     def complete(self, outcome: pipeline.Outcome) -> None:
-        """What follows the rows inside the transaction, just before its commit."""
+        """What follows the rows inside the transaction, just before its commit: the rest of the
+        statistics, and ``outcome.sensors``, counted from all of them."""
         ...
 
 
@@ -77,7 +72,7 @@ def check_file(
             now,
             block_bytes=settings.read_block_bytes,
             file_id=file_id,
-            sink=sink.rows,
+            sink=sink,
             should_stop=should_stop,
         )
         sink.complete(outcome)

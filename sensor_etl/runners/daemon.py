@@ -8,7 +8,11 @@ This is the one place where typed errors become decisions:
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
 - ``FileChanged`` → rolled back, the file waits until it has settled again;
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
-- ``Interrupted`` → rolled back, the file waits, the daemon exits.
+- ``Interrupted`` → rolled back, the file waits, the daemon exits;
+- ``MemoryError`` (the file needs more than WORKER_MEMORY_LIMIT) → rolled back, a failed attempt is
+  counted on the content (``attempts``), the file waits; a claim taken over from a worker that died
+  holding the file counts one too. After MAX_FILE_ATTEMPTS the load itself refuses the content with
+  ``InvalidFile`` (rule ``worker_died``): quarantined instead of killing the next worker.
 
 Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
 """
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 import zlib
@@ -32,8 +35,8 @@ from tenacity import Retrying
 
 from sensor_etl.config import Settings
 from sensor_etl.core.rules import Rule
-from sensor_etl.edges import files, reports
-from sensor_etl.edges.claims import Claims
+from sensor_etl.edges import attempts, files, memory, reports
+from sensor_etl.edges.claims import Claims, Taken, worker_id
 from sensor_etl.edges.db import Database
 from sensor_etl.errors import (
     AlreadyLoaded,
@@ -92,7 +95,7 @@ class Daemon:
         self.settings = settings
         self.db = database
         self.stop = stop or threading.Event()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_id()
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
         self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
         self.settle = files.Settle(settings.file_settle_seconds)
@@ -172,19 +175,20 @@ class Daemon:
         if not candidate.path.exists():  # gone since our scan (with several workers, routinely): not worth a log line
             return Result.GONE
         try:
-            if not self._retrying_file(candidate.name)(self.claims.claim, candidate.name):
-                return Result.BUSY
+            taken = self._retrying_file(candidate.name)(self.claims.claim, candidate.name)
         except TransientDatabaseError as exc:
             return self._deferred(candidate.name, exc)
+        if taken is None:
+            return Result.BUSY
         try:
-            return self._handle_claimed(candidate)
+            return self._handle_claimed(candidate, taken)
         finally:
             try:
                 self.claims.release(candidate.name)
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
-    def _handle_claimed(self, candidate: files.Candidate) -> Result:
+    def _handle_claimed(self, candidate: files.Candidate, taken: Taken) -> Result:
         name = candidate.name
         started = utcnow()
         try:
@@ -199,6 +203,9 @@ class Daemon:
             logs.info("file_changing", file=name)
             return Result.WAITING
         logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
+        ended = taken.failed_attempt()
+        if ended is not None:
+            self._failed_attempt(name, fp, taken.previous or "", ended)
         try:
             return self._retrying_file(name)(self._process, candidate, fp, started)
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
@@ -226,6 +233,11 @@ class Daemon:
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
+        except MemoryError:
+            limit = memory.current_limit()
+            within = f"WORKER_MEMORY_LIMIT={memory.size_text(limit)}" if limit else "the memory available"
+            self._failed_attempt(name, fp, self.claims.owner, f"ran out of memory (MemoryError: the file needs more than {within})")
+            return Result.WAITING
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
@@ -247,7 +259,7 @@ class Daemon:
             rows=outcome.loaded,
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects.name if load.rejects else None,
-            sensors=len(outcome.sensors),
+            sensors=outcome.sensors,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
@@ -279,7 +291,21 @@ class Daemon:
         if target is None:
             return Result.WAITING
         logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
+        try:  # its failed attempts are in the report; a requeued copy starts afresh
+            attempts.forget(self.db, fp.sha256)
+        except DatabaseError as exc:
+            logs.warning("attempts_not_forgotten", file=candidate.name, error=exc)
         return Result.QUARANTINED
+
+    def _failed_attempt(self, name: str, fp: files.Fingerprint, worker: str, ended: str) -> None:
+        """Count an attempt on the content that ended abnormally; the load refuses it after MAX_FILE_ATTEMPTS."""
+        try:
+            count = self._retrying_file(name)(attempts.record, self.db, fp.sha256, name, worker, ended)
+        except DatabaseError as exc:  # the database went away meanwhile: this attempt is not counted
+            logs.error("attempt_not_recorded", file=name, worker=worker, ended=ended, error=exc)
+            return
+        if count:
+            logs.warning("attempt_failed", file=name, worker=worker, ended=ended, attempts=count, max=self.settings.max_file_attempts)
 
     def _skip_once(self, path: Path, reason: str) -> None:
         self._report_skips([files.Skipped(path, reason)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,14 +12,21 @@ from pathlib import Path
 import pyarrow as pa
 
 from sensor_etl.config import Settings
+from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta, Load
+from sensor_etl.errors import InvalidFile, Problem
 from sensor_etl.runners.pipeline import Outcome
+
+# Test-only hook (docs/operations.md "How it is tested"): the worker loading the file of this name kills itself
+# (SIGKILL) once it has sent the file's first rows, as a crash would.
+CRASH_ON = os.environ.get("SENSOR_ETL_TEST_CRASH_ON")
 
 
 class FileLoad:
-    """Rows go by COPY into the file's transaction (``Database.load``: the ledger row first). Just
+    """Rows go by COPY into the file's transaction (``Database.load``: the ledger row first; a content
+    whose attempts ended abnormally MAX_FILE_ATTEMPTS times is refused there, rule worker_died). Just
     before the commit: the metrics, the counts and the planned archive path, the check that the file
     did not change, the claim fence, and a partial load's rejects file. After the commit,
     ``file_id`` and ``rejects`` say what was committed."""
@@ -37,6 +46,7 @@ class FileLoad:
         self.db, self.claims = database, claims
         self.path, self.fp, self.planned = path, fp, planned
         self.quarantine, self.encoding = settings.quarantine_folder, settings.rules.encoding
+        self.max_attempts = settings.max_file_attempts
         modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
         self.meta = FileMeta(path.name, fp.sha256, fp.size, modified, started, worker)
         self.file_id = 0
@@ -46,6 +56,9 @@ class FileLoad:
     @contextmanager
     def begin(self) -> Iterator[int]:
         with self.db.load(self.meta) as load:
+            if len(load.failures) >= self.max_attempts:
+                details = reports.attempts_details(load.failures, self.max_attempts)
+                raise InvalidFile(Problem(Rule.WORKER_DIED, f"not loaded again: {details['reason']}"), details=details)
             self._load, self.file_id = load, load.file_id
             try:
                 yield load.file_id
@@ -54,14 +67,18 @@ class FileLoad:
 
     def rows(self, readings: pa.Table) -> None:
         self._open().copy_readings(readings)
+        if self.path.name == CRASH_ON:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def statistics(self, part: pa.Table) -> None:
+        self._open().stage_metrics(part)
 
     def complete(self, outcome: Outcome) -> None:
         load = self._open()
-        load.write_metrics(outcome.summary())
-        load.finish(
+        load.write_metrics(outcome.statistics)
+        outcome.sensors = load.finish(
             rows_loaded=outcome.loaded,
             rows_rejected=outcome.invalid_rows,
-            sensors=len(outcome.sensors),
             date_format=outcome.date_format,
             archive_path=str(self.planned),
         )
