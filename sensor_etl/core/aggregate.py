@@ -11,7 +11,10 @@ group-by costs milliseconds of fixed overhead, which dominates when thousands of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -122,22 +125,61 @@ def merge(summaries: list[pa.Table]) -> pa.Table:
     )
 
 
+@dataclass(frozen=True)
+class Flushed:
+    """Statistics handed to the load. ``new``: groups never handed over before for this file, written as
+    they are; ``again``: groups that may have been (``SeenGroups``), merged into the row already there."""
+
+    new: pa.Table
+    again: pa.Table
+
+
+class SeenGroups:
+    """A Bloom filter over (sensor, day, metric) keys in a fixed number of bytes: which groups may have
+    been flushed before. No false negatives, so a group it calls new is new; a false positive only sends
+    a new group through the merge, which inserts it. With 2 probes, 16 MiB and 6 M groups (a 2 M-row
+    file of distinct sensors), 0.7 % of the groups take that slower path."""
+
+    def __init__(self, nbytes: int) -> None:
+        self._bits = np.zeros(nbytes, dtype=np.uint8)
+
+    def check_and_add(self, summary: pa.Table) -> np.ndarray:
+        """Per row of ``summary`` (unique keys): may its group have been added before? Then add them all."""
+        metric = pc.index_in(summary.column("metric"), value_set=pa.array(list(METRIC_OF.values()))).to_numpy()
+        day_metric = np.floor_divide(summary.column("day").cast(pa.int64()).to_numpy(), _DAY_US) * 4 + metric
+        sensors = summary.column("sensor_id").to_numpy(zero_copy_only=False)
+        # unique keys: no factorizing first (8 times faster on 225 k ids)
+        hashes = pd.util.hash_array(sensors, categorize=False) ^ pd.util.hash_array(day_metric)
+        size = np.uint64(self._bits.size * 8)
+        probes = []
+        for position in (hashes % size, (hashes >> np.uint64(32)) % size):
+            probes.append((position >> np.uint64(3), np.left_shift(np.uint8(1), (position & np.uint64(7)).astype(np.uint8))))
+        seen = np.ones(len(hashes), dtype=bool)
+        for index, bit in probes:
+            seen &= (self._bits[index] & bit) != 0
+        for index, bit in probes:
+            np.bitwise_or.at(self._bits, index, bit)
+        return seen
+
+
 class Statistics:
     """The statistics of one file while its chunks arrive, held in memory up to ``max_bytes``.
 
-    A file with a different sensor on every row has as many groups as rows: held to its end they
-    took 2.2 GB for 1.5 M rows. Past the bound the held parts are merged; when that does not halve
-    them (the groups do not repeat), ``add`` hands the merged table out to be flushed (the load
-    merges the flushed parts exactly in SQL before its COMMIT) and holds nothing. A file whose
-    groups fit (every seed or fleet file of a few thousand sensor-days) is never flushed."""
+    A file with a different sensor on every row has as many groups as rows: held to its end they took
+    2.2 GB for 1.5 M rows. Past the bound the held parts are merged; when that does not halve them (the
+    groups do not repeat), ``add`` hands the merged table to the load and holds nothing. Groups seen for
+    the first time are written as they are (a COPY, as for a file that fits); a group that may come
+    again is merged in SQL into its row (``Flushed``). A file whose groups fit (every seed file, a
+    fleet's file of some thousand sensor-days) is never flushed before its end and ``rest`` is all new."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._parts: list[pa.Table] = []
         self._bytes = 0
+        self._seen: SeenGroups | None = None  # made at the first flush: a file that fits never pays for it
 
-    def add(self, summary: pa.Table) -> pa.Table | None:
-        """Hold the summary of one more chunk; returns the statistics to flush now, if any."""
+    def add(self, summary: pa.Table) -> Flushed | None:
+        """Hold the summary of one more chunk; returns the statistics to write now, if any."""
         self._parts.append(summary)
         self._bytes += summary.nbytes
         if self._bytes <= self.max_bytes:
@@ -147,13 +189,19 @@ class Statistics:
             self._parts, self._bytes = [merged], merged.nbytes
             return None
         self._parts, self._bytes = [], 0
-        return merged
+        return self._flush(merged)
 
-    def rest(self) -> pa.Table:
-        """Everything held, merged (what was not flushed)."""
+    def rest(self) -> Flushed:
+        """Everything still held, merged (split into new and again when something was flushed before)."""
         merged = merge(self._parts)
         self._parts, self._bytes = [], 0
-        return merged
+        return self._flush(merged) if self._seen is not None else Flushed(merged, empty())
+
+    def _flush(self, merged: pa.Table) -> Flushed:
+        if self._seen is None:
+            self._seen = SeenGroups(4 * self.max_bytes)
+        again = self._seen.check_and_add(merged)
+        return Flushed(merged.filter(pa.array(~again)), merged.filter(pa.array(again)))
 
 
 def distinct(known: pa.Array, values: pa.ChunkedArray) -> pa.Array:

@@ -15,6 +15,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
@@ -30,9 +31,9 @@ _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
 METRIC_COLUMNS = ("file_id", "sensor_id", "day", "metric", "n", "min", "max", "mean", "std", "m2", "first_at", "last_at")
 _COPY_METRICS = "COPY sensor_metrics ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(METRIC_COLUMNS))
 _COPY_READINGS = "COPY sensor_readings ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(READINGS_COLUMNS))
-# Partial statistics of a file with more sensor-day groups than memory holds (aggregate.Statistics) wait in a
-# temporary table of the load's session, gone at COMMIT or rollback, and are merged into sensor_metrics just
-# before the COMMIT with the views' formula (script.sql). A group that comes in one part keeps its values as they are.
+# Statistics of a group that may already have a row for this file (a file with more sensor-day groups than memory
+# holds, see aggregate.Statistics) go through a temporary table of the load's session, gone at COMMIT or rollback,
+# and are merged into that row with Chan et al.'s pairwise formula (or inserted, if there is none after all).
 _CREATE_PARTS = """
 CREATE TEMP TABLE sensor_metrics_parts (
     sensor_id text COLLATE "C", day date, metric text, n bigint, min double precision, max double precision,
@@ -41,20 +42,19 @@ CREATE TEMP TABLE sensor_metrics_parts (
 """
 _COPY_PARTS = "COPY sensor_metrics_parts ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(SCHEMA.names))
 _MERGE_PARTS = """
-INSERT INTO sensor_metrics (file_id, sensor_id, day, metric, n, min, max, mean, std, m2, first_at, last_at)
+INSERT INTO sensor_metrics AS m (file_id, sensor_id, day, metric, n, min, max, mean, std, m2, first_at, last_at)
 SELECT %(file_id)s, sensor_id, day, metric, n, min, max, mean, CASE WHEN n > 1 THEN sqrt(m2 / (n - 1)) END, m2, first_at, last_at
-FROM (
-    SELECT sensor_id, day, metric, min(total_n)::bigint AS n, min(min) AS min, max(max) AS max, min(total_mean) AS mean,
-           greatest(sum(m2 + n * (mean - total_mean) ^ 2), 0) AS m2, min(first_at) AS first_at, max(last_at) AS last_at
-    FROM (
-        SELECT p.*,
-               sum(n) OVER w AS total_n,
-               CASE WHEN count(*) OVER w = 1 THEN mean ELSE sum(n * mean) OVER w / sum(n) OVER w END AS total_mean
-        FROM pg_temp.sensor_metrics_parts AS p
-        WINDOW w AS (PARTITION BY sensor_id, day, metric)
-    ) AS parts
-    GROUP BY sensor_id, day, metric
-) AS merged
+FROM pg_temp.sensor_metrics_parts
+ON CONFLICT (file_id, sensor_id, metric, day) DO UPDATE SET
+    n = m.n + excluded.n,
+    min = least(m.min, excluded.min),
+    max = greatest(m.max, excluded.max),
+    mean = m.mean + (excluded.mean - m.mean) * excluded.n / (m.n + excluded.n),
+    m2 = m.m2 + excluded.m2 + (excluded.mean - m.mean) ^ 2 * m.n * excluded.n / (m.n + excluded.n),
+    std = sqrt(greatest(m.m2 + excluded.m2 + (excluded.mean - m.mean) ^ 2 * m.n * excluded.n / (m.n + excluded.n), 0)
+               / (m.n + excluded.n - 1)),
+    first_at = least(m.first_at, excluded.first_at),
+    last_at = greatest(m.last_at, excluded.last_at)
 """
 # The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
 _LEDGER = """
@@ -271,7 +271,7 @@ class Load:
         self.failures = failures or []  # earlier attempts on this content that ended abnormally (edges/attempts.py)
         self._copier = copier
         self._pending: Future | None = None
-        self._staged = False  # partial statistics wait in sensor_metrics_parts
+        self._parts = False  # sensor_metrics_parts exists (used on the copier thread only)
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
@@ -297,31 +297,29 @@ class Load:
         if pending is not None:
             pending.exception()
 
-    def stage_metrics(self, part: pa.Table) -> None:
-        """Partial statistics of the file (``aggregate.SCHEMA``), merged by ``write_metrics``; copied
-        into the session's temporary table in the background, like the readings."""
-        if part.num_rows == 0:
-            return
-        self.wait()
-        if not self._staged:
-            self.cursor.execute(_CREATE_PARTS)
-            self._staged = True
-        self._pending = self._copier.submit(self._copy, _COPY_PARTS, part)
-
     def write_metrics(self, summary: pa.Table) -> None:
-        """The file's statistics into sensor_metrics: ``summary`` as it is, or merged in SQL with the
-        parts staged before it."""
-        if self._staged:
-            self.stage_metrics(summary)
-            self.wait()
-            self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
+        """Statistics (``aggregate.SCHEMA``) of groups new to this file: COPY into sensor_metrics, in the background."""
+        if summary.num_rows == 0:
             return
         self.wait()
-        if summary.num_rows:
-            final = with_std(summary)
-            self._copy(
-                _COPY_METRICS, final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64())).select(METRIC_COLUMNS)
-            )
+        final = with_std(summary)
+        final = final.add_column(0, "file_id", pa.array(np.full(final.num_rows, self.file_id, dtype=np.int64))).select(METRIC_COLUMNS)
+        self._pending = self._copier.submit(self._copy, _COPY_METRICS, final)
+
+    def merge_metrics(self, summary: pa.Table) -> None:
+        """Statistics of groups that may have a row for this file already: merged into it, in the background."""
+        if summary.num_rows == 0:
+            return
+        self.wait()
+        self._pending = self._copier.submit(self._merge, summary)
+
+    def _merge(self, summary: pa.Table) -> None:
+        if not self._parts:
+            self.cursor.execute(_CREATE_PARTS)
+            self._parts = True
+        self._copy(_COPY_PARTS, summary)
+        self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
+        self.cursor.execute("TRUNCATE pg_temp.sensor_metrics_parts")
 
     def finish(self, *, rows_loaded: int, rows_rejected: int, date_format: str, archive_path: str) -> int:
         """Counts, and where the file is about to be moved: recorded before the move, in the same commit.

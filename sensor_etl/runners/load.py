@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from sensor_etl.config import Settings
+from sensor_etl.core.aggregate import Flushed
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
@@ -70,12 +71,14 @@ class FileLoad:
         if self.path.name == CRASH_ON:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def statistics(self, part: pa.Table) -> None:
-        self._open().stage_metrics(part)
+    def statistics(self, flushed: Flushed) -> None:
+        load = self._open()
+        load.write_metrics(flushed.new)
+        load.merge_metrics(flushed.again)
 
     def complete(self, outcome: Outcome) -> None:
+        self.statistics(outcome.statistics)
         load = self._open()
-        load.write_metrics(outcome.statistics)
         outcome.sensors = load.finish(
             rows_loaded=outcome.loaded,
             rows_rejected=outcome.invalid_rows,

@@ -47,9 +47,8 @@ class Loader(Protocol):
         """Take one chunk of transformed valid rows."""
         ...
 
-    def statistics(self, part: pa.Table) -> None:
-        """Take partial statistics (``aggregate.SCHEMA``) flushed before the end of the file: their
-        groups may come again in later parts or in ``Outcome.statistics``."""
+    def statistics(self, flushed: aggregate.Flushed) -> None:
+        """Take statistics flushed before the end of the file (``aggregate.Statistics``)."""
         ...
 
 
@@ -66,7 +65,9 @@ class Outcome:
     rule_counts: Counter = field(default_factory=Counter)
     details: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_DETAILS problems
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
-    statistics: pa.Table = field(default_factory=aggregate.empty)  # with a sink: the statistics not flushed to it
+    statistics: aggregate.Flushed = field(
+        default_factory=lambda: aggregate.Flushed(aggregate.empty(), aggregate.empty())
+    )  # the rest, at the end
     sensors: int = 0  # distinct sensors of the loaded rows (with a sink: counted by it, see check.Sink.complete)
 
     def add_problems(self, checked: Checked, keep_all: bool) -> None:
