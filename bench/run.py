@@ -32,9 +32,9 @@ MB = 1024 * 1024
 
 
 def rss_bound_mb(read_block_bytes: int = 4 << 20) -> float:
-    """The documented bound of one worker's peak RSS, MiB (docs/operations.md#memory): about 160 MiB at
-    rest plus 45 times READ_BLOCK_BYTES, whatever the file's size and number of sensor-day groups."""
-    return 160 + 45 * read_block_bytes / MB
+    """The documented bound of one worker's peak RSS, MiB (docs/operations.md#memory): about 250 MiB
+    plus 35 times READ_BLOCK_BYTES, whatever the file's size and number of sensor-day groups."""
+    return 250 + 35 * read_block_bytes / MB
 
 
 MANY_GROUPS_RSS_MB = rss_bound_mb()

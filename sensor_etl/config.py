@@ -399,8 +399,8 @@ SETTINGS: tuple[Setting, ...] = (
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 50 times this; "
-        "the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 250 MiB + 35 times this, "
+        "see docs/operations.md#memory; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
     # --- Retries

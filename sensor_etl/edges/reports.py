@@ -104,8 +104,8 @@ def rows_details(findings: Findings, limit: RejectLimit) -> dict[str, Any]:
 def attempts_details(failures: list[dict[str, Any]], limit: int) -> dict[str, Any]:
     """``InvalidFile.details`` of a file whose attempts kept ending abnormally (rule worker_died):
     the verdict and each attempt (when, which worker, how it ended)."""
-    endings = ", ".join(str(failure.get("ended")) for failure in failures)
-    return {"reason": f"{len(failures)} attempts ended abnormally (MAX_FILE_ATTEMPTS={limit}): {endings}", "attempts": failures}
+    endings = "; ".join(str(failure.get("ended")) for failure in failures)
+    return {"reason": f"{len(failures)} attempts to load it ended abnormally (MAX_FILE_ATTEMPTS={limit}): {endings}", "attempts": failures}
 
 
 def _rows_reason(findings: Findings, limit: RejectLimit) -> str:

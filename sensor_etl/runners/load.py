@@ -59,7 +59,8 @@ class FileLoad:
         with self.db.load(self.meta) as load:
             if len(load.failures) >= self.max_attempts:
                 details = reports.attempts_details(load.failures, self.max_attempts)
-                raise InvalidFile(Problem(Rule.WORKER_DIED, f"not loaded again: {details['reason']}"), details=details)
+                problem = Problem(Rule.WORKER_DIED, "not tried again, so that it cannot take down another worker (see attempts)")
+                raise InvalidFile(problem, details=details)
             self._load, self.file_id = load, load.file_id
             try:
                 yield load.file_id
