@@ -15,22 +15,42 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from sensor_etl.core.columns import plan_columns
+from sensor_etl.core.dates import EPOCH_FORMATS, fixed_offset
 from sensor_etl.core.units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
-from sensor_etl.errors import ConfigError
+from sensor_etl.errors import ConfigError, InvalidFile
 
-ROLES = ("timestamp", "sensor_id", "temperature", "humidity", "pressure")
+# COLUMN_MAP roles: the key columns, and the columns a timestamp can be assembled from (docs/input.md "Dates and times")
+ROLES = (
+    "timestamp",
+    "sensor_id",
+    "temperature",
+    "humidity",
+    "pressure",
+    "date",
+    "time",
+    "year",
+    "month",
+    "day",
+    "doy",
+    "hour",
+    "minute",
+    "second",
+)
 T = TypeVar("T")
 N = TypeVar("N", int, float)
+HeaderRow = int | Literal["auto", "none"]  # HEADER_ROW: a line number, found in the first lines, or no header
+MAX_ROW_SETTING = 1000  # HEADER_ROW, UNITS_ROW, DATA_ROW: the lines before the data are read one by one, and kept
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,9 @@ class RejectLimit:
         return f"{self.percent:g}%" if self.percent is not None else str(self.count)
 
 
+NA_VALUES = ("NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL")
+
+
 @dataclass(frozen=True)
 class Rules:
     """What a valid file is: the part of the settings the pure validate/transform code needs.
@@ -76,13 +99,33 @@ class Rules:
     humidity_unit: str = "percent"  # HUMIDITY_UNIT
     date_format: str | None = None  # DATE_FORMAT; None = detected per file
     source_timezone: str = "UTC"  # SOURCE_TIMEZONE
+    ambiguous_time: str = "reject"  # AMBIGUOUS_TIME
+    na_values: tuple[str, ...] = NA_VALUES  # NA_VALUES
+    missing_values: str = "reject"  # MISSING_VALUES
     timestamp_min: datetime = datetime(1900, 1, 1, tzinfo=UTC)  # TIMESTAMP_MIN
     max_future_seconds: float = 86400.0  # MAX_FUTURE_SECONDS
     default_sensor_id: str = "default"  # DEFAULT_SENSOR_ID
     column_map: Mapping[str, str] = field(default_factory=dict)  # COLUMN_MAP
-    delimiter: str = "auto"  # CSV_DELIMITER
+    delimiter: str = "auto"  # CSV_DELIMITER ("whitespace": runs of spaces and tabs)
+    header_row: HeaderRow = "auto"  # HEADER_ROW
+    units_row: int | None = None  # UNITS_ROW
+    data_row: int | None = None  # DATA_ROW; None = the line after the header (or the units row)
+    column_names: tuple[str, ...] = ()  # COLUMN_NAMES
+    max_field_bytes: int = 1 << 20  # MAX_FIELD_BYTES
+    max_line_bytes: int = 16 << 20  # MAX_LINE_BYTES
     encoding: str = "utf-8"  # ENCODING
     max_invalid_rows: RejectLimit = field(default_factory=RejectLimit)  # MAX_INVALID_ROWS
+    on_overlap: str = "skip"  # ON_OVERLAP
+
+    @property
+    def default_units(self) -> dict[str, str]:
+        """The unit of each measure column whose header (or units row) names none."""
+        return {"temperature": self.temperature_unit, "pressure": self.pressure_unit, "humidity": self.humidity_unit}
+
+    @property
+    def headerless(self) -> bool:
+        """The file has no header: HEADER_ROW=none, or COLUMN_NAMES set and HEADER_ROW left at auto."""
+        return self.header_row == "none" or (self.header_row == "auto" and bool(self.column_names))
 
 
 @dataclass(frozen=True)
@@ -99,6 +142,7 @@ class Settings:
     data_folder: Path = Path("data")  # DATA_FOLDER
     processed_folder: Path = Path("processed")  # PROCESSED_FOLDER
     quarantine_folder: Path = Path("quarantine")  # QUARANTINE_FOLDER
+    sources_file: Path = Path("sources.toml")  # SOURCES_FILE
     monitor_interval: float = 5.0  # MONITOR_INTERVAL
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
@@ -110,6 +154,8 @@ class Settings:
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
     log_level: str = "INFO"  # LOG_LEVEL
     log_format: str = "text"  # LOG_FORMAT
+    metrics_port: int | None = None  # METRICS_PORT; None = no endpoint
+    metrics_address: str = "127.0.0.1"  # METRICS_ADDRESS
     rules: Rules = field(default_factory=Rules)
 
     @property
@@ -139,6 +185,9 @@ class Parser(Generic[T]):
     parse: Callable[[str], T]
     accepted: str
     keeps_blank: bool = False  # a blank value is a value (else blank means unset: the default applies)
+    # Takes a list or mapping as it is (sources.toml's arrays and tables), so its items need no escaping;
+    # without it, an array is joined with commas and given to ``parse``, and a table is refused.
+    structured: Callable[[Any], T] | None = None
 
 
 def _bounded(value: N, low: float | None, high: float | None) -> N:
@@ -183,6 +232,9 @@ def _path(text: str) -> Path:
 
 
 def _timezone(text: str) -> str:
+    text = text.strip()
+    if fixed_offset(text) is not None:
+        return text
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -198,13 +250,20 @@ def _timestamp(text: str) -> datetime:
 def _date_format(text: str) -> str | None:
     if text.strip().lower() in ("", "auto"):
         return None
+    if text.strip().lower() in EPOCH_FORMATS:
+        return text.strip().lower()
     if "%" not in text:
         raise ValueError
     return text
 
 
+def _tokens(text: str) -> tuple[str, ...]:
+    """Comma-separated tokens, trimmed, without repeats; blank is none (the empty field is missing anyway)."""
+    return tuple(dict.fromkeys(token for token in (part.strip() for part in text.split(",")) if token))
+
+
 def _delimiter(text: str) -> str:
-    named = {"auto": "auto", "comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+    named = {"auto": "auto", "comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|", "whitespace": "whitespace"}
     if text.lower() in named:
         return named[text.lower()]
     if len(text) != 1 or text in '"\r\n':
@@ -212,18 +271,55 @@ def _delimiter(text: str) -> str:
     return text
 
 
+def _header_row(text: str) -> HeaderRow:
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word == "none":
+        return "none"
+    return _bounded(int(word), 1, MAX_ROW_SETTING)
+
+
+def _line_number(text: str) -> int | None:
+    """UNITS_ROW, DATA_ROW: a line number, or none/auto (blank) for the default."""
+    if text.strip().lower() in ("none", "auto"):
+        return None
+    return _bounded(int(text), 1, MAX_ROW_SETTING)
+
+
+def _column_names(text: str) -> tuple[str, ...]:
+    return _names(text.split(","))
+
+
+def _names(items: Sequence[object]) -> tuple[str, ...]:
+    """Column names, each non-empty and different (a sources.toml array comes here as it is, so a name may hold a comma)."""
+    names = tuple(item.strip() for item in items if isinstance(item, str))
+    if len(names) != len(items) or not all(names) or len(set(names)) != len(names):
+        raise ValueError
+    return names
+
+
 def _encoding(text: str) -> str:
     return codecs.lookup(text).name
 
 
 def _column_map(text: str) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        header, sep, role = item.rpartition(":")
-        if not sep or not header.strip() or role.strip() not in ROLES:
-            raise ValueError
-        mapping[header.strip()] = role.strip()
-    return mapping
+    return _column_roles([part for part in text.split(",") if part.strip()])
+
+
+def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
+    """Header → role, each header named and each role known: from ``Header:role`` items, or from a
+    mapping (sources.toml's arrays and tables come here as they are, so a header may hold a comma)."""
+    if isinstance(given, Mapping):
+        pairs = [(str(header), role) for header, role in given.items()]
+    else:
+        pairs = [(header, role) for header, sep, role in (str(item).rpartition(":") for item in given) if sep]
+    if len(pairs) != len(given) or not all(isinstance(role, str) for _, role in pairs):
+        raise ValueError
+    roles = {header.strip(): str(role).strip() for header, role in pairs}
+    if "" in roles or not set(roles.values()) <= set(ROLES):
+        raise ValueError
+    return roles
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
@@ -268,9 +364,11 @@ class Group(StrEnum):
 
     DATABASE = "Database"
     FOLDERS = "Folders and scanning"
+    SOURCES = "Sources and overlaps"
     RETRIES = "Retries"
     RULES = "Validation rules"
     LOGGING = "Logging"
+    MONITORING = "Metrics and health"
 
 
 @dataclass(frozen=True)
@@ -290,6 +388,7 @@ class Setting:
 
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
+_SOURCES, _MONITORING = Group.SOURCES, Group.MONITORING
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Database
@@ -399,9 +498,31 @@ SETTINGS: tuple[Setting, ...] = (
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 250 MiB + 35 times this, "
-        "see docs/operations.md#memory; the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 170 MiB + 35 times this + "
+        "12 times MAX_LINE_BYTES, docs/operations.md#memory; the rows of one file still load in one transaction).",
         _FOLDERS,
+    ),
+    # --- Sources and overlaps
+    Setting(
+        "SOURCES_FILE",
+        "sources_file",
+        Parser(_path, "a file path"),
+        "./sources.toml",
+        "Per-source settings (docs/sources.md): [[source]] tables, each with a name, a glob matched against the path of a "
+        "file in DATA_FOLDER and any file-level setting (ON_OVERLAP and the validation rules) in lower case; the first "
+        "match wins, a file matching none follows the settings here. Read at start-up when the file exists (another "
+        "path must exist).",
+        _SOURCES,
+    ),
+    Setting(
+        "ON_OVERLAP",
+        "on_overlap",
+        choice("skip", "replace", "reject"),
+        "skip",
+        "A reading whose sensor and time another file already stored: skip keeps the stored one (a re-export adds "
+        "nothing), replace stores the new one and removes the old (last wins), reject quarantines the file. Counted "
+        "on the file's ledger row (rows_skipped, rows_conflicting, rows_replaced).",
+        _SOURCES,
     ),
     # --- Retries
     Setting(
@@ -448,17 +569,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATE_FORMAT",
         "date_format",
-        Parser(_date_format, "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
+        Parser(_date_format, "auto, epoch_s, epoch_ms or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
         "auto",
-        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force one.",
+        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force "
+        "one (with date and time columns, of the two joined by a space: %m/%d/%Y %H:%M); epoch_s and epoch_ms read Unix times "
+        "(seconds or milliseconds since 1970-01-01 UTC).",
         _RULES,
     ),
     Setting(
         "SOURCE_TIMEZONE",
         "source_timezone",
-        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin"),
+        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin, or a fixed offset such as -08:00 or +05:30"),
         "UTC",
-        "Time zone of timestamps without an offset (IANA name).",
+        "Time zone of timestamps without an offset, dates alone included: an IANA name (daylight-saving time follows the "
+        "zone's rules) or a fixed offset from UTC (a logger that keeps standard time all year).",
+        _RULES,
+    ),
+    Setting(
+        "AMBIGUOUS_TIME",
+        "ambiguous_time",
+        choice("reject", "earliest", "latest"),
+        "reject",
+        "A local time that occurs twice when clocks go back (01:30 on the night daylight-saving time ends): reject the row, "
+        "or read it as the earliest (still daylight-saving) or latest (standard time) of the two. A local time that does not "
+        "exist (skipped when clocks go forward) is always rejected.",
+        _RULES,
+    ),
+    Setting(
+        "NA_VALUES",
+        "na_values",
+        Parser(_tokens, "comma-separated tokens, e.g. NA,N/A,-9999", keeps_blank=True),
+        ",".join(NA_VALUES),
+        "Values that mean missing, in every column (the empty field always does; set it blank for no other token). A token "
+        "that reads as a number is a sentinel matched by value: -9999 also matches -9999.0. See MISSING_VALUES.",
+        _RULES,
+    ),
+    Setting(
+        "MISSING_VALUES",
+        "missing_values",
+        choice("reject", "null"),
+        "reject",
+        "A missing measure (empty, or in NA_VALUES): reject the row (rule missing_value), or store NULL for that measure and "
+        "load the row's other values. A row with no measure at all, or without timestamp or sensor id, is invalid either way. "
+        "Missing values of other columns are null in extra.",
         _RULES,
     ),
     Setting(
@@ -481,7 +634,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_MAP",
         "column_map",
-        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)),
+        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES), structured=_column_roles),
         "",
         "Headers the aliases do not cover, with their roles (e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id).",
         _RULES,
@@ -489,10 +642,64 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CSV_DELIMITER",
         "delimiter",
-        Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character"),
+        Parser(_delimiter, "auto, comma, semicolon, tab, pipe, whitespace or one character"),
         "auto",
         "Field delimiter; auto takes the one of comma, semicolon, tab and pipe that splits the header line into the most "
-        "fields (comma on a tie).",
+        "fields (comma on a tie); whitespace splits at runs of spaces and tabs (aligned tables; leading spaces ignored).",
+        _RULES,
+    ),
+    Setting(
+        "HEADER_ROW",
+        "header_row",
+        Parser(_header_row, f"auto, none or a line number from 1 to {MAX_ROW_SETTING}"),
+        "auto",
+        "Line of the header. auto: the first of the first 20 lines that names a timestamp and a measure column (a Campbell "
+        "Scientific TOA5 file: line 2); the lines before it are the preamble, kept in ingested_files.preamble. "
+        "none: the file has no header, COLUMN_NAMES names its columns (auto means none when COLUMN_NAMES is set).",
+        _RULES,
+    ),
+    Setting(
+        "UNITS_ROW",
+        "units_row",
+        Parser(_line_number, f"none or a line number from 1 to {MAX_ROW_SETTING}, below the header"),
+        "none",
+        "Line of a units row under the header (e.g. Deg C, %, mbar): it gives the unit of each key column whose header "
+        "names none. A TOA5 file's line 3 is its units row without this setting.",
+        _RULES,
+    ),
+    Setting(
+        "DATA_ROW",
+        "data_row",
+        Parser(_line_number, f"auto or a line number from 1 to {MAX_ROW_SETTING}"),
+        "auto",
+        "First data line; auto: the line after the header, or after the units row (TOA5: line 5; no header: line 1). "
+        "Lines between the header and it are skipped.",
+        _RULES,
+    ),
+    Setting(
+        "COLUMN_NAMES",
+        "column_names",
+        Parser(_column_names, "comma-separated column names, each non-empty and different", structured=_names),
+        "",
+        "Names of the columns, in order, for a file without a header (HEADER_ROW=none or auto); with HEADER_ROW=N they "
+        "replace the names of that line. Key columns are recognised in them as in a header (or named in COLUMN_MAP).",
+        _RULES,
+    ),
+    Setting(
+        "MAX_FIELD_BYTES",
+        "max_field_bytes",
+        integer(1, 1 << 30),
+        str(1 << 20),
+        "Longest value, in bytes (UTF-8): a longer one is not sensor data (a quote left open, a dump) and breaks rule field_too_long.",
+        _RULES,
+    ),
+    Setting(
+        "MAX_LINE_BYTES",
+        "max_line_bytes",
+        integer(1 << 16, 1 << 31),
+        str(16 << 20),
+        "Longest row, in bytes: a longer line is never held in memory; the reader skips to its end and reports it "
+        "(rule line_too_long). Bounds the memory a file can take with READ_BLOCK_BYTES (docs/operations.md).",
         _RULES,
     ),
     Setting(
@@ -523,6 +730,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Log line format: text is key=value pairs, json one object per line.",
         _LOGGING,
     ),
+    # --- Metrics and health
+    Setting(
+        "METRICS_PORT",
+        "metrics_port",
+        integer(0, 65535),
+        "",
+        "TCP port of the HTTP endpoint serving Prometheus metrics (/metrics) and health checks (/healthz, /readyz); "
+        "unset: no endpoint. 0 picks a free port, logged as metrics_listening.",
+        _MONITORING,
+    ),
+    Setting(
+        "METRICS_ADDRESS",
+        "metrics_address",
+        text("an IP address or host name to listen on, e.g. 0.0.0.0 for every interface"),
+        "127.0.0.1",
+        "Address the metrics endpoint listens on (the local host only by default).",
+        _MONITORING,
+    ),
 )
 VARIABLES = tuple(setting.variable for setting in SETTINGS)
 _RULE_FIELDS = frozenset(f.name for f in fields(Rules))
@@ -544,6 +769,12 @@ def _parse(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return rules, settings
 
 
+def check_rules(rules: Rules) -> None:
+    """The file-level settings that must fit together (the global ones, and every source's)."""
+    _pairs(rules)
+    _rows(rules)
+
+
 def _pairs(rules: Rules) -> None:
     for low, high, unit in (("temperature", "temperature", "°C"), ("humidity", "humidity", "%"), ("pressure", "pressure", "hPa")):
         lo, hi = getattr(rules, f"{low}_min"), getattr(rules, f"{high}_max")
@@ -551,11 +782,35 @@ def _pairs(rules: Rules) -> None:
             raise ConfigError(f"{low.upper()}_MIN", lo, f"a value below {low.upper()}_MAX ({hi} {unit})")
 
 
+def _rows(rules: Rules) -> None:
+    """HEADER_ROW, UNITS_ROW, DATA_ROW and COLUMN_NAMES fit together: lines in order, names for a file without a header."""
+    if rules.header_row == "none" and not rules.column_names:
+        raise ConfigError(
+            "HEADER_ROW", "none", "auto or a line number while COLUMN_NAMES is unset (a file without a header needs COLUMN_NAMES)"
+        )
+    if rules.units_row is not None and rules.headerless:
+        raise ConfigError("UNITS_ROW", rules.units_row, "none for a file without a header (HEADER_ROW=none, or COLUMN_NAMES set)")
+    above = [
+        (variable, line) for variable, line in (("HEADER_ROW", rules.header_row), ("UNITS_ROW", rules.units_row)) if isinstance(line, int)
+    ]
+    for variable, line in ((v, n) for v, n in (("UNITS_ROW", rules.units_row), ("DATA_ROW", rules.data_row)) if n is not None):
+        for other, before in above:
+            if other != variable and line <= before:
+                raise ConfigError(variable, line, f"a line below {other} ({before})")
+    if rules.column_names:
+        try:
+            plan_columns(rules.column_names, rules.column_map, rules.default_units)
+        except InvalidFile as exc:
+            raise ConfigError(
+                "COLUMN_NAMES", ",".join(rules.column_names), f"names for the columns of a file ({exc.problem.message})"
+            ) from exc
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
-    _pairs(rules)
+    check_rules(rules)
     return Settings(rules=rules, **setting_values)
 
 

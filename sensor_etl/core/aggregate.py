@@ -55,7 +55,10 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def summarize(readings: pa.Table) -> pa.Table:
-    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric."""
+    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric.
+
+    Only present values count: a NULL measure (MISSING_VALUES=null) is in neither n nor the other
+    statistics of its metric, and a metric with no value in a sensor's day has no row there."""
     metrics = [m for m in METRIC_OF.values() if readings.column(m).null_count < readings.num_rows]
     if readings.num_rows == 0 or not metrics:
         return empty()
@@ -64,25 +67,42 @@ def summarize(readings: pa.Table) -> pa.Table:
     micros = readings.column("observed_at").combine_chunks().cast(pa.int64()).to_numpy()
     order, starts, group = _segments(sensors, np.floor_divide(micros, _DAY_US))
     micros = micros[order]
-    n = np.bincount(group).astype(np.int64)
     labels = encoded.dictionary.take(pa.array(sensors[order][starts]))
     days = pa.array(np.floor_divide(micros[starts], _DAY_US) * _DAY_US, pa.int64()).cast(_TIME)
-    first_at = pa.array(np.minimum.reduceat(micros, starts), pa.int64()).cast(_TIME)
-    last_at = pa.array(np.maximum.reduceat(micros, starts), pa.int64()).cast(_TIME)
+    span = _span(micros, starts)  # first_at, last_at of a metric with a value on every row
     parts = []
     for metric in metrics:
-        values = readings.column(metric).combine_chunks().to_numpy(zero_copy_only=False)[order]
-        mean = np.bincount(group, values) / n
-        deviation = values - mean[group]
-        columns = [labels, days, pa.array([metric] * len(starts)), n]
+        column = readings.column(metric).combine_chunks()
+        values, at, rows, kept, first = column.to_numpy(zero_copy_only=False)[order], micros, group, None, starts
+        if column.null_count:  # keep the present values, and the groups that still have one
+            present = ~np.isnan(values)
+            values, at, rows = values[present], micros[present], group[present]
+            kept = pa.array(np.flatnonzero(np.bincount(rows, minlength=len(starts))))
+            first = np.searchsorted(rows, kept)
+            rows = np.searchsorted(kept, rows)
+        n = np.bincount(rows).astype(np.int64)
+        mean = np.bincount(rows, values) / n
+        deviation = values - mean[rows]
+        columns = [labels, days] if kept is None else [labels.take(kept), days.take(kept)]
         columns += [
-            np.minimum.reduceat(values, starts),
-            np.maximum.reduceat(values, starts),
+            pa.array([metric] * len(n)),
+            n,
+            np.minimum.reduceat(values, first),
+            np.maximum.reduceat(values, first),
             mean,
-            np.bincount(group, deviation * deviation),
+            np.bincount(rows, deviation * deviation),
+            *(span if kept is None else _span(at, first)),
         ]
-        parts.append(pa.Table.from_arrays([*columns, first_at, last_at], schema=SCHEMA))
+        parts.append(pa.Table.from_arrays(columns, schema=SCHEMA))
     return pa.concat_tables(parts)
+
+
+def _span(micros: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """First and last instant of each segment."""
+    return (
+        pa.array(np.minimum.reduceat(micros, starts), pa.int64()).cast(_TIME),
+        pa.array(np.maximum.reduceat(micros, starts), pa.int64()).cast(_TIME),
+    )
 
 
 def merge(summaries: list[pa.Table]) -> pa.Table:
@@ -132,6 +152,10 @@ class Flushed:
 
     new: pa.Table
     again: pa.Table
+
+    @classmethod
+    def nothing(cls) -> Flushed:
+        return cls(empty(), empty())
 
 
 class SeenGroups:
@@ -202,7 +226,7 @@ class Statistics:
         if self._seen is None:
             self._seen = SeenGroups(2 * self.max_bytes)
         again = self._seen.check_and_add(merged)
-        if not again.any():  # the usual case of a file with ever new groups: no copy
+        if not again.any():  # the usual case, a file whose groups never come back: no copy
             return Flushed(merged, empty())
         return Flushed(merged.filter(pa.array(~again)), merged.filter(pa.array(again)))
 

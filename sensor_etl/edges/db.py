@@ -24,6 +24,8 @@ import pyarrow.csv as pacsv
 
 from sensor_etl.core.aggregate import SCHEMA, with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
+from sensor_etl.edges import overlaps
+from sensor_etl.edges.overlaps import Overlap
 from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
 
 _FATAL_CLASSES = ("28", "42", "3D", "3F", "0A", "2B")
@@ -58,18 +60,19 @@ ON CONFLICT (file_id, sensor_id, metric, day) DO UPDATE SET
 """
 # The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
 _LEDGER = """
-INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)
-VALUES (%(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s)
+INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker, source)
+VALUES (%(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s, %(source)s)
 ON CONFLICT (sha256) DO NOTHING
 RETURNING file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
 """
-# Counts and the planned archive path; the sensors are counted from the file's statistics (every loaded row has
-# one), and the content's failed attempts are forgotten: it is loaded.
+# Counts, the planned archive path and the overlap; the sensors are counted from the file's statistics (every
+# stored row has a measure, so a metrics row), and the content's failed attempts are forgotten: it is loaded.
 _FINISH = """
 WITH forgotten AS (DELETE FROM file_attempts WHERE sha256 = (SELECT sha256 FROM ingested_files WHERE file_id = %(file_id)s))
 UPDATE ingested_files
-SET rows_loaded = %(rows_loaded)s, rows_rejected = %(rows_rejected)s, date_format = %(date_format)s, archive_path = %(archive_path)s,
-    sensors = (SELECT count(DISTINCT sensor_id) FROM sensor_metrics WHERE file_id = %(file_id)s),
+SET rows_loaded = %(rows_loaded)s, rows_rejected = %(rows_rejected)s, date_format = %(date_format)s, preamble = %(preamble)s,
+    archive_path = %(archive_path)s, rows_skipped = %(rows_skipped)s, rows_conflicting = %(rows_conflicting)s,
+    rows_replaced = %(rows_replaced)s, sensors = (SELECT count(DISTINCT sensor_id) FROM sensor_metrics WHERE file_id = %(file_id)s),
     status = CASE WHEN %(rows_rejected)s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()
 WHERE file_id = %(file_id)s
 RETURNING sensors
@@ -121,12 +124,13 @@ def translated() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileMeta:
-    name: str
+    name: str  # the path relative to the inbox
     sha256: str
     size: int
     modified_at: datetime
     started_at: datetime
     worker: str
+    source: str | None = None  # the [[source]] it follows
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,32 @@ class Database:
     def lookup(self, sha256: str) -> LedgerEntry | None:
         rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
+
+    def find_loaded(self, key: str, archive_path: str) -> list[LedgerEntry]:
+        """The ledger rows a person means by ``key``: a file_id (digits), a file name (its path relative to
+        the inbox), or the path of its archived copy (``archive_path``, resolved by the caller)."""
+        rows = self.query(
+            "SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files"
+            " WHERE file_id = %(id)s OR file_name = %(name)s OR archive_path = %(path)s ORDER BY file_id",
+            {"id": int(key) if key.isdigit() else None, "name": key, "path": archive_path},
+        )
+        return [LedgerEntry(*row) for row in rows]
+
+    def unload(self, file_id: int) -> int | None:
+        """Delete a file's readings, metrics and ledger row in one transaction; the readings deleted, or
+        None when the file is not (or no longer) in the ledger. Its sensors are locked as a load locks
+        them (``overlaps``), so a load deciding its overlaps meanwhile sees the file either whole or gone."""
+        conn = self.connection()
+        with translated(), conn, conn.cursor() as cur:
+            cur.execute("SELECT FROM ingested_files WHERE file_id = %s FOR UPDATE", (file_id,))
+            if cur.rowcount == 0:
+                return None
+            cur.execute("SELECT DISTINCT sensor_id FROM sensor_metrics WHERE file_id = %s", (file_id,))
+            overlaps.lock(cur, [sensor for (sensor,) in cur.fetchall()])
+            cur.execute("DELETE FROM sensor_readings WHERE file_id = %s", (file_id,))
+            readings = cur.rowcount
+            cur.execute("DELETE FROM ingested_files WHERE file_id = %s", (file_id,))  # its metrics go with it (ON DELETE CASCADE)
+            return readings
 
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
         """Correct the recorded destination when the planned name was taken (bookkeeping)."""
@@ -342,11 +372,22 @@ class Load:
         self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
         self.cursor.execute("TRUNCATE pg_temp.sensor_metrics_parts")
 
-    def finish(self, *, rows_loaded: int, rows_rejected: int, date_format: str, archive_path: str) -> int:
+    def finish(
+        self, *, rows_loaded: int, rows_rejected: int, date_format: str, preamble: str | None, archive_path: str, overlap: Overlap
+    ) -> int:
         """Counts, and where the file is about to be moved: recorded before the move, in the same commit.
-        Returns the number of sensors."""
+        Returns the number of sensors of the stored rows."""
         self.wait()
-        values = {"rows_loaded": rows_loaded, "rows_rejected": rows_rejected, "date_format": date_format, "archive_path": archive_path}
+        values = {
+            "rows_loaded": rows_loaded,
+            "rows_rejected": rows_rejected,
+            "date_format": date_format,
+            "preamble": preamble,
+            "archive_path": archive_path,
+            "rows_skipped": overlap.skipped,
+            "rows_conflicting": overlap.conflicting,
+            "rows_replaced": overlap.replaced,
+        }
         self.cursor.execute(_FINISH, {**values, "file_id": self.file_id})
         row = self.cursor.fetchone()
         return int(row[0]) if row else 0

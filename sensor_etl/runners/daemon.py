@@ -14,7 +14,9 @@ This is the one place where typed errors become decisions:
   holding the file counts one too. After MAX_FILE_ATTEMPTS the load itself refuses the content with
   ``InvalidFile`` (rule ``worker_died``): quarantined instead of killing the next worker.
 
-Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
+Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
+file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
+matches (``sources``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from sensor_etl.runners import retry
 from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.load import FileLoad
+from sensor_etl.sources import Match, Sources
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
@@ -91,8 +94,9 @@ def utcnow() -> datetime:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None) -> None:
+    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None, sources: Sources | None = None) -> None:
         self.settings = settings
+        self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
         self.worker = worker_id()
@@ -128,6 +132,7 @@ class Daemon:
                 except FatalDatabaseError as exc:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     return 1
+                logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
                 if once:
                     if left.settled:
                         return 0
@@ -140,7 +145,9 @@ class Daemon:
     def scan_once(self) -> Pass:
         """Offer every ready file to ``handle`` once; report what is left for later."""
         try:
-            candidates, skipped = files.scan(self.settings.data_folder)
+            candidates, skipped = files.scan(
+                self.settings.data_folder, exclude=(self.settings.processed_folder, self.settings.quarantine_folder)
+            )
         except OSError as exc:
             logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
             return Pass(waiting=True)
@@ -167,7 +174,7 @@ class Daemon:
             key = (item.path, item.reason)
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
-                logs.warning("file_skipped", file=item.path.name, reason=item.reason)
+                logs.warning("file_skipped", file=item.name, reason=item.reason)
 
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
@@ -191,13 +198,14 @@ class Daemon:
     def _handle_claimed(self, candidate: files.Candidate, taken: Taken) -> Result:
         name = candidate.name
         started = utcnow()
+        match = self.sources.rules_for(name)
         try:
-            fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
+            fp = files.fingerprint(candidate.path, match.rules.encoding)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=name)
             return Result.GONE
         except OSError as exc:
-            self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
+            self._skip_once(candidate, f"cannot read: {exc.strerror or exc}")
             return Result.WAITING
         if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
             logs.info("file_changing", file=name)
@@ -207,9 +215,9 @@ class Daemon:
         if ended is not None:
             self._failed_attempt(name, fp, taken.previous or "", ended)
         try:
-            return self._retrying_file(name)(self._process, candidate, fp, started)
+            return self._retrying_file(name)(self._process, candidate, fp, match, started)
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate.path, str(exc))
+            self._skip_once(candidate, str(exc))
             return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
@@ -242,13 +250,13 @@ class Daemon:
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
 
-    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
+    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, match: Match, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
-        load = FileLoad(self.db, self.claims, self.settings, candidate.path, fp, planned=planned, started=started, worker=self.worker)
+        load = FileLoad(self.db, self.claims, self.settings, candidate, fp, match, planned=planned, started=started, worker=self.worker)
         clock = time.perf_counter()
         try:
-            outcome = check_file(candidate.path, self.settings, started, fp=fp, sink=load, should_stop=self.stop.is_set)
+            outcome = check_file(candidate.path, self.settings, started, match=match, fp=fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
@@ -256,16 +264,21 @@ class Daemon:
             "file_loaded",
             file=name,
             file_id=load.file_id,
-            rows=outcome.loaded,
+            source=match.source,
+            rows=outcome.loaded - load.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects.name if load.rejects else None,
+            rows_skipped=load.overlap.skipped,
+            rows_conflicting=load.overlap.conflicting,
+            rows_replaced=load.overlap.replaced,
             sensors=outcome.sensors,
+            layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, load.file_id, planned)
+        self.archive.committed(candidate.path, name, load.file_id, planned)
         return Result.LOADED
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
@@ -277,9 +290,9 @@ class Daemon:
             planned = Path(entry.archive_path)
             if not planned.exists() or files.same_file(candidate.path, planned):
                 logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self.archive.committed(candidate.path, entry.file_id, planned)
+                self.archive.committed(candidate.path, candidate.name, entry.file_id, planned)
                 return Result.LOADED
-        target = self.archive.duplicate(candidate.path)
+        target = self.archive.duplicate(candidate.path, candidate.name)
         if target is None:
             return Result.WAITING
         logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
@@ -287,7 +300,7 @@ class Daemon:
 
     def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
-        target = self.archive.quarantine(candidate.path, report)
+        target = self.archive.quarantine(candidate.path, candidate.name, report)
         if target is None:
             return Result.WAITING
         logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
@@ -307,8 +320,8 @@ class Daemon:
         if count:
             logs.warning("attempt_failed", file=name, worker=worker, ended=ended, attempts=count, max=self.settings.max_file_attempts)
 
-    def _skip_once(self, path: Path, reason: str) -> None:
-        self._report_skips([files.Skipped(path, reason)])
+    def _skip_once(self, candidate: files.Candidate, reason: str) -> None:
+        self._report_skips([files.Skipped(candidate.path, candidate.name, reason)])
 
     def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
         logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)

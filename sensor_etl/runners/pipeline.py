@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,20 +25,18 @@ import pyarrow as pa
 
 from sensor_etl.config import Rules
 from sensor_etl.core import aggregate
-from sensor_etl.core.columns import ColumnPlan, plan_columns
-from sensor_etl.core.dates import detect_date_format
+from sensor_etl.core.chunk import Chunk
+from sensor_etl.core.columns import ColumnPlan
+from sensor_etl.core.dates import detect_date_format, header_date_format, time_column, time_roles, timestamp_text
+from sensor_etl.core.layout import Layout, locate
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
-from sensor_etl.edges import reports
-from sensor_etl.edges.reader import read_chunks, read_header
+from sensor_etl.core.values import missing_tokens
+from sensor_etl.edges import reader, reports
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
 
 MAX_DETAILS = 100
-
-
-def default_units(rules: Rules) -> dict[str, str]:
-    return {"temperature": rules.temperature_unit, "pressure": rules.pressure_unit, "humidity": rules.humidity_unit}
 
 
 class Loader(Protocol):
@@ -56,7 +55,7 @@ class Loader(Protocol):
 class Outcome:
     """What one pass over a file found and (with a sink) loaded."""
 
-    plan: ColumnPlan | None = None
+    layout: Layout | None = None
     date_format: str = ""
     rows: int = 0
     loaded: int = 0
@@ -65,10 +64,26 @@ class Outcome:
     rule_counts: Counter = field(default_factory=Counter)
     details: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_DETAILS problems
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
-    statistics: aggregate.Flushed = field(
-        default_factory=lambda: aggregate.Flushed(aggregate.empty(), aggregate.empty())
-    )  # the rest, at the end
+    statistics: aggregate.Flushed = field(default_factory=aggregate.Flushed.nothing)  # with a sink: the rest, at the end
     sensors: int = 0  # distinct sensors of the loaded rows (with a sink: counted by it, see check.Sink.complete)
+
+    @property
+    def plan(self) -> ColumnPlan | None:
+        return self.layout.plan if self.layout else None
+
+    @property
+    def data_line(self) -> int:
+        """The first data line: the lines before it (preamble, header, units) head a rejects file."""
+        return self.layout.data_line if self.layout else 2
+
+    @property
+    def preamble(self) -> str | None:
+        return self.layout.preamble if self.layout else None
+
+    @property
+    def where(self) -> str:
+        """Where the header, units and data were found, when that is not lines 1 and 2 ("" otherwise)."""
+        return self.layout.describe() if self.layout else ""
 
     def add_problems(self, checked: Checked, keep_all: bool) -> None:
         """Count a chunk's problems; with ``keep_all`` (rows may still be rejected rather than the
@@ -112,6 +127,17 @@ def _records(problems: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
+def _date_format(chunk: Chunk, plan: ColumnPlan, rules: Rules) -> str:
+    """The file's date format, from its first chunk: DATE_FORMAT, else what the headers spell
+    (``Date (MM/DD/YYYY)``), else detected on the first values; or which columns it is assembled from."""
+    text = timestamp_text(chunk.table.slice(0, 2000), plan)
+    if text is None:
+        return "columns " + ", ".join(time_roles(plan))
+    first = text.to_numpy(zero_copy_only=False)
+    samples = pd.Series(first, index=chunk.lines[: len(first)], name=time_column(plan), dtype=object)
+    return detect_date_format(samples, rules.date_format or header_date_format(plan))
+
+
 def run(
     path: Path,
     rules: Rules,
@@ -130,22 +156,21 @@ def run(
     outcome = Outcome()
     statistics = aggregate.Statistics(block_bytes)
     sensor_ids = pa.array([], pa.string())
-    headers, delimiter = read_header(path, rules.encoding, rules.delimiter)
-    outcome.plan = plan = plan_columns(headers, rules.column_map, default_units(rules))
+    with closing(reader.head(path, rules.encoding)) as lines:
+        outcome.layout = layout = locate(lines, rules)
+    plan = layout.plan
     limit = rules.max_invalid_rows
-    for chunk in read_chunks(path, len(headers), rules.encoding, delimiter, block_bytes):
+    missing = missing_tokens(rules.na_values)
+    for chunk in reader.read_chunks(path, layout, rules, block_bytes):
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            column = plan.roles["timestamp"]
-            first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
-            samples = pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
-            outcome.date_format = detect_date_format(samples, rules.date_format)
+            outcome.date_format = _date_format(chunk, plan, rules)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
         outcome.add_problems(checked, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
-            readings = transform(checked, plan, file_id)
+            readings = transform(checked, plan, file_id, missing)
             outcome.loaded += readings.num_rows
             if sink is None:
                 sensor_ids = aggregate.distinct(sensor_ids, readings.column("sensor_id"))
@@ -157,7 +182,10 @@ def run(
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     outcome.statistics, outcome.sensors = statistics.rest(), len(sensor_ids)
     if outcome.rows == 0:
-        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, "the file has a header but no data rows", line=2))
+        message = "the file has a header but no data rows" if layout.header_line else "the file has no data rows"
+        if layout.data_line != (layout.header_line or 0) + 1:
+            message += f" from line {layout.data_line} on"
+        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, message, line=layout.data_line))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
         raise InvalidFile(outcome.first_problem(), details=reports.rows_details(outcome, limit))
     return outcome

@@ -26,7 +26,9 @@ from sensor_etl.edges import claims, memory
 from sensor_etl.edges.db import Database
 from sensor_etl.errors import DatabaseError
 from sensor_etl.ops import logs
+from sensor_etl.runners import monitor
 from sensor_etl.runners.daemon import Daemon
+from sensor_etl.sources import Sources
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is replaced: a crash loop costs one restart a second
 EXIT_FATAL = 1  # a worker's Daemon.run gave up for good (database refused us): restarting cannot help
@@ -43,14 +45,16 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def supervise(settings: Settings, connect: Mapping[str, Any], stop: threading.Event, once: bool, memory_limit: int | None) -> int:
+def supervise(
+    settings: Settings, sources: Sources, connect: Mapping[str, Any], stop: threading.Event, once: bool, memory_limit: int | None
+) -> int:
     """Run ``settings.workers`` worker processes, each under ``memory_limit`` bytes of address space,
     until stopped (or, with ``once``, until all are done)."""
     context = multiprocessing.get_context("spawn")
     database = Database(connect, "sensor-etl-supervisor")
 
     def start(index: int) -> BaseProcess:
-        process = context.Process(target=work, args=(settings, connect, once, memory_limit), name=f"sensor-etl-worker-{index}")
+        process = context.Process(target=work, args=(settings, sources, connect, once, memory_limit), name=f"sensor-etl-worker-{index}")
         process.start()
         logs.info("worker_started", worker=index, pid=process.pid)
         return process
@@ -109,16 +113,17 @@ def _cause(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def work(settings: Settings, connect: Mapping[str, Any], once: bool, memory_limit: int | None) -> None:
+def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once: bool, memory_limit: int | None) -> None:
     """A worker process: the single-process daemon under its memory limit, which also stops when its supervisor dies."""
     memory.limit(memory_limit)
     logs.configure(settings.log_level, settings.log_format)
+    monitor.record_in_worker()
     stop = threading.Event()
     stop_on_signals(stop)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_stop_when_gone, args=(parent.sentinel, stop), name="supervisor-watch", daemon=True).start()
-    code = Daemon(settings, Database(connect), stop).run(once)
+    code = Daemon(settings, Database(connect), stop, sources).run(once)
     logs.info("worker_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
     sys.exit(code)
 
