@@ -150,7 +150,7 @@ def sensors_chunk(first_row: int, rows: int) -> pa.Table:
     )
 
 
-def _write_rows(path: Path, header: str, chunks) -> None:
+def write_rows(path: Path, header: str, chunks) -> None:
     """Write header + chunks to a temporary name, then rename: a cached file is always complete."""
     partial = path.with_name(f".{path.name}.partial")
     with open(partial, "wb") as out:
@@ -165,7 +165,7 @@ def seed_file(cache: Path, rows: int) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
-        _write_rows(
+        write_rows(
             path,
             SEED_HEADER,
             (seed_chunk(s, min(CHUNK_ROWS, rows - s)) for s in starts),
@@ -186,7 +186,7 @@ def multi_file(cache: Path, rows: int) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
         chunks = (multi_chunk(MULTI_START, s, min(CHUNK_ROWS, rows - s)) for s in starts)
-        _write_rows(path, MULTI_HEADER, chunks)
+        write_rows(path, MULTI_HEADER, chunks)
     return path
 
 
@@ -196,7 +196,7 @@ def sensors_file(cache: Path, rows: int) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
-        _write_rows(path, MULTI_HEADER, (sensors_chunk(s, min(CHUNK_ROWS, rows - s)) for s in starts))
+        write_rows(path, MULTI_HEADER, (sensors_chunk(s, min(CHUNK_ROWS, rows - s)) for s in starts))
     return path
 
 

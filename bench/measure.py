@@ -1,23 +1,32 @@
-"""Run a command and measure its wall time and its peak memory as the kernel counts it.
+"""Run a command and measure its wall time, its peak memory and its CPU time.
 
-Peak memory is the kernel's maximum resident set size (what ``/usr/bin/time -v`` reports), not a
-sample: the ``rusage`` that ``wait4`` returns for the command, which covers the command and every
-descendant it waited for, and gives the largest single one. Sampling RSS every 50 ms missed short
-peaks (about 280 MB reported where the kernel saw 426 MB for a 2.36 GB file). With WORKERS > 1 the
-daemon's memory is the sum over its processes: each worker and the supervisor log their own peak
-at exit (``worker_stopped`` / ``daemon_stopped`` ``peak_rss_mb=``, at LOG_LEVEL=INFO), and the sum
-of those lines is used when there are worker lines.
+Peak memory is first the kernel's own figure (what ``/usr/bin/time -v`` reports): the maximum
+resident set size in the ``rusage`` that ``wait4`` returns for the command, which covers the command
+and every descendant it waited for and gives the largest single one. Sampling RSS every 50 ms alone
+missed short peaks (about 280 MB reported where the kernel saw 426 MB for a 2.36 GB file). The
+daemon's memory with WORKERS > 1 is the sum over its processes: each worker and the supervisor log
+their own kernel figure at exit (``worker_stopped`` / ``daemon_stopped`` ``peak_rss_mb=``, at
+LOG_LEVEL=INFO), and their sum is used when there are worker lines. A process tree that logs no such
+lines (a Spark job: a JVM and the Python workers it starts, which it does not all wait for) is also
+sampled every 50 ms, and the sampled sum over the tree counts when it is the larger figure. CPU time
+is sampled per process of the tree, for the same reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
+import psutil
+
+SAMPLE_SECONDS = 0.05
 MB = 1024 * 1024
 _PEAKS = re.compile(r" (?:worker_stopped|daemon_stopped) .*?peak_rss_mb=(\d+)")
 
@@ -30,10 +39,53 @@ class Measurement:
     peak_rss_bytes: int
     returncode: int
     stderr_tail: str
+    cpu_seconds: float = 0.0  # user + system of the whole tree, as last sampled per process
+
+
+def tree_rss(process: psutil.Process, cpu: dict[int, float] | None = None) -> int:
+    """Summed RSS of a process and all its descendants (processes that vanish are skipped); with
+    ``cpu``, each one's CPU seconds so far are recorded in it by pid."""
+    total = 0
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    for member in members:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += member.memory_info().rss
+            if cpu is not None:
+                times = member.cpu_times()
+                cpu[member.pid] = times.user + times.system
+    return total
+
+
+class PeakRssSampler:
+    """Samples ``tree_rss`` every 50 ms in a thread, so the main thread can time the process exactly."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample (a JVM's Python workers are not reaped by us)
+        self._process = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self.peak = max(self.peak, tree_rss(self._process, self.cpu))
+            if self._stop.wait(SAMPLE_SECONDS):
+                return
 
 
 def peak_of(stderr: str, largest: int) -> int:
-    """The daemon's peak: the sum of its processes' own peaks when it ran workers, else ``largest``."""
+    """The daemon's kernel figure: the sum of its processes' own peaks when it ran workers, else ``largest``."""
     if " worker_stopped " not in stderr:
         return largest
     return sum(int(mb) for mb in _PEAKS.findall(stderr)) * MB
@@ -51,9 +103,11 @@ def run_measured(command: list[str], env: dict[str, str] | None = None, cwd: Pat
         stderr=subprocess.PIPE,
     )
     assert process.stderr is not None
-    stderr = process.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)  # reaped here, with its rusage (Popen.wait would drop it)
-    seconds = time.perf_counter() - started
+    with PeakRssSampler(process.pid) as sampler:
+        stderr = process.stderr.read().decode(errors="replace")
+        _, status, usage = os.wait4(process.pid, 0)  # reaped here, with its rusage (Popen.wait would drop it)
+        seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     process.stderr.close()
-    return Measurement(seconds, peak_of(stderr, usage.ru_maxrss * 1024), process.returncode, stderr[-2000:])
+    peak = max(peak_of(stderr, usage.ru_maxrss * 1024), sampler.peak)
+    return Measurement(seconds, peak, process.returncode, stderr[-2000:], sum(sampler.cpu.values()))

@@ -83,6 +83,29 @@ NA_VALUES = ("NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL")
 
 
 @dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/prefix/``: a folder in an object store (S3 or S3-compatible), which DATA_FOLDER,
+    PROCESSED_FOLDER and QUARANTINE_FOLDER accept. The prefix is empty or ends with ``/``: a folder,
+    so ``s3://b/in`` never takes ``in2/x.csv``."""
+
+    bucket: str
+    prefix: str = ""
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def url(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefix}{name}"
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+Location = Path | S3Location
+"""Where files are: a local folder, or a prefix in an object store."""
+
+
+@dataclass(frozen=True)
 class Rules:
     """What a valid file is: the part of the settings the pure validate/transform code needs.
 
@@ -133,15 +156,17 @@ class Settings:
     """The daemon's whole configuration: one field per setting of ``SETTINGS``, and the rules."""
 
     database_url: str | None = None  # DATABASE_URL
+    database_url_secret: str | None = None  # DATABASE_URL_SECRET
     db_name: str = "sensor_etl"  # DB_NAME
     db_user: str = "postgres"  # DB_USER
     db_password: str = field(default="", repr=False)  # DB_PASSWORD (secret: never shown)
     db_host: str | None = None  # DB_HOST
     db_port: int = 5432  # DB_PORT
     pgdata_folder: Path = Path(".pgdata")  # PGDATA_FOLDER
-    data_folder: Path = Path("data")  # DATA_FOLDER
-    processed_folder: Path = Path("processed")  # PROCESSED_FOLDER
-    quarantine_folder: Path = Path("quarantine")  # QUARANTINE_FOLDER
+    data_folder: Location = Path("data")  # DATA_FOLDER
+    processed_folder: Location = Path("processed")  # PROCESSED_FOLDER
+    quarantine_folder: Location = Path("quarantine")  # QUARANTINE_FOLDER
+    queue_url: str | None = None  # QUEUE_URL
     sources_file: Path = Path("sources.toml")  # SOURCES_FILE
     monitor_interval: float = 5.0  # MONITOR_INTERVAL
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
@@ -149,6 +174,7 @@ class Settings:
     lease_seconds: float = 60.0  # LEASE_SECONDS
     worker_memory_limit: int | None = None  # WORKER_MEMORY_LIMIT, bytes; None = auto (edges/memory.py), 0 = off
     max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
+    handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
     read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
     retry_attempts: int = 5  # RETRY_ATTEMPTS
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
@@ -161,7 +187,7 @@ class Settings:
     @property
     def embedded(self) -> bool:
         """No server configured: start the embedded one."""
-        return not self.database_url and not self.db_host
+        return not self.database_url and not self.db_host and not self.database_url_secret
 
     def connection_kwargs(self) -> dict[str, object]:
         """psycopg2.connect() arguments for the configured server (not for the embedded one)."""
@@ -229,6 +255,23 @@ def text(accepted: str = "a non-empty value") -> Parser[str]:
 
 def _path(text: str) -> Path:
     return Path(_text(text)).expanduser()
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}")
+
+
+def s3_location(text: str) -> S3Location:
+    """``s3://bucket/prefix``: the prefix gets its trailing ``/`` (a folder, not the start of a name)."""
+    scheme, _, rest = text.strip().partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme.lower() != "s3" or not _BUCKET.fullmatch(bucket) or "//" in prefix:
+        raise ValueError
+    return S3Location(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/")
+
+
+def _location(text: str) -> Location:
+    text = _text(text)
+    return s3_location(text) if text.lower().startswith("s3://") else _path(text)
 
 
 def _timezone(text: str) -> str:
@@ -356,6 +399,7 @@ def _reject_limit(text: str) -> RejectLimit:
 
 
 FOLDER = Parser(_path, "a folder path")
+LOCATION = Parser(_location, "a folder path, or s3://bucket/prefix/ for a prefix in S3 or an S3-compatible store")
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -365,6 +409,7 @@ class Group(StrEnum):
     DATABASE = "Database"
     FOLDERS = "Folders and scanning"
     SOURCES = "Sources and overlaps"
+    OBJECTS = "Object storage and events"
     RETRIES = "Retries"
     RULES = "Validation rules"
     LOGGING = "Logging"
@@ -389,6 +434,7 @@ class Setting:
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
 _SOURCES, _MONITORING = Group.SOURCES, Group.MONITORING
+_OBJECTS = Group.OBJECTS
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Database
@@ -399,6 +445,16 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "The server to load into; wins over the DB_* variables. Leave it and DB_HOST empty to start the embedded "
         "PostgreSQL (data in PGDATA_FOLDER).",
+        _DB,
+    ),
+    Setting(
+        "DATABASE_URL_SECRET",
+        "database_url_secret",
+        text("an AWS Secrets Manager secret name or ARN"),
+        "",
+        "A secret holding the server to load into, read at start-up and winning over DATABASE_URL: a libpq URI, or "
+        "the JSON of an RDS secret (host, port, username, password, dbname). Needs the s3 extra; for the AWS Lambda "
+        "handler and workers on AWS (docs/s3.md).",
         _DB,
     ),
     Setting(
@@ -426,12 +482,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # --- Folders and scanning
     Setting(
-        "DATA_FOLDER", "data_folder", FOLDER, "./data", "The inbox: every *.csv file dropped here is loaded (created if missing).", _FOLDERS
+        "DATA_FOLDER",
+        "data_folder",
+        LOCATION,
+        "./data",
+        "The inbox: every *.csv file dropped here is loaded (created if missing). An s3:// inbox needs s3:// "
+        "PROCESSED_FOLDER and QUARANTINE_FOLDER too (docs/s3.md).",
+        _FOLDERS,
     ),
     Setting(
         "PROCESSED_FOLDER",
         "processed_folder",
-        FOLDER,
+        LOCATION,
         "./processed",
         "Loaded and duplicate files are moved here (created if missing).",
         _FOLDERS,
@@ -439,7 +501,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "QUARANTINE_FOLDER",
         "quarantine_folder",
-        FOLDER,
+        LOCATION,
         "./quarantine",
         "Invalid files are moved here, each with <name>.error.json saying what to fix (created if missing).",
         _FOLDERS,
@@ -523,6 +585,25 @@ SETTINGS: tuple[Setting, ...] = (
         "nothing), replace stores the new one and removes the old (last wins), reject quarantines the file. Counted "
         "on the file's ledger row (rows_skipped, rows_conflicting, rows_replaced).",
         _SOURCES,
+    ),
+    # --- Object storage and events
+    Setting(
+        "QUEUE_URL",
+        "queue_url",
+        text("an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/sensor-etl"),
+        "",
+        "With an s3:// DATA_FOLDER: workers take the inbox's S3 event notifications from this SQS queue instead of "
+        "listing the bucket (docs/s3.md). A message is deleted once its object has left the inbox.",
+        _OBJECTS,
+    ),
+    Setting(
+        "HANDLER_RESERVE_SECONDS",
+        "handler_reserve_seconds",
+        number(0, 900),
+        "30",
+        "The AWS Lambda handler starts no object when its invocation has less time left than this; the object is left "
+        "for redelivery (docs/s3.md).",
+        _OBJECTS,
     ),
     # --- Retries
     Setting(
@@ -782,6 +863,19 @@ def _pairs(rules: Rules) -> None:
             raise ConfigError(f"{low.upper()}_MIN", lo, f"a value below {low.upper()}_MAX ({hi} {unit})")
 
 
+def _same_kind(settings: Settings) -> None:
+    """The inbox and the folders files move to are all local, or all in an object store (a move is a
+    link there, a copy here); an object inbox is not its own archive."""
+    remote = isinstance(settings.data_folder, S3Location)
+    for variable, location in (("PROCESSED_FOLDER", settings.processed_folder), ("QUARANTINE_FOLDER", settings.quarantine_folder)):
+        if isinstance(location, S3Location) != remote:
+            raise ConfigError(variable, str(location), f"{'an s3://' if remote else 'a local'} location, as DATA_FOLDER is")
+        if remote and location == settings.data_folder:
+            raise ConfigError(variable, str(location), "a prefix other than DATA_FOLDER's")
+    if settings.queue_url and not remote:
+        raise ConfigError("QUEUE_URL", settings.queue_url, "no queue unless DATA_FOLDER is an s3:// location")
+
+
 def _rows(rules: Rules) -> None:
     """HEADER_ROW, UNITS_ROW, DATA_ROW and COLUMN_NAMES fit together: lines in order, names for a file without a header."""
     if rules.header_row == "none" and not rules.column_names:
@@ -811,7 +905,9 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
     check_rules(rules)
-    return Settings(rules=rules, **setting_values)
+    settings = Settings(rules=rules, **setting_values)
+    _same_kind(settings)
+    return settings
 
 
 def load_settings(env_file: Path | None = None) -> Settings:

@@ -21,12 +21,15 @@ import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from psycopg2 import sql
 
+from sensor_etl.core import partitions
 from sensor_etl.core.aggregate import SCHEMA, with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
 from sensor_etl.edges import overlaps
 from sensor_etl.edges.overlaps import Overlap
 from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
+from sensor_etl.ops import logs
 
 _FATAL_CLASSES = ("28", "42", "3D", "3F", "0A", "2B")
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
@@ -60,8 +63,8 @@ ON CONFLICT (file_id, sensor_id, metric, day) DO UPDATE SET
 """
 # The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
 _LEDGER = """
-INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker, source)
-VALUES (%(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s, %(source)s)
+INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)
+VALUES (%(inbox)s, %(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s, %(source)s)
 ON CONFLICT (sha256) DO NOTHING
 RETURNING file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
 """
@@ -124,6 +127,7 @@ def translated() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileMeta:
+    inbox: str  # the inbox's location (claims.Claims.inbox): two inboxes may hold the same file names
     name: str  # the path relative to the inbox
     sha256: str
     size: int
@@ -136,6 +140,7 @@ class FileMeta:
 @dataclass(frozen=True)
 class LedgerEntry:
     file_id: int
+    inbox: str | None  # None on rows loaded before the inbox was recorded
     file_name: str
     archive_path: str | None
     rows_loaded: int
@@ -155,6 +160,7 @@ class Database:
             "keepalives_count": 3,
         }
         self._conn: psycopg2.extensions.connection | None = None
+        self._partitioned: bool | None = None  # sensor_readings' layout, read once per connection
         self._copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
 
     def another(self, application_name: str) -> Database:
@@ -167,6 +173,7 @@ class Database:
                 self._conn = psycopg2.connect(**self._kwargs)
             except psycopg2.Error as exc:
                 raise classify_connect(exc) from exc
+            self._partitioned = None
         return self._conn
 
     def close(self) -> None:
@@ -216,14 +223,14 @@ class Database:
             return False
 
     def lookup(self, sha256: str) -> LedgerEntry | None:
-        rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
+        rows = self.query("SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
 
     def find_loaded(self, key: str, archive_path: str) -> list[LedgerEntry]:
         """The ledger rows a person means by ``key``: a file_id (digits), a file name (its path relative to
         the inbox), or the path of its archived copy (``archive_path``, resolved by the caller)."""
         rows = self.query(
-            "SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files"
+            "SELECT file_id, inbox, file_name, archive_path, rows_loaded FROM ingested_files"
             " WHERE file_id = %(id)s OR file_name = %(name)s OR archive_path = %(path)s ORDER BY file_id",
             {"id": int(key) if key.isdigit() else None, "name": key, "path": archive_path},
         )
@@ -245,6 +252,40 @@ class Database:
             cur.execute("DELETE FROM ingested_files WHERE file_id = %s", (file_id,))  # its metrics go with it (ON DELETE CASCADE)
             return readings
 
+    def partitioned(self) -> bool:
+        """Whether ``sensor_readings`` is partitioned by month (created by this version's schema) or a
+        plain table created before partitioning, which keeps working without partitions."""
+        if self._partitioned is None:
+            rows = self.query("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(%s)", (partitions.PARENT,))
+            self._partitioned = bool(rows and rows[0][0])
+        return self._partitioned
+
+    def month_partitions(self) -> list[str]:
+        """The month partitions of ``sensor_readings`` (detached ones still pending included)."""
+        rows = self.query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)",
+            (partitions.PARENT,),
+        )
+        return [name for (name,) in rows if partitions.month_of_partition(name) is not None]
+
+    def drop_partition(self, name: str) -> None:
+        """Detach a month partition without blocking loads or queries (CONCURRENTLY: only a SHARE UPDATE
+        EXCLUSIVE lock on sensor_readings), then drop it. A detach left pending by a crash is finished first."""
+        conn = self.connection()
+        table = sql.Identifier(name)
+        with translated():
+            conn.autocommit = True  # DETACH ... CONCURRENTLY cannot run inside a transaction block
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(%s)", (name,))
+                    row = cur.fetchone()
+                    if row is not None:
+                        mode = sql.SQL("FINALIZE" if row[0] else "CONCURRENTLY")
+                        cur.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {} {}").format(sql.Identifier(partitions.PARENT), table, mode))
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            finally:
+                conn.autocommit = False
+
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
         """Correct the recorded destination when the planned name was taken (bookkeeping)."""
         self.query("UPDATE ingested_files SET archive_path = %s WHERE file_id = %s", (archive_path, file_id), durable=False)
@@ -256,14 +297,15 @@ class Database:
         The ledger row comes first with ON CONFLICT DO NOTHING: a content loaded before (or being
         committed right now by another worker, whose transaction this waits for) raises AlreadyLoaded
         before a byte of the file is parsed. ``Load.failures`` are the content's failed attempts."""
-        conn = self.connection()
         try:
+            partitioned = self.partitioned()
+            conn = self.connection()
             with translated(), conn, conn.cursor() as cur:
                 cur.execute(_LEDGER, asdict(meta))
                 row = cur.fetchone()
                 if row is None:
                     raise AlreadyLoaded(meta.sha256)
-                load = Load(cur, row[0], self._copier, failures=row[1] or [])
+                load = Load(cur, row[0], self._copier, partitioned=partitioned, failures=row[1] or [])
                 try:
                     yield load
                     load.wait()
@@ -318,20 +360,63 @@ class Load:
     at once."""
 
     def __init__(
-        self, cursor: psycopg2.extensions.cursor, file_id: int, copier: ThreadPoolExecutor, failures: list[dict[str, Any]] | None = None
+        self,
+        cursor: psycopg2.extensions.cursor,
+        file_id: int,
+        copier: ThreadPoolExecutor,
+        *,
+        partitioned: bool = False,
+        failures: list[dict[str, Any]] | None = None,
     ) -> None:
         self.cursor = cursor
         self.file_id = file_id
         self.failures = failures or []  # earlier attempts on this content that ended abnormally (edges/attempts.py)
         self._copier = copier
         self._pending: Future | None = None
+        self._months: set[datetime] | None = set() if partitioned else None  # months whose partition this transaction saw
         self._parts = False  # sensor_metrics_parts exists (used on the copier thread only)
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
             return
+        months = partitions.months_of(readings.column("observed_at")) if self._months is not None else []
         self.wait()
+        self._ensure_partitions(months)
         self._pending = self._copier.submit(self._copy, _COPY_READINGS, readings)
+
+    def _ensure_partitions(self, months: list[datetime]) -> None:
+        """Create the month partitions this chunk needs and nobody has created yet, in this transaction.
+
+        ATTACH PARTITION of a new, empty table takes only a SHARE UPDATE EXCLUSIVE lock on
+        sensor_readings (CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE, blocking every
+        reader and loader until this file commits). That lock conflicts with itself, so taking it first
+        makes creating a partition one worker at a time: a worker that needs a month another one is
+        creating waits for that commit, then finds the partition. Loads into existing months and queries
+        never wait. Checked per transaction, not cached, so a month dropped by ``retention`` is recreated."""
+        if self._months is None:
+            return
+        new = [month for month in months if month not in self._months]
+        if not new:
+            return
+        missing = self._missing(new)
+        if missing:
+            self.cursor.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(sql.Identifier(partitions.PARENT)))
+            for month in self._missing(missing):
+                name = partitions.partition_name(month)
+                parent, table = sql.Identifier(partitions.PARENT), sql.Identifier(name)
+                self.cursor.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table, parent))
+                self.cursor.execute(
+                    sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (%s) TO (%s)").format(parent, table),
+                    (month, partitions.next_month(month)),
+                )
+                logs.info("partition_created", partition=name, file_id=self.file_id)
+        self._months.update(new)
+
+    def _missing(self, months: list[datetime]) -> list[datetime]:
+        names = [partitions.partition_name(month) for month in months]
+        self.cursor.execute("SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL", (names,))
+        absent = {name for (name,) in self.cursor.fetchall()}
+        return [month for month, name in zip(months, names, strict=True) if name in absent]
 
     def _copy(self, statement: str, table: pa.Table) -> None:
         self.cursor.copy_expert(statement, _CsvStream(table), size=1 << 20)

@@ -142,17 +142,31 @@ class Fingerprint:
     problem: Problem | None  # not text in the expected encoding
 
 
+class Hashing:
+    """The sha256 of a content and its first encoding problem, fed block by block as the content is
+    read (a file here, an object as it downloads: ``s3``), so it is read once."""
+
+    def __init__(self, encoding: str) -> None:
+        self._digest = hashlib.sha256()
+        self._checker = TextChecker(encoding)
+
+    def feed(self, block: bytes) -> None:
+        self._digest.update(block)
+        self._checker.feed(block)
+
+    def result(self, size: int, mtime_ns: int) -> Fingerprint:
+        self._checker.feed(b"", final=True)
+        return Fingerprint(self._digest.hexdigest(), size, mtime_ns, self._checker.problem)
+
+
 def fingerprint(path: Path, encoding: str) -> Fingerprint:
     """sha256 of the content and the first encoding problem, in one streaming pass."""
-    digest = hashlib.sha256()
-    checker = TextChecker(encoding)
+    hashing = Hashing(encoding)
     with open(path, "rb") as handle:
         before = os.fstat(handle.fileno())
         while block := handle.read(_READ_BYTES):
-            digest.update(block)
-            checker.feed(block)
-        checker.feed(b"", final=True)
-    return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
+            hashing.feed(block)
+    return hashing.result(before.st_size, before.st_mtime_ns)
 
 
 def check_unchanged(path: Path, fp: Fingerprint) -> None:
@@ -163,13 +177,20 @@ def check_unchanged(path: Path, fp: Fingerprint) -> None:
         raise FileChanged(f"{path.name} changed while it was being loaded ({fp.size} -> {info.st_size} bytes)")
 
 
-def numbered(folder: Path, name: str) -> Iterator[Path]:
-    """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order."""
-    yield folder / name
-    stem, dot, suffix = name.rpartition(".")
-    stem, suffix = (stem, dot + suffix) if dot else (name, "")
+def numbered_names(name: str) -> Iterator[str]:
+    """``name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order, in a folder or a
+    prefix; in a subfolder's name (``tmy3/x.csv``) the file's own name is numbered (``tmy3/x__2.csv``)."""
+    yield name
+    folder, slash, base = name.rpartition("/")
+    stem, dot, suffix = base.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if dot else (base, "")
     for counter in itertools.count(2):
-        yield folder / f"{stem}__{counter}{suffix}"
+        yield f"{folder}{slash}{stem}__{counter}{suffix}"
+
+
+def numbered(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``folder/name__2.csv``...: ``numbered_names`` in a folder."""
+    return (folder / numbered_name for numbered_name in numbered_names(name))
 
 
 Taken = Callable[[Path], bool]
@@ -212,11 +233,12 @@ def linked_copy(source: Path, folder: Path, taken: Taken, preferred: Path | None
 
 class Sidecar(Protocol):
     """A file written next to a target name before the moved file arrives there (a quarantine
-    report), so the file is never without it; removed again when that name cannot be used."""
+    report), so the file is never without it; removed again when that name cannot be used. It is
+    given the target's name: its folder (or prefix) is the sidecar's own."""
 
-    def write(self, target: Path) -> None: ...
+    def write(self, target: str) -> None: ...
 
-    def remove(self, target: Path) -> None: ...
+    def remove(self, target: str) -> None: ...
 
 
 def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None) -> Path:
@@ -231,17 +253,17 @@ def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | N
     while target is None:
         candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name, taken), None)
         if sidecar is not None:
-            sidecar.write(candidate)
+            sidecar.write(candidate.name)
         try:
             os.link(source, candidate)
             target = candidate
         except FileExistsError:  # the name is taken (by another file, or another process meanwhile): try the next
             if sidecar is not None:
-                sidecar.remove(candidate)
+                sidecar.remove(candidate.name)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
                 if sidecar is not None:
-                    sidecar.remove(candidate)
+                    sidecar.remove(candidate.name)
                 raise
             target = _copy_across(source, folder, candidate, taken)
     fsync_dir(folder)  # the new name is durable before the old one goes
@@ -297,6 +319,34 @@ def write_atomic(path: Path, parts: Iterable[str], *, prefix: str, encoding: str
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class LocalFolder:
+    """A local folder as a ``reports.Folder``: reports are written atomically, then made durable by ``sync``."""
+
+    path: Path
+
+    def exists(self, name: str) -> bool:
+        entry = self.path / name
+        return entry.exists() or entry.is_symlink()
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.path / name).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            return None
+
+    def write_text(self, name: str, parts: Iterable[str], *, encoding: str = "utf-8", newline: str | None = None) -> None:
+        target = self.path / name  # a name of a subfolder's file (tmy3/x.csv.error.json) goes into that subfolder
+        make_folder(target.parent)
+        write_atomic(target, parts, prefix=".report-", encoding=encoding, newline=newline)
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
+    def sync(self, name: str) -> None:
+        fsync_dir((self.path / name).parent)
 
 
 def read_lines(path: Path, wanted: set[int], encoding: str) -> Iterator[str]:

@@ -1,11 +1,17 @@
 """The imperative shell: scan the inbox, and for each ready file decide load, skip, retry or quarantine.
 
+The inbox is a local folder or a prefix in an object store (``edges.inbox``); the decisions are the
+same. ``Daemon.handle`` is the per-file path, also taken by the queue workers (``runners.queue``) and
+the AWS Lambda handler (``sensor_etl.aws_lambda``) for the objects their events name.
+
 This is the one place where typed errors become decisions:
 - ``InvalidFile`` / ``DataDatabaseError`` → quarantine with a report;
 - ``NotTaken`` → left where it is, logged once (a link or a directory; the scan already leaves those);
 - ``TransientDatabaseError`` → retried with backoff, then the file waits in the inbox;
 - ``FatalDatabaseError`` → the daemon stops (exit 1): retrying cannot help;
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
+- ``TransientStorageError`` → retried with backoff (each object-store request), then the file waits;
+- ``FatalStorageError`` → the daemon stops (exit 1): access denied, a missing bucket, no credentials;
 - ``FileChanged`` → rolled back, the file waits until it has settled again;
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
 - ``Interrupted`` → rolled back, the file waits, the daemon exits;
@@ -26,11 +32,10 @@ import secrets
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from tenacity import Retrying
@@ -40,18 +45,21 @@ from sensor_etl.core.rules import Rule
 from sensor_etl.edges import attempts, files, memory, reports
 from sensor_etl.edges.claims import Claims, Taken, worker_id
 from sensor_etl.edges.db import Database
+from sensor_etl.edges.inbox import Candidate, Fetched, Inbox, base_name, open_inbox
 from sensor_etl.errors import (
     AlreadyLoaded,
     ClaimLost,
     DatabaseError,
     DataDatabaseError,
     FatalDatabaseError,
+    FatalStorageError,
     FileChanged,
     Interrupted,
     InvalidFile,
     NotTaken,
     Problem,
     TransientDatabaseError,
+    TransientStorageError,
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
@@ -94,17 +102,25 @@ def utcnow() -> datetime:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None, sources: Sources | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        stop: threading.Event | None = None,
+        sources: Sources | None = None,
+        inbox: Inbox[Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
         self.worker = worker_id()
+        self.inbox = inbox if inbox is not None else open_inbox(settings, retry.storage_retrier(settings, self.stop))
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
-        self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
-        self.settle = files.Settle(settings.file_settle_seconds)
-        self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
-        self._reported_skips: set[tuple[Path, str]] = set()
+        self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds, self.inbox.location)
+        self.archive = Archive(self.inbox, database)
+        self._reported_skips: set[tuple[str, str]] = set()
+        self.rows_loaded = 0  # rows this worker committed (the Spark runner's summary adds them up)
 
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
@@ -132,6 +148,9 @@ class Daemon:
                 except FatalDatabaseError as exc:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     return 1
+                except FatalStorageError as exc:
+                    logs.error("storage_refused", inbox=self.inbox.location, error=exc)
+                    return 1
                 logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
                 if once:
                     if left.settled:
@@ -139,21 +158,23 @@ class Daemon:
                     rounds += left.waiting  # files other workers hold settle without us: wait for them
                     if rounds >= ONCE_ROUNDS:
                         return 1
-                self.stop.wait(self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval)
+                self.stop.wait(self.pause(left, once))
         return 0
+
+    def pause(self, left: Pass, once: bool) -> float:
+        """Seconds to wait before the next scan."""
+        return self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval
 
     def scan_once(self) -> Pass:
         """Offer every ready file to ``handle`` once; report what is left for later."""
         try:
-            candidates, skipped = files.scan(
-                self.settings.data_folder, exclude=(self.settings.processed_folder, self.settings.quarantine_folder)
-            )
-        except OSError as exc:
-            logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
+            listing = self.inbox.scan()
+        except (OSError, TransientStorageError) as exc:
+            logs.error("inbox_unreadable", folder=self.inbox.location, error=exc)
             return Pass(waiting=True)
-        self._report_skips(skipped)
-        ready = self.settle.ready(candidates, time.time_ns())
-        waiting, busy = len(ready) < len(candidates), False
+        self.report_skips((item.path.name, item.reason) for item in listing.skipped)
+        ready = listing.ready
+        waiting, busy = listing.settling, False
         if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
             start = zlib.crc32(self.claims.owner.encode()) % len(ready)
             ready = ready[start:] + ready[:start]
@@ -169,17 +190,17 @@ class Daemon:
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
 
-    def _report_skips(self, skipped: list[files.Skipped]) -> None:
-        for item in skipped:
-            key = (item.path, item.reason)
+    def report_skips(self, skipped: Iterable[tuple[str, str]]) -> None:
+        """Log each (name, reason) once per daemon run."""
+        for key in skipped:
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
-                logs.warning("file_skipped", file=item.name, reason=item.reason)
+                logs.warning("file_skipped", file=key[0], reason=key[1])
 
     # -- one file -----------------------------------------------------------------------------
-    def handle(self, candidate: files.Candidate) -> Result:
+    def handle(self, candidate: Candidate) -> Result:
         """Claim the file, decide its fate, and release the claim once it has left the inbox (or failed)."""
-        if not candidate.path.exists():  # gone since our scan (with several workers, routinely): not worth a log line
+        if not self.inbox.present(candidate):  # gone since our scan (with several workers, routinely): not worth a log line
             return Result.GONE
         try:
             taken = self._retrying_file(candidate.name)(self.claims.claim, candidate.name)
@@ -195,29 +216,36 @@ class Daemon:
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
-    def _handle_claimed(self, candidate: files.Candidate, taken: Taken) -> Result:
+    def _handle_claimed(self, candidate: Candidate, taken: Taken) -> Result:
         name = candidate.name
         started = utcnow()
         match = self.sources.rules_for(name)
         try:
-            fp = files.fingerprint(candidate.path, match.rules.encoding)
+            with self.inbox.fetch(candidate, match.rules.encoding) as fetched:
+                logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
+                ended = taken.failed_attempt()
+                if ended is not None:
+                    self._failed_attempt(name, fetched.fp, taken.previous or "", ended)
+                return self._decide(candidate, fetched, match, started)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=name)
             return Result.GONE
+        except FileChanged as exc:
+            logs.info("file_changing", file=name, reason=str(exc))
+            return Result.WAITING
+        except TransientStorageError as exc:
+            logs.error("file_deferred", file=name, reason="object store unavailable after retries", error=exc)
+            return Result.WAITING
         except OSError as exc:
-            self._skip_once(candidate, f"cannot read: {exc.strerror or exc}")
+            self._skip_once(name, f"cannot read: {exc.strerror or exc}")
             return Result.WAITING
-        if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
-            logs.info("file_changing", file=name)
-            return Result.WAITING
-        logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
-        ended = taken.failed_attempt()
-        if ended is not None:
-            self._failed_attempt(name, fp, taken.previous or "", ended)
+
+    def _decide(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
+        name, fp = candidate.name, fetched.fp
         try:
-            return self._retrying_file(name)(self._process, candidate, fp, match, started)
+            return self._retrying_file(name)(self._process, candidate, fetched, match, started)
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate, str(exc))
+            self._skip_once(name, str(exc))
             return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
@@ -238,6 +266,9 @@ class Daemon:
         except FileNotFoundError:
             logs.info("file_vanished", file=name)
             return Result.GONE
+        except TransientStorageError as exc:
+            logs.error("file_deferred", file=name, reason="object store unavailable after retries", error=exc)
+            return Result.WAITING
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
@@ -246,20 +277,25 @@ class Daemon:
             within = f"WORKER_MEMORY_LIMIT={memory.size_text(limit)}" if limit else "the memory available"
             self._failed_attempt(name, fp, self.claims.owner, f"ran out of memory (MemoryError: the file needs more than {within})")
             return Result.WAITING
+        except (FatalDatabaseError, FatalStorageError):
+            raise  # retrying cannot help: the daemon stops
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
 
-    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, match: Match, started: datetime) -> Result:
+    def _process(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
-        load = FileLoad(self.db, self.claims, self.settings, candidate, fp, match, planned=planned, started=started, worker=self.worker)
+        load = FileLoad(
+            self.db, self.claims, self.settings, self.inbox, candidate, fetched, match, planned=planned, started=started, worker=self.worker
+        )
         clock = time.perf_counter()
         try:
-            outcome = check_file(candidate.path, self.settings, started, match=match, fp=fp, sink=load, should_stop=self.stop.is_set)
+            outcome = check_file(fetched.path, self.settings, started, match=match, fp=fetched.fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
-            return self._archive_known(candidate, fp)
+            return self._archive_known(candidate, fetched.fp)
         seconds = time.perf_counter() - clock
+        self.rows_loaded += outcome.loaded
         logs.info(
             "file_loaded",
             file=name,
@@ -267,7 +303,7 @@ class Daemon:
             source=match.source,
             rows=outcome.loaded - load.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
-            rejects=load.rejects.name if load.rejects else None,
+            rejects=load.rejects,
             rows_skipped=load.overlap.skipped,
             rows_conflicting=load.overlap.conflicting,
             rows_replaced=load.overlap.replaced,
@@ -278,32 +314,31 @@ class Daemon:
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, name, load.file_id, planned)
+        self.archive.committed(candidate, load.file_id, planned)
         return Result.LOADED
 
-    def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
+    def _archive_known(self, candidate: Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
         entry = self.db.lookup(fp.sha256)
         if entry is None:  # the other loader rolled back after all: try again next scan
             return Result.WAITING
-        if entry.file_name == candidate.name and entry.archive_path:
-            planned = Path(entry.archive_path)
-            if not planned.exists() or files.same_file(candidate.path, planned):
-                logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self.archive.committed(candidate.path, candidate.name, entry.file_id, planned)
-                return Result.LOADED
-        target = self.archive.duplicate(candidate.path, candidate.name)
+        same_file = entry.file_name == candidate.name and entry.inbox in (None, self.inbox.location)
+        if same_file and entry.archive_path and self.inbox.holds_copy(candidate, entry.archive_path):
+            logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
+            self.archive.committed(candidate, entry.file_id, entry.archive_path)
+            return Result.LOADED
+        target = self.archive.duplicate(candidate)
         if target is None:
             return Result.WAITING
-        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
+        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=base_name(target))
         return Result.DUPLICATE
 
-    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
+    def _quarantine(self, candidate: Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
-        target = self.archive.quarantine(candidate.path, candidate.name, report)
+        target = self.archive.quarantine(candidate, report)
         if target is None:
             return Result.WAITING
-        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
+        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=base_name(target))
         try:  # its failed attempts are in the report; a requeued copy starts afresh
             attempts.forget(self.db, fp.sha256)
         except DatabaseError as exc:
@@ -320,8 +355,8 @@ class Daemon:
         if count:
             logs.warning("attempt_failed", file=name, worker=worker, ended=ended, attempts=count, max=self.settings.max_file_attempts)
 
-    def _skip_once(self, candidate: files.Candidate, reason: str) -> None:
-        self._report_skips([files.Skipped(candidate.path, candidate.name, reason)])
+    def _skip_once(self, name: str, reason: str) -> None:
+        self.report_skips([(name, reason)])
 
     def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
         logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)

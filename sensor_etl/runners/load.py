@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,9 +15,10 @@ import pyarrow.compute as pc
 from sensor_etl.config import Settings
 from sensor_etl.core.aggregate import Flushed
 from sensor_etl.core.rules import Rule
-from sensor_etl.edges import files, overlaps, reports
+from sensor_etl.edges import overlaps, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Database, FileMeta, Load
+from sensor_etl.edges.inbox import Candidate, Fetched, Inbox
 from sensor_etl.edges.overlaps import Overlap
 from sensor_etl.errors import InvalidFile, Problem
 from sensor_etl.runners.pipeline import Outcome
@@ -41,24 +42,26 @@ class FileLoad:
         database: Database,
         claims: Claims,
         settings: Settings,
-        candidate: files.Candidate,
-        fp: files.Fingerprint,
+        inbox: Inbox[Any],
+        candidate: Candidate,
+        fetched: Fetched,
         match: Match,
         *,
-        planned: Path,
+        planned: str,
         started: datetime,
         worker: str,
     ) -> None:
-        self.db, self.claims = database, claims
-        self.path, self.name, self.fp, self.planned = candidate.path, candidate.name, fp, planned
-        self.quarantine, self.rules = settings.quarantine_folder, match.rules
+        self.db, self.claims, self.inbox = database, claims, inbox
+        self.candidate, self.fetched, self.planned = candidate, fetched, planned
+        self.rules = match.rules
         self.max_attempts = settings.max_file_attempts
         self.lock_buckets: set[int] = set()  # the overlap locks of the file's sensors, gathered chunk by chunk (at most 1,024)
+        fp = fetched.fp
         modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
-        self.meta = FileMeta(candidate.name, fp.sha256, fp.size, modified, started, worker, match.source)
+        self.meta = FileMeta(inbox.location, candidate.name, fp.sha256, fp.size, modified, started, worker, match.source)
         self.file_id = 0
         self.overlap = Overlap()
-        self.rejects: Path | None = None
+        self.rejects: str | None = None
         self._load: Load | None = None
 
     @contextmanager
@@ -77,7 +80,7 @@ class FileLoad:
     def rows(self, readings: pa.Table) -> None:
         self._open().copy_readings(readings)
         self.lock_buckets |= overlaps.buckets(pc.unique(readings.column("sensor_id")).to_pylist())
-        if self.name == CRASH_ON:
+        if self.candidate.name == CRASH_ON:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def statistics(self, flushed: Flushed) -> None:
@@ -95,19 +98,19 @@ class FileLoad:
             rows_rejected=outcome.invalid_rows,
             date_format=outcome.date_format,
             preamble=outcome.preamble,
-            archive_path=str(self.planned),
+            archive_path=self.planned,
             overlap=self.overlap,
         )
-        files.check_unchanged(self.path, self.fp)
-        self.claims.confirm(load.cursor, self.name)
+        self.inbox.check_unchanged(self.candidate, self.fetched.fp)
+        self.claims.confirm(load.cursor, self.candidate.name)
         # after every statement succeeded, just before the commit: only the commit itself can still fail.
         # If it does, the file is retried and the same content rewrites the same reject files.
         if outcome.invalid_rows:
             self.rejects = reports.write_rejects(
-                self.path,
-                self.quarantine,
-                name=self.name,
-                sha256=self.fp.sha256,
+                self.fetched.path,
+                self.inbox.quarantine_folder,
+                name=self.candidate.name,
+                sha256=self.fetched.fp.sha256,
                 file_id=load.file_id,
                 findings=outcome,
                 encoding=self.rules.encoding,

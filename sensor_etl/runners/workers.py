@@ -123,9 +123,19 @@ def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_stop_when_gone, args=(parent.sentinel, stop), name="supervisor-watch", daemon=True).start()
-    code = Daemon(settings, Database(connect), stop, sources).run(once)
+    code = runner(settings, Database(connect), stop, sources).run(once)
     logs.info("worker_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
     sys.exit(code)
+
+
+def runner(settings: Settings, database: Database, stop: threading.Event, sources: Sources) -> Daemon:
+    """The daemon these settings ask for: with QUEUE_URL, one that takes its work from the queue
+    (``runners.queue``, imported only then: it needs the s3 extra)."""
+    if settings.queue_url:
+        from sensor_etl.runners.queue import QueueDaemon
+
+        return QueueDaemon(settings, database, stop, sources)
+    return Daemon(settings, database, stop, sources)
 
 
 def _stop_when_gone(sentinel: int, stop: threading.Event) -> None:
