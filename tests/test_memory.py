@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from bench import generate
+from bench.measure import run_measured
 from bench.run import rss_bound_mb
 from sensor_etl.edges import claims, memory
 from sensor_etl.edges.db import Load
@@ -39,13 +40,6 @@ NOTE_HEADER = b"timestamp,sensor_id,temperature,humidity,pressure,note"
 SETTINGS = {"READ_BLOCK_BYTES": str(MIB), "MAX_LINE_BYTES": str(4 * MIB)}
 BOUND = rss_bound_mb(MIB, 4 * MIB) * MIB
 CRASH = "SENSOR_ETL_TEST_CRASH_ON"
-
-_PEAK = (
-    "import resource, subprocess, sys\n"
-    "done = subprocess.run(sys.argv[1:])\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"  # KiB, of the largest finished child
-    "sys.exit(done.returncode)\n"
-)
 
 
 def rows(first: int, count: int, end: bytes = b"\n") -> bytes:
@@ -67,17 +61,11 @@ def write(path: Path, parts: Iterator[bytes]) -> str:
 
 
 def peak_of_once(workspace: Workspace, **env: str) -> int:
-    """Run ``etl_pipeline.py --once`` as the only child of a fresh interpreter; its peak RSS in bytes."""
-    done = subprocess.run(
-        [sys.executable, "-c", _PEAK, sys.executable, str(REPO / "etl_pipeline.py"), "--once"],
-        cwd=workspace.root,
-        env={**workspace.env, "LOG_LEVEL": "WARNING", **env},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return int(done.stdout.split()[-1]) * 1024
+    """Run ``etl_pipeline.py --once``; its peak RSS in bytes, the kernel's figure (``bench.measure``)."""
+    env = {**workspace.env, "LOG_LEVEL": "WARNING", **env}
+    done = run_measured([sys.executable, str(REPO / "etl_pipeline.py"), "--once"], env=env, cwd=workspace.root)
+    assert done.returncode == 0, done.stderr_tail
+    return done.peak_rss_bytes
 
 
 def loaded_once(db: Db, workspace: Workspace, name: str, sha256: str, rows_loaded: int, rows_rejected: int) -> None:
