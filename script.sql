@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS file_claims (
     owner       text        NOT NULL,
     claimed_at  timestamptz NOT NULL DEFAULT now(),
     expires_at  timestamptz NOT NULL,
+    ended       text,  -- how the owner ended, when its supervisor saw it die (the claim then expires at once)
     PRIMARY KEY (inbox, name)
 );
 -- Upgrade: claims were keyed by the name alone. Claims are leases, not history: a stopped daemon
@@ -121,6 +122,18 @@ BEGIN
     END IF;
 END
 $$;
+ALTER TABLE file_claims ADD COLUMN IF NOT EXISTS ended text;
+
+-- Attempts to load a content that ended abnormally: its worker was killed or crashed while it held the
+-- file, or the file needed more than WORKER_MEMORY_LIMIT. After MAX_FILE_ATTEMPTS of them the file is
+-- quarantined (rule worker_died) instead of being tried again. A row goes when its content is loaded or
+-- quarantined; a clean retry (a database outage, a stop) is no attempt.
+CREATE TABLE IF NOT EXISTS file_attempts (
+    sha256      text        PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    file_name   text        NOT NULL,
+    failures    jsonb       NOT NULL DEFAULT '[]',  -- one object per failed attempt: at, worker, ended
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
 
 -- Per sensor, UTC day and metric, merged over every file.
 CREATE OR REPLACE VIEW sensor_metrics_daily AS

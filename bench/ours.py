@@ -63,7 +63,8 @@ def daemon_environment(dsn: str, folders: Folders, workers: int, settle_seconds:
         "WORKERS": str(workers),
         "FILE_SETTLE_SECONDS": str(settle_seconds),
         "MONITOR_INTERVAL": "1",
-        "LOG_LEVEL": "WARNING",
+        # INFO with workers: each process logs its own peak RSS at exit, which bench/measure.py adds up
+        "LOG_LEVEL": "INFO" if workers > 1 else "WARNING",
     }
 
 

@@ -17,14 +17,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
 from sensor_etl.config import LOCATION, ConfigError, Location, S3Location, Settings, load_settings, redact
-from sensor_etl.edges import files, inbox, reports, state
+from sensor_etl.edges import files, inbox, memory, reports, state
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
 from sensor_etl.errors import (
@@ -43,6 +43,8 @@ from sensor_etl.ops import status as status_view
 from sensor_etl.runners import monitor, pipeline, retention, retry, spark, workers
 from sensor_etl.runners.check import Preview, check_file, internal_problem
 from sensor_etl.sources import Match, Sources, load_sources
+
+T = TypeVar("T")
 
 
 def _between(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -182,13 +184,14 @@ def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings
     return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
 
 
-def _started(settings: Settings, stop: threading.Event, prepare: Callable[[], object]) -> Settings | int:
+def _started(settings: Settings, stop: threading.Event, prepare: Callable[[], T]) -> tuple[Settings, T] | int:
     """A run's start, for the daemon and ``spark``: ``prepare()`` the inbox or inputs (folders created,
-    buckets checked), then read DATABASE_URL_SECRET. The settings to run with, or the exit code:
-    2 for a configuration error, 1 when the store refuses or the secret cannot be read."""
+    buckets checked; the daemon's memory limit), then read DATABASE_URL_SECRET. The settings to run
+    with and what ``prepare`` gave, or the exit code: 2 for a configuration error, 1 when the store
+    refuses or the secret cannot be read."""
     try:
-        prepare()
-        return _with_database_secret(settings, stop)
+        prepared = prepare()
+        return _with_database_secret(settings, stop), prepared
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -247,10 +250,15 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
     """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
     stop = threading.Event()
     workers.stop_on_signals(stop)
-    ready = _started(settings, stop, lambda: _open_inbox(settings, stop))
-    if isinstance(ready, int):
-        return ready
-    settings = ready
+
+    def prepare() -> int | None:
+        _open_inbox(settings, stop)
+        return memory.worker_limit(settings.worker_memory_limit, settings.workers)
+
+    started = _started(settings, stop, prepare)
+    if isinstance(started, int):
+        return started
+    settings, memory_limit = started
     with database_server(settings, own=True) as (connect, described):
         if connect is None:
             return 1  # logged: embedded_postgres_failed
@@ -260,19 +268,21 @@ def run(settings: Settings, sources: Sources, once: bool, show: bool = False) ->
             database=described,
             interval_s=settings.monitor_interval,
             workers=settings.workers,
+            memory_limit=memory.size_text(memory_limit) if memory_limit else "off",
             mode="once" if once else "watch",
             sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
         )
         try:
             with monitor.watched(settings, connect, once=once, show=show):
                 if settings.workers > 1:
-                    code = workers.supervise(settings, sources, connect, stop, once)
+                    code = workers.supervise(settings, sources, connect, stop, once, memory_limit)
                 else:
+                    memory.limit(memory_limit)  # the one worker is this process; the embedded server started before, unlimited
                     code = workers.runner(settings, Database(connect), stop, sources).run(once)
         except ConfigError as exc:
             print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
             code = 2
-    logs.info("daemon_stopped", exit_code=code)
+    logs.info("daemon_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
     return code
 
 
@@ -300,10 +310,12 @@ def run_spark(
     except spark.SparkUnavailable as exc:
         print(f"sensor-etl: {exc}", file=sys.stderr)
         return 2
-    ready = _started(settings, threading.Event(), lambda: spark.inboxes(settings, inputs))  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
-    if isinstance(ready, int):
-        return ready
-    settings = ready
+    started = _started(
+        settings, threading.Event(), lambda: spark.inboxes(settings, inputs)
+    )  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
+    if isinstance(started, int):
+        return started
+    settings = started[0]
     with database_server(settings, own=True) as (connect, described):
         if connect is None:
             return 1  # logged: embedded_postgres_failed
@@ -464,7 +476,7 @@ def _dry_run(
         problem = internal_problem(exc)
         return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
     where = f"; {outcome.where}" if outcome.where else ""
-    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
+    loaded = f"would LOAD {outcome.loaded} rows from {outcome.sensors} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
     rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(name))

@@ -172,6 +172,8 @@ class Settings:
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
     lease_seconds: float = 60.0  # LEASE_SECONDS
+    worker_memory_limit: int | None = None  # WORKER_MEMORY_LIMIT, bytes; None = auto (edges/memory.py), 0 = off
+    max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
     handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
     read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
     retry_attempts: int = 5  # RETRY_ATTEMPTS
@@ -363,6 +365,26 @@ def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
     return roles
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+MIN_MEMORY_LIMIT = 512 << 20
+
+
+def _memory_limit(text: str) -> int | None:
+    """auto (None), off (0), or a size: 2GiB, 1536MiB, 2G (binary), 2GB (decimal), or bytes."""
+    word = text.strip().lower()
+    if word in ("auto", "off"):
+        return None if word == "auto" else 0
+    match = _SIZE.fullmatch(word)
+    if match is None:
+        raise ValueError
+    number, unit, binary = match.groups()
+    decimal = word.endswith("b") and not binary and unit != ""
+    size = int(float(number) * (1000 if decimal else 1024) ** " kmgt".index(unit or " "))
+    if size < MIN_MEMORY_LIMIT:
+        raise ValueError
+    return size
+
+
 def _reject_limit(text: str) -> RejectLimit:
     text = text.strip()
     if text.endswith("%"):
@@ -513,12 +535,33 @@ SETTINGS: tuple[Setting, ...] = (
         _FOLDERS,
     ),
     Setting(
+        "WORKER_MEMORY_LIMIT",
+        "worker_memory_limit",
+        Parser(_memory_limit, "auto, off, or a size of at least 512MiB such as 1536MiB or 4GiB (K, M, G, T: binary; KB, MB, GB: decimal)"),
+        "auto",
+        "Most memory each worker process may map (RLIMIT_AS: address space, which a worker's resident memory never exceeds); "
+        "a file that needs more fails that attempt (MAX_FILE_ATTEMPTS), not the host or PostgreSQL. auto: half the machine's "
+        "memory (or of its cgroup limit) divided by WORKERS, and at least the worker's address space at start-up plus 1 GiB. "
+        "See docs/operations.md#memory.",
+        _FOLDERS,
+    ),
+    Setting(
+        "MAX_FILE_ATTEMPTS",
+        "max_file_attempts",
+        integer(1, 100),
+        "3",
+        "Attempts on one content that may end abnormally (its worker killed or crashed, or out of WORKER_MEMORY_LIMIT) "
+        "before the file is quarantined with rule worker_died instead of being tried again. Retries after a database "
+        "outage or a stop do not count.",
+        _FOLDERS,
+    ),
+    Setting(
         "READ_BLOCK_BYTES",
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 150 MiB + 25 times this + 12 times "
-        "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 170 MiB + 35 times this + "
+        "12 times MAX_LINE_BYTES, docs/operations.md#memory; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
     # --- Sources and overlaps

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from sensor_etl.edges.claims import Claims
+from sensor_etl.edges.claims import UNSEEN, Claims, Taken, end_owner
 from sensor_etl.edges.db import Database, FileMeta
 from sensor_etl.errors import ClaimLost
 from tests.helpers.endstate import assert_exactly_once
@@ -60,6 +62,25 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(db, database):
         slow.confirm(load.cursor, "x.csv")
     assert db.rows("SELECT sha256 FROM ingested_files") == []  # rolled back
     assert db.rows("SELECT owner FROM file_claims") == [("other:2:bb",)]
+
+
+def test_a_claim_taken_over_counts_a_failed_attempt_only_when_its_owner_died() -> None:
+    here, alive, gone = socket.gethostname(), os.getppid(), 2**22 + 7  # beyond the largest pid Linux gives
+    assert Taken().failed_attempt() is None
+    assert Taken(f"{here}:{gone}:aa").failed_attempt() == UNSEEN  # its process is gone
+    assert Taken(f"{here}:{alive}:aa").failed_attempt() is None  # alive: it stalled longer than its lease
+    assert Taken(f"{here}:{os.getpid()}:aa").failed_attempt() == UNSEEN  # an earlier life of this very pid
+    assert Taken("elsewhere:1:aa").failed_attempt() == UNSEEN  # another host: only its lease can tell
+    assert Taken(f"{here}:{alive}:aa", "died by signal SIGKILL").failed_attempt() == "died by signal SIGKILL"  # its supervisor saw it
+
+
+def test_a_dead_workers_claims_expire_at_once_with_how_it_ended(db, database):
+    dead, other = Claims(database, "host-a:1:aa", 30, INBOX), Claims(database.another("b"), "host-b:2:bb", 30, INBOX)
+    assert dead.claim("x.csv") and not other.claim("x.csv")
+    assert end_owner(database, "host-a:1", "died by signal SIGKILL") == ["x.csv"]
+    assert end_owner(database, "host-a:12", "died by exit code 1") == []  # a pid that merely starts with 1
+    assert other.claim("x.csv") == Taken("host-a:1:aa", "died by signal SIGKILL")
+    assert db.rows("SELECT owner, ended FROM file_claims") == [("host-b:2:bb", None)]
 
 
 @pytest.mark.slow

@@ -157,7 +157,7 @@ def test_two_workers_loading_overlapping_files_at_once_keep_each_reading_once(wo
     holder = psycopg2.connect(db.dsn)
     holder.autocommit = True
     with holder.cursor() as cur:
-        for bucket in overlaps._buckets(f"s{s}" for s in range(4)):
+        for bucket in sorted(overlaps.buckets(f"s{s}" for s in range(4))):
             cur.execute("SELECT pg_advisory_lock(%s, %s)", (overlaps.LOCK_SPACE, bucket))
     daemon = workspace.start("--workers", "2")
     daemon.wait_for("database_ready", count=2)  # a worker applying the schema would wait for the other's load

@@ -7,13 +7,22 @@ overwrites only an expired row, renewed by a heartbeat thread on its own connect
 holds it, confirmed inside the load transaction just before COMMIT (a fence: a worker whose lease was
 taken over cannot commit), and deleted once the file has left the inbox. Every time is the database
 server's clock, so hosts with skewed clocks agree. The sha256 UNIQUE ledger stays the last defence.
+
+A claim taken over from an owner that died holding it is a failed attempt on the file
+(``Taken.failed_attempt``, counted in ``attempts``): the supervisor of a worker that died records how
+it ended on its claims and expires them at once (``end_owner``); without one (WORKERS=1, a daemon
+killed and restarted), an owner on this host whose process is gone, or one on another host whose
+lease expired, died too.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg2.extensions
 
@@ -25,14 +34,14 @@ from sensor_etl.ops import logs
 # the file (a row deleted by its owner's release meanwhile is simply replaced, and not logged).
 _CLAIM = """
 WITH previous AS (
-    SELECT owner FROM file_claims WHERE inbox = %(inbox)s AND name = %(name)s AND expires_at < clock_timestamp()
+    SELECT owner, ended FROM file_claims WHERE inbox = %(inbox)s AND name = %(name)s AND expires_at < clock_timestamp()
 )
 INSERT INTO file_claims AS c (inbox, name, owner, claimed_at, expires_at)
 VALUES (%(inbox)s, %(name)s, %(owner)s, clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s))
 ON CONFLICT (inbox, name) DO UPDATE
-    SET owner = excluded.owner, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+    SET owner = excluded.owner, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ended = NULL
     WHERE c.expires_at < clock_timestamp() OR c.owner = excluded.owner
-RETURNING (SELECT owner FROM previous)
+RETURNING (SELECT owner FROM previous), (SELECT ended FROM previous)
 """
 _RENEW = """
 UPDATE file_claims SET expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
@@ -43,6 +52,58 @@ UPDATE file_claims SET expires_at = clock_timestamp() + make_interval(secs => %(
 WHERE inbox = %(inbox)s AND name = %(name)s AND owner = %(owner)s
 """
 _RELEASE = "DELETE FROM file_claims WHERE inbox = %(inbox)s AND name = %(name)s AND owner = %(owner)s"
+_END = """
+UPDATE file_claims SET ended = %(ended)s, expires_at = clock_timestamp()
+WHERE starts_with(owner, %(prefix)s)
+RETURNING name
+"""
+UNSEEN = "ended without releasing the file (killed or crashed; no supervisor saw how)"
+
+
+def worker_id(pid: int | None = None) -> str:
+    """``host:pid`` of a worker process (this one by default); its claims' owner adds a token per life."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether a claim's owner (``host:pid:token``, not this one) has ended: on this host, its process
+    no longer runs, or it was an earlier life of this very pid (a restarted container); on another
+    host nothing but its expired lease can tell, so it counts as gone."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process of that pid: alive
+        return False
+    return False
+
+
+def end_owner(database: Database, worker: str, ended: str) -> list[str]:
+    """The supervisor saw ``worker`` (``host:pid``) die: its claims expire now, with how it ended, so
+    the next worker takes each file over at once and counts the failed attempt. Returns the names."""
+    return [row[0] for row in database.query(_END, {"prefix": f"{worker}:", "ended": ended}, durable=False)]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A claim just taken. ``previous``: the other owner whose expired claim it replaced; ``ended``:
+    how that owner ended, when its supervisor saw it die."""
+
+    previous: str | None = None
+    ended: str | None = None
+
+    def failed_attempt(self) -> str | None:
+        """How the previous owner's attempt on the file ended, if it died holding the file; None when
+        there was no previous owner or it may still be alive (stalled longer than its lease)."""
+        if self.previous is None:
+            return None
+        if self.ended is not None:
+            return self.ended
+        return UNSEEN if owner_gone(self.previous) else None
 
 
 class Claims:
@@ -56,17 +117,20 @@ class Claims:
         self._held: set[str] = set()
         self._lock = threading.Lock()
 
-    def claim(self, name: str) -> bool:
-        """Take the file unless a live lease (another worker's, not yet expired) holds it."""
+    def claim(self, name: str) -> Taken | None:
+        """Take the file unless a live lease (another worker's, not yet expired) holds it; None if one does."""
         rows = self.db.query(_CLAIM, {"inbox": self.inbox, "name": name, "owner": self.owner, "lease": self.lease}, durable=False)
         if not rows:
-            return False
-        previous = rows[0][0]
+            return None
+        previous, ended = rows[0]
+        taken = Taken()
         if previous is not None and previous != self.owner:
-            logs.warning("claim_taken_over", file=name, previous_owner=previous, reason=f"its lease of {self.lease:g}s expired")
+            taken = Taken(previous, ended)
+            reason = f"its owner {ended}" if ended else f"its lease of {self.lease:g}s expired"
+            logs.warning("claim_taken_over", file=name, previous_owner=previous, reason=reason)
         with self._lock:
             self._held.add(name)
-        return True
+        return taken
 
     def confirm(self, cursor: psycopg2.extensions.cursor, name: str) -> None:
         """Inside the load transaction, just before COMMIT: still ours? The row lock taken here makes

@@ -10,11 +10,12 @@ import io
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import psycopg2
 import psycopg2.extensions
 import pyarrow as pa
@@ -23,7 +24,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from sensor_etl.core import partitions
-from sensor_etl.core.aggregate import with_std
+from sensor_etl.core.aggregate import SCHEMA, with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
 from sensor_etl.edges import overlaps
 from sensor_etl.edges.overlaps import Overlap
@@ -35,6 +36,50 @@ _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65536)
 METRIC_COLUMNS = ("file_id", "sensor_id", "day", "metric", "n", "min", "max", "mean", "std", "m2", "first_at", "last_at")
 _COPY_METRICS = "COPY sensor_metrics ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(METRIC_COLUMNS))
 _COPY_READINGS = "COPY sensor_readings ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(READINGS_COLUMNS))
+# Statistics of a group that may already have a row for this file (a file with more sensor-day groups than memory
+# holds, see aggregate.Statistics) go through a temporary table of the load's session, gone at COMMIT or rollback,
+# and are merged into that row with Chan et al.'s pairwise formula (or inserted, if there is none after all).
+_CREATE_PARTS = """
+CREATE TEMP TABLE sensor_metrics_parts (
+    sensor_id text COLLATE "C", day date, metric text, n bigint, min double precision, max double precision,
+    mean double precision, m2 double precision, first_at timestamptz, last_at timestamptz
+) ON COMMIT DROP
+"""
+_COPY_PARTS = "COPY sensor_metrics_parts ({}) FROM STDIN WITH (FORMAT csv)".format(", ".join(SCHEMA.names))
+_MERGE_PARTS = """
+INSERT INTO sensor_metrics AS m (file_id, sensor_id, day, metric, n, min, max, mean, std, m2, first_at, last_at)
+SELECT %(file_id)s, sensor_id, day, metric, n, min, max, mean, CASE WHEN n > 1 THEN sqrt(m2 / (n - 1)) END, m2, first_at, last_at
+FROM pg_temp.sensor_metrics_parts
+ON CONFLICT (file_id, sensor_id, metric, day) DO UPDATE SET
+    n = m.n + excluded.n,
+    min = least(m.min, excluded.min),
+    max = greatest(m.max, excluded.max),
+    mean = m.mean + (excluded.mean - m.mean) * excluded.n / (m.n + excluded.n),
+    m2 = m.m2 + excluded.m2 + (excluded.mean - m.mean) ^ 2 * m.n * excluded.n / (m.n + excluded.n),
+    std = sqrt(greatest(m.m2 + excluded.m2 + (excluded.mean - m.mean) ^ 2 * m.n * excluded.n / (m.n + excluded.n), 0)
+               / (m.n + excluded.n - 1)),
+    first_at = least(m.first_at, excluded.first_at),
+    last_at = greatest(m.last_at, excluded.last_at)
+"""
+# The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
+_LEDGER = """
+INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)
+VALUES (%(inbox)s, %(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s, %(source)s)
+ON CONFLICT (sha256) DO NOTHING
+RETURNING file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
+"""
+# Counts, the planned archive path and the overlap; the sensors are counted from the file's statistics (every
+# stored row has a measure, so a metrics row), and the content's failed attempts are forgotten: it is loaded.
+_FINISH = """
+WITH forgotten AS (DELETE FROM file_attempts WHERE sha256 = (SELECT sha256 FROM ingested_files WHERE file_id = %(file_id)s))
+UPDATE ingested_files
+SET rows_loaded = %(rows_loaded)s, rows_rejected = %(rows_rejected)s, date_format = %(date_format)s, preamble = %(preamble)s,
+    archive_path = %(archive_path)s, rows_skipped = %(rows_skipped)s, rows_conflicting = %(rows_conflicting)s,
+    rows_replaced = %(rows_replaced)s, sensors = (SELECT count(DISTINCT sensor_id) FROM sensor_metrics WHERE file_id = %(file_id)s),
+    status = CASE WHEN %(rows_rejected)s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()
+WHERE file_id = %(file_id)s
+RETURNING sensors
+"""
 
 
 def schema_sql() -> str:
@@ -251,20 +296,16 @@ class Database:
 
         The ledger row comes first with ON CONFLICT DO NOTHING: a content loaded before (or being
         committed right now by another worker, whose transaction this waits for) raises AlreadyLoaded
-        before a byte of the file is parsed."""
+        before a byte of the file is parsed. ``Load.failures`` are the content's failed attempts."""
         try:
             partitioned = self.partitioned()
             conn = self.connection()
             with translated(), conn, conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.inbox, meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker, meta.source),
-                )
+                cur.execute(_LEDGER, asdict(meta))
                 row = cur.fetchone()
                 if row is None:
                     raise AlreadyLoaded(meta.sha256)
-                load = Load(cur, row[0], self._copier, partitioned=partitioned)
+                load = Load(cur, row[0], self._copier, partitioned=partitioned, failures=row[1] or [])
                 try:
                     yield load
                     load.wait()
@@ -286,6 +327,30 @@ def _csv_ready(table: pa.Table) -> pa.Table:
     return table
 
 
+class _CsvStream(io.RawIOBase):
+    """A table as CSV text, written 65,536 rows at a time as COPY reads it: the text of a whole chunk
+    (10 MB for 4 MiB of a seed file, 50 MB for the statistics of 75,000 distinct sensors) is never in
+    memory at once."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        rows = _CSV_OPTIONS.batch_size
+        self._batches = (table.slice(start, rows) for start in range(0, table.num_rows, rows))
+        self._text = io.BytesIO()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._text.read(size)
+        while not data and (batch := next(self._batches, None)) is not None:
+            self._text = io.BytesIO()
+            pacsv.write_csv(_csv_ready(batch), self._text, _CSV_OPTIONS)
+            self._text.seek(0)
+            data = self._text.read(size)
+        return data
+
+
 class Load:
     """Writes of one file's transaction.
 
@@ -294,12 +359,22 @@ class Load:
     memory; any other statement first waits for it, so the connection is never used by two threads
     at once."""
 
-    def __init__(self, cursor: psycopg2.extensions.cursor, file_id: int, copier: ThreadPoolExecutor, *, partitioned: bool = False) -> None:
+    def __init__(
+        self,
+        cursor: psycopg2.extensions.cursor,
+        file_id: int,
+        copier: ThreadPoolExecutor,
+        *,
+        partitioned: bool = False,
+        failures: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.cursor = cursor
         self.file_id = file_id
+        self.failures = failures or []  # earlier attempts on this content that ended abnormally (edges/attempts.py)
         self._copier = copier
         self._pending: Future | None = None
         self._months: set[datetime] | None = set() if partitioned else None  # months whose partition this transaction saw
+        self._parts = False  # sensor_metrics_parts exists (used on the copier thread only)
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
@@ -344,10 +419,7 @@ class Load:
         return [month for month, name in zip(months, names, strict=True) if name in absent]
 
     def _copy(self, statement: str, table: pa.Table) -> None:
-        buffer = io.BytesIO()
-        pacsv.write_csv(_csv_ready(table), buffer, _CSV_OPTIONS)
-        buffer.seek(0)
-        self.cursor.copy_expert(statement, buffer, size=1 << 20)
+        self.cursor.copy_expert(statement, _CsvStream(table), size=1 << 20)
 
     def wait(self) -> None:
         """Block until the COPY in flight is done; re-raise its error here."""
@@ -362,41 +434,45 @@ class Load:
             pending.exception()
 
     def write_metrics(self, summary: pa.Table) -> None:
+        """Statistics (``aggregate.SCHEMA``) of groups new to this file: COPY into sensor_metrics, in the background."""
+        if summary.num_rows == 0:
+            return
         self.wait()
-        if summary.num_rows:
-            final = with_std(summary)
-            self._copy(
-                _COPY_METRICS, final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64())).select(METRIC_COLUMNS)
-            )
+        final = with_std(summary)
+        final = final.add_column(0, "file_id", pa.array(np.full(final.num_rows, self.file_id, dtype=np.int64))).select(METRIC_COLUMNS)
+        self._pending = self._copier.submit(self._copy, _COPY_METRICS, final)
+
+    def merge_metrics(self, summary: pa.Table) -> None:
+        """Statistics of groups that may have a row for this file already: merged into it, in the background."""
+        if summary.num_rows == 0:
+            return
+        self.wait()
+        self._pending = self._copier.submit(self._merge, summary)
+
+    def _merge(self, summary: pa.Table) -> None:
+        if not self._parts:
+            self.cursor.execute(_CREATE_PARTS)
+            self._parts = True
+        self._copy(_COPY_PARTS, summary)
+        self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
+        self.cursor.execute("TRUNCATE pg_temp.sensor_metrics_parts")
 
     def finish(
-        self,
-        *,
-        rows_loaded: int,
-        rows_rejected: int,
-        sensors: int,
-        date_format: str,
-        preamble: str | None,
-        archive_path: str,
-        overlap: Overlap,
-    ) -> None:
-        """Counts, and where the file is about to be moved: recorded before the move, in the same commit."""
+        self, *, rows_loaded: int, rows_rejected: int, date_format: str, preamble: str | None, archive_path: str, overlap: Overlap
+    ) -> int:
+        """Counts, and where the file is about to be moved: recorded before the move, in the same commit.
+        Returns the number of sensors of the stored rows."""
         self.wait()
-        self.cursor.execute(
-            "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, preamble = %s,"
-            " archive_path = %s, rows_skipped = %s, rows_conflicting = %s, rows_replaced = %s,"
-            " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
-            (
-                rows_loaded,
-                rows_rejected,
-                sensors,
-                date_format,
-                preamble,
-                archive_path,
-                overlap.skipped,
-                overlap.conflicting,
-                overlap.replaced,
-                rows_rejected,
-                self.file_id,
-            ),
-        )
+        values = {
+            "rows_loaded": rows_loaded,
+            "rows_rejected": rows_rejected,
+            "date_format": date_format,
+            "preamble": preamble,
+            "archive_path": archive_path,
+            "rows_skipped": overlap.skipped,
+            "rows_conflicting": overlap.conflicting,
+            "rows_replaced": overlap.replaced,
+        }
+        self.cursor.execute(_FINISH, {**values, "file_id": self.file_id})
+        row = self.cursor.fetchone()
+        return int(row[0]) if row else 0

@@ -125,6 +125,13 @@ def rows_details(findings: Findings, limit: RejectLimit) -> dict[str, Any]:
     }
 
 
+def attempts_details(failures: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """``InvalidFile.details`` of a file whose attempts kept ending abnormally (rule worker_died):
+    the verdict and each attempt (when, which worker, how it ended)."""
+    endings = "; ".join(str(failure.get("ended")) for failure in failures)
+    return {"reason": f"{len(failures)} attempts to load it ended abnormally (MAX_FILE_ATTEMPTS={limit}): {endings}", "attempts": failures}
+
+
 def _rows_reason(findings: Findings, limit: RejectLimit) -> str:
     counts = ", ".join(f"{rule}: {count}" for rule, count in findings.counts().items())
     verdict = ""
@@ -156,6 +163,7 @@ def quarantine_report(name: str, problem: Problem, details: Mapping[str, Any], *
         "rows_invalid": details.get("rows_invalid"),
         "rule_counts": rule_counts,
         "errors": errors,
+        **({"attempts": details["attempts"]} if "attempts" in details else {}),
     }
 
 

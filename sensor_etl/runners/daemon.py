@@ -14,7 +14,11 @@ This is the one place where typed errors become decisions:
 - ``FatalStorageError`` → the daemon stops (exit 1): access denied, a missing bucket, no credentials;
 - ``FileChanged`` → rolled back, the file waits until it has settled again;
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
-- ``Interrupted`` → rolled back, the file waits, the daemon exits.
+- ``Interrupted`` → rolled back, the file waits, the daemon exits;
+- ``MemoryError`` (the file needs more than WORKER_MEMORY_LIMIT) → rolled back, a failed attempt is
+  counted on the content (``attempts``), the file waits; a claim taken over from a worker that died
+  holding the file counts one too. After MAX_FILE_ATTEMPTS the load itself refuses the content with
+  ``InvalidFile`` (rule ``worker_died``): quarantined instead of killing the next worker.
 
 Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
 file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 import zlib
@@ -39,8 +42,8 @@ from tenacity import Retrying
 
 from sensor_etl.config import Settings
 from sensor_etl.core.rules import Rule
-from sensor_etl.edges import files, reports
-from sensor_etl.edges.claims import Claims
+from sensor_etl.edges import attempts, files, memory, reports
+from sensor_etl.edges.claims import Claims, Taken, worker_id
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.inbox import Candidate, Fetched, Inbox, base_name, open_inbox
 from sensor_etl.errors import (
@@ -111,7 +114,7 @@ class Daemon:
         self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_id()
         self.inbox = inbox if inbox is not None else open_inbox(settings, retry.storage_retrier(settings, self.stop))
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
         self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds, self.inbox.location)
@@ -200,25 +203,29 @@ class Daemon:
         if not self.inbox.present(candidate):  # gone since our scan (with several workers, routinely): not worth a log line
             return Result.GONE
         try:
-            if not self._retrying_file(candidate.name)(self.claims.claim, candidate.name):
-                return Result.BUSY
+            taken = self._retrying_file(candidate.name)(self.claims.claim, candidate.name)
         except TransientDatabaseError as exc:
             return self._deferred(candidate.name, exc)
+        if taken is None:
+            return Result.BUSY
         try:
-            return self._handle_claimed(candidate)
+            return self._handle_claimed(candidate, taken)
         finally:
             try:
                 self.claims.release(candidate.name)
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
-    def _handle_claimed(self, candidate: Candidate) -> Result:
+    def _handle_claimed(self, candidate: Candidate, taken: Taken) -> Result:
         name = candidate.name
         started = utcnow()
         match = self.sources.rules_for(name)
         try:
             with self.inbox.fetch(candidate, match.rules.encoding) as fetched:
                 logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
+                ended = taken.failed_attempt()
+                if ended is not None:
+                    self._failed_attempt(name, fetched.fp, taken.previous or "", ended)
                 return self._decide(candidate, fetched, match, started)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=name)
@@ -265,6 +272,11 @@ class Daemon:
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
+        except MemoryError:
+            limit = memory.current_limit()
+            within = f"WORKER_MEMORY_LIMIT={memory.size_text(limit)}" if limit else "the memory available"
+            self._failed_attempt(name, fp, self.claims.owner, f"ran out of memory (MemoryError: the file needs more than {within})")
+            return Result.WAITING
         except (FatalDatabaseError, FatalStorageError):
             raise  # retrying cannot help: the daemon stops
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
@@ -295,7 +307,7 @@ class Daemon:
             rows_skipped=load.overlap.skipped,
             rows_conflicting=load.overlap.conflicting,
             rows_replaced=load.overlap.replaced,
-            sensors=len(outcome.sensors),
+            sensors=outcome.sensors,
             layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
@@ -327,7 +339,21 @@ class Daemon:
         if target is None:
             return Result.WAITING
         logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=base_name(target))
+        try:  # its failed attempts are in the report; a requeued copy starts afresh
+            attempts.forget(self.db, fp.sha256)
+        except DatabaseError as exc:
+            logs.warning("attempts_not_forgotten", file=candidate.name, error=exc)
         return Result.QUARANTINED
+
+    def _failed_attempt(self, name: str, fp: files.Fingerprint, worker: str, ended: str) -> None:
+        """Count an attempt on the content that ended abnormally; the load refuses it after MAX_FILE_ATTEMPTS."""
+        try:
+            count = self._retrying_file(name)(attempts.record, self.db, fp.sha256, name, worker, ended)
+        except DatabaseError as exc:  # the database went away meanwhile: this attempt is not counted
+            logs.error("attempt_not_recorded", file=name, worker=worker, ended=ended, error=exc)
+            return
+        if count:
+            logs.warning("attempt_failed", file=name, worker=worker, ended=ended, attempts=count, max=self.settings.max_file_attempts)
 
     def _skip_once(self, name: str, reason: str) -> None:
         self.report_skips([(name, reason)])
