@@ -26,12 +26,13 @@ import psutil
 from bench import generate, ours, reference
 from bench.db import Server, drop_database, recreate_database, server_version
 from bench.measure import Measurement
+from sensor_etl.config import Rules, Settings
 
 BENCH = Path(__file__).resolve().parent
 MB = 1024 * 1024
 
 
-def rss_bound_mb(read_block_bytes: int = 4 << 20, max_line_bytes: int = 16 << 20) -> float:
+def rss_bound_mb(read_block_bytes: int = Settings.read_block_bytes, max_line_bytes: int = Rules.max_line_bytes) -> float:
     """The documented bound of one worker's peak RSS, MiB (docs/operations.md#memory), whatever the
     file's size, line structure and number of sensor-day groups: about 170 MiB + 35 x READ_BLOCK_BYTES
     + 12 x MAX_LINE_BYTES."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sensor_etl.config import Rules
+from sensor_etl.config import Rules, Settings
 from sensor_etl.core import aggregate
 from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import ColumnPlan
@@ -143,7 +143,7 @@ def run(
     rules: Rules,
     now: datetime,
     *,
-    block_bytes: int = 4 << 20,
+    block_bytes: int = Settings.read_block_bytes,  # READ_BLOCK_BYTES's default
     file_id: int = 0,
     sink: Loader | None = None,
     should_stop: Callable[[], bool] = lambda: False,
