@@ -21,7 +21,7 @@ from sensor_etl.edges.sniff import TextChecker
 from sensor_etl.errors import FileChanged, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
-_READ_BYTES = 4 << 20
+_READ_BYTES = 4 << 20  # hashing and copying whole files, before and after the reader runs: not READ_BLOCK_BYTES
 _READ_CHARS = 1 << 20  # pieces of a line copied into a rejects file
 
 
