@@ -177,7 +177,8 @@ class Settings:
     max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
     handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
     # READ_BLOCK_BYTES. 2 MiB, not 4: the kernel's peak RSS of `--once` on the 1 M-row seed file was
-    # 226-227 MiB against 280-283 MiB, daemon CPU 4.6-4.7 s against 4.3-4.6 s (within noise).
+    # 226-229 MiB against 280-291 MiB (2 GB file, bench shape d: 250 MiB against 295), the daemon's
+    # CPU 4.2-4.7 s against 4.3-4.7 s (four runs each: within noise).
     read_block_bytes: int = 2 << 20
     retry_attempts: int = 5  # RETRY_ATTEMPTS
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
