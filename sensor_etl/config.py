@@ -103,6 +103,9 @@ class Settings:
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
     lease_seconds: float = 60.0  # LEASE_SECONDS
+    batch_files: int = 200  # BATCH_FILES
+    batch_bytes: int = 4 << 20  # BATCH_BYTES
+    batch_seconds: float = 0.5  # BATCH_SECONDS
     read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
     retry_attempts: int = 5  # RETRY_ATTEMPTS
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
@@ -349,6 +352,33 @@ SETTINGS: tuple[Setting, ...] = (
         "60",
         "Seconds after which a claim held by a dead worker (killed, host gone) is taken over. "
         "Renewed every LEASE_SECONDS/3 while the worker lives, so long loads never lose it.",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_FILES",
+        "batch_files",
+        integer(1, 10_000),
+        "200",
+        "Most files loaded in one transaction when several small files are ready at once (each file stays atomic: "
+        "its rows, metrics and ledger row commit together). 1 loads every file in a transaction of its own.",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_BYTES",
+        "batch_bytes",
+        integer(1 << 10, 1 << 30),
+        str(4 << 20),
+        "Most bytes of input in one batch; a larger file is loaded alone, streamed in READ_BLOCK_BYTES blocks "
+        "(a batch is checked in memory, like one read block).",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_SECONDS",
+        "batch_seconds",
+        number(0, 60),
+        "0.5",
+        "Latency budget of a batch: once reading its files took this long, the batch is committed with the files "
+        "read so far and the others go into the next one. A batch never waits for files to arrive.",
         _FOLDERS,
     ),
     Setting(

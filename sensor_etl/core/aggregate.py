@@ -50,15 +50,19 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, starts, np.cumsum(changed) - 1
 
 
-def summarize(readings: pa.Table) -> pa.Table:
-    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric."""
+def summarize(readings: pa.Table, by_file: bool = False) -> pa.Table:
+    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric; with
+    ``by_file``, per file too, in a leading ``file_id`` column (the rows of many small files at once)."""
     metrics = [m for m in METRIC_OF.values() if readings.column(m).null_count < readings.num_rows]
     if readings.num_rows == 0 or not metrics:
         return empty()
     encoded = pc.dictionary_encode(readings.column("sensor_id")).combine_chunks()
     sensors = encoded.indices.to_numpy().astype(np.int64)
     micros = readings.column("observed_at").combine_chunks().cast(pa.int64()).to_numpy()
-    order, starts, group = _segments(sensors, np.floor_divide(micros, _DAY_US))
+    keys = [sensors, np.floor_divide(micros, _DAY_US)]
+    if by_file:
+        keys.insert(0, readings.column("file_id").combine_chunks().to_numpy())
+    order, starts, group = _segments(*keys)
     micros = micros[order]
     n = np.bincount(group).astype(np.int64)
     labels = encoded.dictionary.take(pa.array(sensors[order][starts]))
@@ -78,7 +82,10 @@ def summarize(readings: pa.Table) -> pa.Table:
             np.bincount(group, deviation * deviation),
         ]
         parts.append(pa.Table.from_arrays([*columns, first_at, last_at], schema=SCHEMA))
-    return pa.concat_tables(parts)
+    summary = pa.concat_tables(parts)
+    if by_file:
+        summary = summary.add_column(0, "file_id", pa.array(np.tile(keys[0][order][starts], len(metrics)), pa.int64()))
+    return summary
 
 
 def merge(summaries: list[pa.Table]) -> pa.Table:

@@ -7,7 +7,7 @@ Timestamps are read by ``dates`` with the format detected once per file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -50,11 +50,28 @@ class Checked:
     extras: pa.Table  # the other columns, as text, valid rows only
     problems: pd.DataFrame  # PROBLEM_COLUMNS, every problem of the chunk
     rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
+    parts: np.ndarray | None = None  # a combined chunk's: each valid row's part (problems and rejected have a "part" column)
+
+    def select(self, keep: np.ndarray) -> Checked:
+        """The valid rows where ``keep`` is true (of a combined chunk: the parts that load)."""
+        mask = pa.array(keep)
+        return replace(
+            self,
+            observed_at=self.observed_at[keep],
+            sensor_id=pc.filter(self.sensor_id, mask),
+            measures={role: values[keep] for role, values in self.measures.items()},
+            lines=self.lines[keep],
+            extras=self.extras.filter(mask) if self.extras.num_columns else self.extras,
+            parts=None if self.parts is None else self.parts[keep],
+        )
 
 
-def _problems(lines: np.ndarray, column: str, values: list, rule: Rule, message: str | np.ndarray | list) -> pd.DataFrame:
+def _problems(
+    lines: np.ndarray, column: str, values: list, rule: Rule, message: str | np.ndarray | list, parts: np.ndarray | None
+) -> pd.DataFrame:
     """Problems as a table; the rule column holds the rule's plain string (vectorized counts and reports)."""
-    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule.value, "message": message})
+    table = {"line": lines, "column": column, "value": shown(values), "rule": rule.value, "message": message}
+    return pd.DataFrame(table if parts is None else {**table, "part": parts})
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -91,18 +108,23 @@ def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
         for b in chunk.bad_rows
     ]
     lines = np.array([b.line for b in chunk.bad_rows], dtype=np.int64)
-    return [_problems(lines, "", [b.text for b in chunk.bad_rows], Rule.COLUMN_COUNT, messages)]
+    parts = None if chunk.parts is None else np.array([b.part for b in chunk.bad_rows], dtype=np.int64)
+    return [_problems(lines, "", [b.text for b in chunk.bad_rows], Rule.COLUMN_COUNT, messages, parts)]
 
 
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
-    """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``."""
-    table, lines, heights = chunk.table, chunk.lines, chunk.heights
+    """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``.
+
+    A combined chunk (``chunk.parts`` set) gets the results each of its parts would get on its own,
+    tagged with the part: its problems, rejected rows and valid rows carry it."""
+    table, lines, heights, parts = chunk.table, chunk.lines, chunk.heights, chunk.parts
     found = _bad_rows(chunk)
 
     blank = _blank_rows(table)
     if blank.any():
         keep = ~blank
         table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
+        parts = None if parts is None else parts[keep]
     invalid = np.zeros(table.num_rows, dtype=bool)
 
     def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: Rule, message: str | np.ndarray) -> None:
@@ -111,7 +133,8 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         if mask.any():
             invalid |= mask
             values = pc.filter(column, pa.array(mask)).to_pylist()
-            found.append(_problems(lines[mask], name, values, rule, message[mask] if isinstance(message, np.ndarray) else message))
+            text = message[mask] if isinstance(message, np.ndarray) else message
+            found.append(_problems(lines[mask], name, values, rule, text, None if parts is None else parts[mask]))
 
     # every column: one line per value, and a sane length
     multiline = heights > 1
@@ -176,11 +199,12 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         flag(outside, header, text, Rule.OUT_OF_RANGE, f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
         measures[role] = values
 
-    # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
+    # duplicate (sensor, timestamp) within the chunk (within each part): sort by key (stable), compare neighbours
     codes = pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy().astype(np.int64)
     at = observed.view(np.int64)
-    order = np.lexsort((at, codes))
-    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1])
+    part = np.zeros(len(at), np.int64) if parts is None else parts
+    order = np.lexsort((at, codes, part))
+    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1]) & (part[order][1:] == part[order][:-1])
     if same.any():
         run_start = np.concatenate(([True], ~same))
         first_of_run = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
@@ -199,6 +223,8 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
             "lines": np.concatenate([[b.lines for b in chunk.bad_rows], heights[invalid]]).astype(np.int64),
         }
     )
+    if parts is not None:
+        rejected["part"] = np.concatenate([[b.part for b in chunk.bad_rows], parts[invalid]]).astype(np.int64)
     keep = pa.array(valid)
     extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
@@ -210,6 +236,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         extras=extras,
         problems=pd.concat(found, ignore_index=True) if found else no_problems(),
         rejected=rejected,
+        parts=None if parts is None else parts[valid],
     )
 
 

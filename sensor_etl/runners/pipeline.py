@@ -18,13 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sensor_etl.config import Rules
+from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
+from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import ColumnPlan, plan_columns
 from sensor_etl.core.dates import detect_date_format
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
-from sensor_etl.core.validate import Checked, check_chunk
+from sensor_etl.core.validate import check_chunk
 from sensor_etl.edges import reports
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
@@ -55,12 +56,12 @@ class Outcome:
     def invalid_rows(self) -> int:
         return int(sum(len(part) for part in self.rejected))
 
-    def add_problems(self, checked: Checked, keep_all: bool) -> None:
-        problems = checked.problems
+    def add_problems(self, problems: pd.DataFrame, rejected: pd.DataFrame, keep_all: bool) -> None:
+        """One chunk's problems and rejected rows (``Checked.problems``, ``Checked.rejected``)."""
         if problems.empty:
             return
         self.rule_counts.update(problems["rule"].value_counts().to_dict())
-        self.rejected.append(checked.rejected)
+        self.rejected.append(rejected)
         if keep_all:
             self.reject_problems.append(problems)
         room = MAX_DETAILS - len(self.details)
@@ -119,13 +120,10 @@ def run(
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            column = plan.roles["timestamp"]
-            first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
-            samples = pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
-            outcome.date_format = detect_date_format(samples, rules.date_format)
+            outcome.date_format = detect_date_format(date_samples(chunk, plan), rules.date_format)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
-        outcome.add_problems(checked, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
+        outcome.add_problems(checked.problems, checked.rejected, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
             readings = transform(checked, plan, file_id)
             if sink is not None:
@@ -134,6 +132,19 @@ def run(
             outcome.summaries.append(aggregate.summarize(readings))
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
+    return verdict(outcome, limit)
+
+
+def date_samples(chunk: Chunk, plan: ColumnPlan) -> pd.Series:
+    """The values a file's date format is detected from: the first 2,000 of its first chunk with rows,
+    indexed by line and named after the column (so a refusal can point at them)."""
+    column = plan.roles["timestamp"]
+    first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
+    return pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
+
+
+def verdict(outcome: Outcome, limit: RejectLimit) -> Outcome:
+    """The file's fate once all of it was checked: the outcome, or InvalidFile when it must be quarantined."""
     if outcome.rows == 0:
         raise InvalidFile(Problem(Rule.NO_DATA_ROWS, "the file has a header but no data rows", line=2))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:

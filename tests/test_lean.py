@@ -1,0 +1,102 @@
+"""The lean path (many small files checked at once) finds exactly what ``pipeline.run`` finds in each file alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from sensor_etl.config import RejectLimit, Rules
+from sensor_etl.core import aggregate
+from sensor_etl.runners import lean, pipeline
+from tests.helpers.corpus import CASES
+from tests.helpers.samples import multi_csv, seed_csv, station_csv
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+BLOCK = 1 << 16  # small read blocks: some corpus files are read in several chunks, as in the daemon
+
+
+def alone(path: Path, rules: Rules) -> pipeline.Outcome | Exception:
+    try:
+        return pipeline.run(path, rules, NOW, block_bytes=BLOCK)
+    except Exception as exc:
+        return exc
+
+
+def same(lean_result: pipeline.Outcome | Exception, expected: pipeline.Outcome | Exception) -> None:
+    """Outcomes equal in everything a report, a log line or the ledger shows; errors equal in type and content."""
+    if isinstance(expected, Exception):
+        assert type(lean_result) is type(expected)
+        assert vars(lean_result) == vars(expected) if hasattr(expected, "__dict__") else str(lean_result) == str(expected)
+        return
+    assert isinstance(lean_result, pipeline.Outcome), lean_result
+    for name in ("plan", "date_format", "rows", "loaded", "sensors", "details", "invalid_rows"):
+        assert getattr(lean_result, name) == getattr(expected, name), name
+    assert lean_result.counts() == expected.counts()
+    assert lean_result.rejected_lines() == expected.rejected_lines()
+    if expected.reject_problems:
+        assert lean_result.rejected_problems() == expected.rejected_problems()
+
+
+def write(folder: Path, named: dict[str, bytes]) -> list[Path]:
+    paths = []
+    for index, (name, content) in enumerate(named.items()):
+        path = folder / f"{index:03d}.csv"  # odd names are the daemon's business, not the checks'
+        path.write_bytes(content)
+        paths.append(path)
+    return paths
+
+
+CORPUS = {case.name: case.content for case in CASES if case.outcome in ("loaded", "quarantined")}
+SHAPES = {
+    "multi-a": multi_csv(3, 4, seed=1).encode(),
+    "multi-b": multi_csv(3, 4, seed=2, offset="+02:00").encode(),
+    "multi-naive": multi_csv(2, 3, seed=3, offset="").encode(),
+    "seed": seed_csv(5).encode(),
+    "station": station_csv(4).encode(),
+    "multi-c": multi_csv(5, 2, seed=4).encode(),
+}
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [Rules(), Rules(max_invalid_rows=RejectLimit(count=2)), Rules(max_invalid_rows=RejectLimit(percent=50.0))],
+    ids=["default", "max-2", "max-50%"],
+)
+def test_a_batch_of_the_corpus_checks_as_each_file_alone(tmp_path: Path, rules: Rules) -> None:
+    paths = write(tmp_path, {**CORPUS, **SHAPES})
+    checks = lean.check(paths, rules, NOW, block_bytes=BLOCK)
+    assert len(checks.outcomes) == len(paths)
+    for path, result in zip(paths, checks.outcomes, strict=True):
+        same(result, alone(path, rules))
+
+
+def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path) -> None:
+    paths = write(tmp_path, {**SHAPES, "bad": b"timestamp,T\n2024-01-01T00:00:00Z,99\n"})
+    checks = lean.check(paths, Rules(), NOW, block_bytes=BLOCK)
+    ids = {index: 100 + index for index, outcome in enumerate(checks.outcomes) if isinstance(outcome, pipeline.Outcome)}
+    assert sorted(ids) == [0, 1, 2, 3, 4, 5]  # the bad file has no id: it is quarantined
+    readings = checks.readings(ids)
+    assert readings is not None
+    summary = aggregate.summarize(readings, by_file=True)
+    for index, file_id in ids.items():
+        rows: list[pa.Table] = []
+        expected = pipeline.run(paths[index], Rules(), NOW, block_bytes=BLOCK, file_id=file_id, sink=rows.append)
+        mine = readings.filter(pa.compute.equal(readings.column("file_id"), file_id))
+        assert mine.to_pylist() == pa.concat_tables(rows).to_pylist()
+        theirs = summary.filter(pa.compute.equal(summary.column("file_id"), file_id)).drop_columns("file_id")
+        assert theirs.sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")]).to_pylist() == (
+            expected.summary().sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")]).to_pylist()
+        )
+
+
+def test_a_file_without_rows_and_a_missing_file_get_their_own_outcome(tmp_path: Path) -> None:
+    paths = write(tmp_path, {"good": SHAPES["multi-a"], "header-only": b"timestamp,T\n"})
+    paths.append(tmp_path / "gone.csv")
+    checks = lean.check(paths, Rules(), NOW, block_bytes=BLOCK)
+    assert isinstance(checks.outcomes[0], pipeline.Outcome)
+    assert dataclasses.asdict(checks.outcomes[1].problem)["rule"] == "no_data_rows"  # type: ignore[union-attr]
+    assert isinstance(checks.outcomes[2], FileNotFoundError)
