@@ -1,4 +1,5 @@
-"""PostgreSQL edge: connections, the schema, SQLSTATE classification, and one transaction per file.
+"""PostgreSQL edge: connections, the schema, SQLSTATE classification, and the load transaction (of one
+file, or of a batch of small files, each file atomic within it).
 
 All SQL is constant text or composed with ``psycopg2.sql``; every value is a bound parameter or
 travels inside COPY data. Nothing from a file is ever formatted into a statement.
@@ -10,7 +11,7 @@ import io
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -83,6 +84,32 @@ class FileMeta:
     modified_at: datetime
     started_at: datetime
     worker: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a committed file's ledger row says about it, written just before the COMMIT."""
+
+    file_id: int
+    rows_loaded: int
+    rows_rejected: int
+    sensors: int
+    date_format: str
+    archive_path: str  # where the file is moved after the COMMIT
+
+
+_LEDGER_ROWS = (
+    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS m ORDER BY 2"
+    " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, file_id"
+)
+_COUNTS = (
+    "UPDATE ingested_files AS f SET rows_loaded = c.rows_loaded, rows_rejected = c.rows_rejected, sensors = c.sensors,"
+    " date_format = c.date_format, archive_path = c.archive_path,"
+    " status = CASE WHEN c.rows_rejected > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[])"
+    " AS c(file_id, rows_loaded, rows_rejected, sensors, date_format, archive_path) WHERE f.file_id = c.file_id"
+)
 
 
 @dataclass(frozen=True)
@@ -182,18 +209,23 @@ class Database:
         The ledger row comes first with ON CONFLICT DO NOTHING: a content loaded before (or being
         committed right now by another worker, whose transaction this waits for) raises AlreadyLoaded
         before a byte of the file is parsed."""
+        with self.load_many([meta]) as load:
+            if not load.file_ids:
+                raise AlreadyLoaded(meta.sha256)
+            yield load
+
+    @contextmanager
+    def load_many(self, metas: list[FileMeta]) -> Iterator[Load]:
+        """One transaction for the files of a batch: their ledger rows in one statement (in sha256
+        order, so two workers never deadlock on them), then whatever the caller writes; commit on
+        clean exit. ``Load.file_ids`` holds the new contents: one loaded before (or being committed
+        by another worker, whose transaction this waits for) gets no ledger row and no id."""
         conn = self.connection()
         try:
             with translated(), conn, conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (sha256) DO NOTHING RETURNING file_id",
-                    (meta.name, meta.sha256, meta.size, meta.modified_at, meta.started_at, meta.worker),
-                )
-                row = cur.fetchone()
-                if row is None:
-                    raise AlreadyLoaded(meta.sha256)
-                load = Load(cur, row[0], self._copier)
+                columns = zip(*((m.name, m.sha256, m.size, m.modified_at, m.started_at, m.worker) for m in metas), strict=True)
+                cur.execute(_LEDGER_ROWS, [list(column) for column in columns])
+                load = Load(cur, dict(cur.fetchall()), self._copier)
                 try:
                     yield load
                     load.wait()
@@ -216,18 +248,24 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 class Load:
-    """Writes of one file's transaction.
+    """Writes of one load transaction (of one file, or of the files of a batch).
 
     COPY runs on the database's copier thread so the server ingests chunk k while Python prepares
     chunk k+1 (psycopg2 and pyarrow release the GIL). At most one COPY is in flight, which bounds
     memory; any other statement first waits for it, so the connection is never used by two threads
     at once."""
 
-    def __init__(self, cursor: psycopg2.extensions.cursor, file_id: int, copier: ThreadPoolExecutor) -> None:
+    def __init__(self, cursor: psycopg2.extensions.cursor, file_ids: dict[str, int], copier: ThreadPoolExecutor) -> None:
         self.cursor = cursor
-        self.file_id = file_id
+        self.file_ids = file_ids  # sha256 -> file_id of each new content
         self._copier = copier
         self._pending: Future | None = None
+
+    @property
+    def file_id(self) -> int:
+        """The id of a one-file load's file."""
+        (file_id,) = self.file_ids.values()
+        return file_id
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
@@ -254,18 +292,15 @@ class Load:
             pending.exception()
 
     def write_metrics(self, summary: pa.Table) -> None:
+        """The statistics of a one-file load's file, or of many (a leading ``file_id`` column: ``summarize(by_file=True)``)."""
         self.wait()
         if summary.num_rows:
             final = with_std(summary)
-            self._copy(
-                _COPY_METRICS, final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64())).select(METRIC_COLUMNS)
-            )
+            if "file_id" not in final.column_names:
+                final = final.add_column(0, "file_id", pa.array([self.file_id] * final.num_rows, pa.int64()))
+            self._copy(_COPY_METRICS, final.select(METRIC_COLUMNS))
 
-    def finish(self, *, rows_loaded: int, rows_rejected: int, sensors: int, date_format: str, archive_path: str) -> None:
-        """Counts, and where the file is about to be moved: recorded before the move, in the same commit."""
+    def finish(self, counts: list[Counts]) -> None:
+        """Each file's counts, and where it is about to be moved: recorded before the move, in the same commit."""
         self.wait()
-        self.cursor.execute(
-            "UPDATE ingested_files SET rows_loaded = %s, rows_rejected = %s, sensors = %s, date_format = %s, archive_path = %s,"
-            " status = CASE WHEN %s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now() WHERE file_id = %s",
-            (rows_loaded, rows_rejected, sensors, date_format, archive_path, rows_rejected, self.file_id),
-        )
+        self.cursor.execute(_COUNTS, [[getattr(c, f.name) for c in counts] for f in fields(Counts)])

@@ -180,7 +180,7 @@ class Daemon:
             return self._handle_claimed(candidate)
         finally:
             try:
-                self.claims.release(candidate.name)
+                self.claims.release([candidate.name])
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 

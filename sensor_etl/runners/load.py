@@ -12,7 +12,7 @@ import pyarrow as pa
 from sensor_etl.config import Settings
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
-from sensor_etl.edges.db import Database, FileMeta, Load
+from sensor_etl.edges.db import Counts, Database, FileMeta, Load
 from sensor_etl.runners.pipeline import Outcome
 
 
@@ -58,15 +58,9 @@ class FileLoad:
     def complete(self, outcome: Outcome) -> None:
         load = self._open()
         load.write_metrics(outcome.summary())
-        load.finish(
-            rows_loaded=outcome.loaded,
-            rows_rejected=outcome.invalid_rows,
-            sensors=len(outcome.sensors),
-            date_format=outcome.date_format,
-            archive_path=str(self.planned),
-        )
+        load.finish([Counts(load.file_id, outcome.loaded, outcome.invalid_rows, len(outcome.sensors), outcome.date_format, str(self.planned))])
         files.check_unchanged(self.path, self.fp)
-        self.claims.confirm(load.cursor, self.path.name)
+        self.claims.confirm(load.cursor, [self.path.name])
         # after every statement succeeded, just before the commit: only the commit itself can still fail.
         # If it does, the file is retried and the same content rewrites the same reject files.
         if outcome.invalid_rows:
