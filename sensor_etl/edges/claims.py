@@ -71,7 +71,9 @@ class Claims:
         here make a takeover wait for the COMMIT, and the renewed leases cover the moves that follow."""
         cursor.execute(_RENEW, {"names": names, "owner": self.owner, "lease": self.lease})
         if cursor.rowcount != len(set(names)):
-            raise ClaimLost(f"the lease on {names[0] if len(names) == 1 else 'a file of the batch'} expired and another worker took it over")
+            raise ClaimLost(
+                f"the lease on {names[0] if len(names) == 1 else 'a file of the batch'} expired and another worker took it over"
+            )
 
     def release(self, names: list[str]) -> None:
         """The files have left the inbox, or this worker is done trying for now: one statement."""

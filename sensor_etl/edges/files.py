@@ -187,15 +187,64 @@ class Sidecar(Protocol):
     def remove(self, target: Path) -> None: ...
 
 
-def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None) -> Path:
+def move_unique(
+    source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None, fresh: bool = False
+) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``sidecar``, it is written next to the target first. Same filesystem: hard link then unlink
     (a link never replaces an existing name). Across filesystems: copy to a temporary name, fsync,
     link into place, then unlink. ``preferred`` is tried first. A link left by an interrupted move
-    (``linked_copy``) only needs the unlink."""
+    (``linked_copy``) only needs the unlink; ``fresh`` as for ``link_unique``."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = linked_copy(source, folder, taken, preferred)
+    target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+    fsync_dir(folder)  # the new name is durable before the old one goes
+    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
+    return target
+
+
+class Moves:
+    """The moves of a batch: each file is linked into place at once (``link_unique``); ``finish``
+    makes the new names durable with one fsync per folder, then removes the old names. A crash in
+    between leaves a file under both names, which the next move of it completes by the unlink alone."""
+
+    def __init__(self) -> None:
+        self._sources: list[Path] = []
+        self._folders: set[Path] = set()
+
+    def move(
+        self,
+        source: Path,
+        folder: Path,
+        *,
+        taken: Taken,
+        preferred: Path | None = None,
+        sidecar: Sidecar | None = None,
+        fresh: bool = False,
+    ) -> Path:
+        """``move_unique``, but for the fsync and the unlink, which ``finish`` does for the whole batch."""
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+        self._sources.append(source)
+        self._folders.add(folder)
+        return target
+
+    def finish(self) -> None:
+        for folder in self._folders:
+            fsync_dir(folder)
+        for source in self._sources:
+            source.unlink(missing_ok=True)
+
+
+def link_unique(
+    source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None, fresh: bool = False
+) -> Path:
+    """The first half of a move (``move_unique``): ``source`` linked (or copied) into the existing
+    ``folder`` under a name nothing else has. ``fresh``: no earlier move of ``source`` can have begun
+    (it was committed just now), so ``preferred`` is linked at once, without looking for a link an
+    interrupted move left."""
+    target = None if fresh else linked_copy(source, folder, taken, preferred)
     while target is None:
         candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name, taken), None)
         if sidecar is not None:
@@ -212,8 +261,6 @@ def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | N
                     sidecar.remove(candidate)
                 raise
             target = _copy_across(source, folder, candidate, taken)
-    fsync_dir(folder)  # the new name is durable before the old one goes
-    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 

@@ -13,6 +13,7 @@ pipeline (``InvalidFile.details``), ``validate`` and ``requeue`` all come here.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -72,9 +73,9 @@ def rejects_report_path(base: Path) -> Path:
 
 
 def name_taken(target: Path) -> bool:
-    """A name a move must not use: a file or link has it, or a quarantine report of that name is
-    still there (the report of a file a person removed must not describe the next one)."""
-    return target.exists() or target.is_symlink() or error_report_path(target).exists()
+    """A name a move must not use: a file or link (even a dangling one) has it, or a quarantine report
+    of that name is still there (the report of a file a person removed must not describe the next one)."""
+    return os.path.lexists(target) or error_report_path(target).exists()
 
 
 def report_of(quarantined: Path) -> Path:
@@ -148,10 +149,10 @@ class _ErrorReport:
         error_report_path(target).unlink(missing_ok=True)
 
 
-def quarantine(source: Path, folder: Path, report: Mapping[str, Any]) -> Path:
-    """Move ``source`` into ``folder`` with ``report`` as its ``.error.json``, written first so a
-    quarantined file is never without its reason; returns where the file went."""
-    return files.move_unique(source, folder, taken=name_taken, sidecar=_ErrorReport(report))
+def error_report(report: Mapping[str, Any]) -> files.Sidecar:
+    """``report`` as the ``.error.json`` of a quarantine move (``files.move_unique(sidecar=...)``):
+    written before the file arrives, so a quarantined file is never without its reason."""
+    return _ErrorReport(report)
 
 
 # -- the rejects of a partial load ----------------------------------------------------------------

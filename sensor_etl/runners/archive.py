@@ -3,12 +3,14 @@ QUARANTINE_FOLDER with its report.
 
 Moves never overwrite, and a name that a report still holds counts as taken (``reports.name_taken``).
 A move that fails (processed/ missing, unwritable or full) is logged as ``move_failed`` and the file
-stays in the inbox: a later scan finds it in the ledger and finishes the move.
+stays in the inbox: a later scan finds it in the ledger and finishes the move. The moves of a batch
+(``batch``) share their durability step: one fsync per folder, then the unlinks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +22,34 @@ from sensor_etl.ops import logs
 
 class Archive:
     def __init__(self, processed: Path, quarantine: Path, database: Database) -> None:
-        self.processed = processed
+        self.processed = processed.resolve()  # once: the planned paths the ledger records are absolute
         self.quarantine_folder = quarantine
         self.db = database
+        self._moves: files.Moves | None = None
 
     def plan(self, name: str) -> Path:
         """Where a file about to be loaded will go; the load records it in its own transaction."""
-        return files.unique_target(self.processed, name, reports.name_taken).resolve()
+        return files.unique_target(self.processed, name, reports.name_taken)
 
-    def committed(self, path: Path, file_id: int, planned: Path) -> None:
-        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
-        target = self._move(
-            path, self.processed, lambda: files.move_unique(path, self.processed, taken=reports.name_taken, preferred=planned)
-        )
-        if target is None or target.resolve() == planned:
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Moves made inside are linked into place at once; at the end one fsync per folder makes
+        them durable, then the files leave the inbox (``files.Moves``)."""
+        self._moves = moves = files.Moves()
+        try:
+            yield
+        finally:
+            self._moves = None
+            try:
+                moves.finish()
+            except OSError as exc:  # the files stay in the inbox too: a later scan finishes their moves
+                logs.error("move_failed", error=exc.strerror or exc, action="files stay in the inbox; retried next scan")
+
+    def committed(self, path: Path, file_id: int, planned: Path, *, fresh: bool = False) -> None:
+        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it).
+        ``fresh``: committed just now, so no earlier move of it can have begun."""
+        target = self._move(path, self.processed, lambda: self._relocate(path, self.processed, preferred=planned, fresh=fresh))
+        if target is None or target == planned or target.resolve() == planned:
             return
         try:
             self.db.set_archive_path(file_id, str(target.resolve()))
@@ -42,11 +58,20 @@ class Archive:
 
     def duplicate(self, path: Path) -> Path | None:
         """Set a content that is already loaded aside, into PROCESSED_FOLDER; None if it could not move."""
-        return self._move(path, self.processed, lambda: files.move_unique(path, self.processed, taken=reports.name_taken))
+        return self._move(path, self.processed, lambda: self._relocate(path, self.processed))
 
     def quarantine(self, path: Path, report: Mapping[str, Any]) -> Path | None:
         """Move a file into QUARANTINE_FOLDER with its report; None if it could not move."""
-        return self._move(path, self.quarantine_folder, lambda: reports.quarantine(path, self.quarantine_folder, report))
+        return self._move(
+            path, self.quarantine_folder, lambda: self._relocate(path, self.quarantine_folder, sidecar=reports.error_report(report))
+        )
+
+    def _relocate(
+        self, path: Path, folder: Path, *, preferred: Path | None = None, sidecar: files.Sidecar | None = None, fresh: bool = False
+    ) -> Path:
+        if self._moves is not None:
+            return self._moves.move(path, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+        return files.move_unique(path, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
 
     @staticmethod
     def _move(path: Path, folder: Path, move: Callable[[], Path]) -> Path | None:

@@ -253,7 +253,7 @@ class Daemon:
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, load.file_id, planned)
+        self.archive.committed(candidate.path, load.file_id, planned, fresh=True)
         return Result.LOADED
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:

@@ -58,7 +58,9 @@ class FileLoad:
     def complete(self, outcome: Outcome) -> None:
         load = self._open()
         load.write_metrics(outcome.summary())
-        load.finish([Counts(load.file_id, outcome.loaded, outcome.invalid_rows, len(outcome.sensors), outcome.date_format, str(self.planned))])
+        load.finish(
+            [Counts(load.file_id, outcome.loaded, outcome.invalid_rows, len(outcome.sensors), outcome.date_format, str(self.planned))]
+        )
         files.check_unchanged(self.path, self.fp)
         self.claims.confirm(load.cursor, [self.path.name])
         # after every statement succeeded, just before the commit: only the commit itself can still fail.
