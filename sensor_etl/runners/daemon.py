@@ -11,6 +11,13 @@ This is the one place where typed errors become decisions:
 - ``Interrupted`` → rolled back, the file waits, the daemon exits.
 
 Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
+
+When several small files are ready, they go as a batch (``handle_batch``: BATCH_FILES, BATCH_BYTES,
+BATCH_SECONDS): claimed and released in one statement each, checked together (``lean``), the valid
+ones loaded in one transaction (``BatchLoad``), moved with one fsync per folder. Each file still
+gets its own decision from the list above; a decision the batch cannot take for one file alone
+(``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` in the batch's transaction) rolls the batch
+back and takes its files one at a time, so only the guilty file meets its fate.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import socket
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,10 +58,11 @@ from sensor_etl.errors import (
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
-from sensor_etl.runners import retry
+from sensor_etl.runners import lean, retry
 from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
-from sensor_etl.runners.load import FileLoad
+from sensor_etl.runners.load import BatchLoad, FileLoad, Loading
+from sensor_etl.runners.pipeline import Outcome
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 # Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
@@ -98,6 +107,7 @@ class Daemon:
         self.settle = files.Settle(settings.file_settle_seconds)
         self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
         self._reported_skips: set[tuple[Path, str]] = set()
+        self._seconds_per_file = 0.0  # of the last batch: BATCH_SECONDS / this bounds the next one
 
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
@@ -147,17 +157,33 @@ class Daemon:
         if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
             start = zlib.crc32(self.claims.owner.encode()) % len(ready)
             ready = ready[start:] + ready[:start]
-        for candidate in ready:
+        pending = deque(ready)
+        while pending:
             if self.stop.is_set():
                 return Pass(waiting=True, busy=busy)
-            result = self.handle(candidate)
-            busy = busy or result is Result.BUSY
-            if result is Result.WAITING:
+            batch = self._next_batch(pending)
+            results = [self.handle(batch[0])] if len(batch) == 1 else self.handle_batch(batch)
+            busy = busy or Result.BUSY in results
+            if Result.WAITING in results:
                 waiting = True
                 if not self.db.alive():
                     logs.warning("scan_paused", reason="database unavailable; remaining files wait for the next scan")
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
+
+    def _next_batch(self, pending: deque[files.Candidate]) -> list[files.Candidate]:
+        """The next files in scan order, up to BATCH_FILES, BATCH_BYTES and as many as the last batch's
+        pace fits in BATCH_SECONDS; a file larger than BATCH_BYTES goes alone (streamed)."""
+        settings = self.settings
+        most = settings.batch_files
+        if self._seconds_per_file:
+            most = max(1, min(most, int(settings.batch_seconds / self._seconds_per_file)))
+        batch = [pending.popleft()]
+        size = batch[0].size
+        while pending and len(batch) < most and size <= settings.batch_bytes and size + pending[0].size <= settings.batch_bytes:
+            size += pending[0].size
+            batch.append(pending.popleft())
+        return batch
 
     def _report_skips(self, skipped: list[files.Skipped]) -> None:
         for item in skipped:
@@ -185,22 +211,20 @@ class Daemon:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
     def _handle_claimed(self, candidate: files.Candidate) -> Result:
-        name = candidate.name
         started = utcnow()
+        fp, result = self._fingerprint(candidate)
+        if fp is None:
+            return result
         try:
-            fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
-        except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
-            logs.info("file_vanished", file=name)
-            return Result.GONE
-        except OSError as exc:
-            self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
-            return Result.WAITING
-        if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
-            logs.info("file_changing", file=name)
-            return Result.WAITING
-        logs.info("file_seen", file=name, bytes=fp.size, sha256=fp.sha256[:12])
+            return self._retrying_file(candidate.name)(self._process, candidate, fp, started)
+        except Exception as exc:
+            return self._fate(candidate, fp, exc)
+
+    def _fate(self, candidate: files.Candidate, fp: files.Fingerprint, error: Exception) -> Result:
+        """The decision for a file whose check or load raised ``error`` (the table atop this module)."""
+        name = candidate.name
         try:
-            return self._retrying_file(name)(self._process, candidate, fp, started)
+            raise error
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
             self._skip_once(candidate.path, str(exc))
             return Result.WAITING
@@ -226,6 +250,8 @@ class Daemon:
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
+        except FatalDatabaseError:  # the daemon stops: retrying cannot help
+            raise
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
@@ -294,3 +320,119 @@ class Daemon:
 
     def _retrying(self, what: str, attempts: int | None) -> Retrying:
         return retry.retrying(what, attempts=attempts, max_wait=self.settings.retry_max_wait, stop=self.stop, before_retry=self.db.discard)
+
+    # -- a batch of small files ---------------------------------------------------------------
+    def handle_batch(self, batch: list[files.Candidate]) -> list[Result]:
+        """Claim the batch in one statement, decide each file's fate, release the claims in one statement."""
+        names = [candidate.name for candidate in batch]
+        try:
+            taken = set(self._retrying_file(f"batch of {len(batch)}")(self.claims.claim_many, names))
+        except TransientDatabaseError as exc:
+            return [self._deferred(name, exc) for name in names]
+        mine = [candidate for candidate in batch if candidate.name in taken]
+        clock = time.perf_counter()
+        try:
+            return [Result.BUSY] * (len(batch) - len(mine)) + self._batch_claimed(mine)
+        finally:
+            self._seconds_per_file = (time.perf_counter() - clock) / max(len(mine), 1)
+            try:
+                self.claims.release([candidate.name for candidate in mine])
+            except DatabaseError as exc:
+                logs.warning("claim_not_released", files=len(mine), error=exc, action="they expire after LEASE_SECONDS")
+
+    def _batch_claimed(self, batch: list[files.Candidate]) -> list[Result]:
+        """Fingerprint each file, check them together, load the valid ones in one transaction, then archive each."""
+        started = utcnow()
+        results: list[Result] = []
+        seen: list[tuple[files.Candidate, files.Fingerprint]] = []
+        for candidate in batch:
+            fp, result = self._fingerprint(candidate)
+            if fp is None:
+                results.append(result)
+            elif fp.problem is not None:
+                results.append(self._quarantine(candidate, fp, fp.problem, {}))
+            else:
+                seen.append((candidate, fp))
+        firsts = {fp.sha256: candidate for candidate, fp in reversed(seen)}  # a content twice in the batch: loaded once
+        unique = [(candidate, fp) for candidate, fp in seen if firsts[fp.sha256] is candidate]
+        try:
+            checks = lean.check(
+                [c.path for c, _ in unique],
+                self.settings.rules,
+                started,
+                block_bytes=self.settings.read_block_bytes,
+                should_stop=self.stop.is_set,
+            )
+        except Interrupted:
+            logs.warning("file_interrupted", files=len(unique), reason="stop requested; the batch stays in the inbox")
+            return results + [Result.WAITING] * len(seen)
+        loading, indexes, failed = [], [], []
+        for index, ((candidate, fp), outcome) in enumerate(zip(unique, checks.outcomes, strict=True)):
+            if isinstance(outcome, Outcome):
+                loading.append(Loading(candidate.path, fp, outcome, self.archive.plan(candidate.name)))
+                indexes.append(index)
+            else:
+                failed.append((candidate, fp, outcome))
+        load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
+        clock = time.perf_counter()
+        try:
+            if loading:
+                self._retrying_file(f"batch of {len(loading)}")(load.run, loading, checks, indexes)
+        except TransientDatabaseError as exc:
+            results += [self._deferred(f.path.name, exc) for f in loading]
+            loading = []
+        except Interrupted:
+            logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
+            results += [Result.WAITING] * len(loading)
+            loading = []
+        except (DataDatabaseError, FileChanged, ClaimLost) as exc:  # rolled back: each file alone finds the one it concerns
+            logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
+            results += [self._handle_claimed(candidate) for candidate, _ in unique if candidate.path in {f.path for f in loading}]
+            loading = []
+        seconds = time.perf_counter() - clock
+        if PAUSE_AFTER_COMMIT and load.file_ids:
+            self.stop.wait(PAUSE_AFTER_COMMIT)
+        with self.archive.batch():
+            for position, f in enumerate(loading):
+                if position in load.file_ids:
+                    results.append(self._archive_loaded(f, load.file_ids[position], load.rejects.get(position), len(loading), seconds))
+                else:  # loaded by someone else meanwhile
+                    results.append(self._archive_known(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns), f.fp))
+            for candidate, fp, error in failed:
+                results.append(self._fate(candidate, fp, error))
+            for candidate, fp in seen:
+                if firsts[fp.sha256] is not candidate:
+                    results.append(self._archive_known(candidate, fp))
+        return results
+
+    def _fingerprint(self, candidate: files.Candidate) -> tuple[files.Fingerprint | None, Result]:
+        """The file's fingerprint, or None and what to do about a file that cannot be read or is still being written."""
+        try:
+            fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
+        except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
+            logs.info("file_vanished", file=candidate.name)
+            return None, Result.GONE
+        except OSError as exc:
+            self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
+            return None, Result.WAITING
+        if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
+            logs.info("file_changing", file=candidate.name)
+            return None, Result.WAITING
+        logs.info("file_seen", file=candidate.name, bytes=fp.size, sha256=fp.sha256[:12])
+        return fp, Result.LOADED
+
+    def _archive_loaded(self, f: Loading, file_id: int, rejects: Path | None, batch: int, seconds: float) -> Result:
+        outcome = f.outcome
+        logs.info(
+            "file_loaded",
+            file=f.path.name,
+            file_id=file_id,
+            rows=outcome.loaded,
+            rows_rejected=outcome.invalid_rows,
+            rejects=rejects.name if rejects else None,
+            sensors=len(outcome.sensors),
+            batch=batch,
+            seconds=round(seconds, 3),
+        )
+        self.archive.committed(f.path, file_id, f.planned, fresh=True)
+        return Result.LOADED

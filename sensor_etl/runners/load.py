@@ -1,19 +1,60 @@
-"""The daemon's sink for ``check.check_file``: one file's load transaction, fenced before its commit."""
+"""The daemon's load transactions, each fenced before its commit: one file's (``FileLoad``, the sink of
+``check.check_file``), or the valid files of a batch (``BatchLoad``), each file atomic within it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
 from sensor_etl.config import Settings
+from sensor_etl.core import aggregate
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
 from sensor_etl.edges.db import Counts, Database, FileMeta, Load
+from sensor_etl.runners.lean import Checks
 from sensor_etl.runners.pipeline import Outcome
+
+
+@dataclass(frozen=True)
+class Loading:
+    """A file on its way into a load transaction: where it is, its fingerprint, what its check found,
+    and where it will be archived (recorded in the same transaction)."""
+
+    path: Path
+    fp: files.Fingerprint
+    outcome: Outcome
+    planned: Path
+
+    def meta(self, started: datetime, worker: str) -> FileMeta:
+        return FileMeta(self.path.name, self.fp.sha256, self.fp.size, datetime.fromtimestamp(self.fp.mtime_ns / 1e9, UTC), started, worker)
+
+
+def _seal(load: Load, claims: Claims, loading: list[Loading], file_ids: list[int], settings: Settings) -> list[Path | None]:
+    """Just before the COMMIT: each file's counts and planned archive path, the check that no file
+    changed, the claim fence, and the rejects file of each partial load (only the commit itself can
+    still fail then; if it does, the files are retried and the same contents rewrite the same rejects)."""
+    load.finish(
+        [
+            Counts(file_id, f.outcome.loaded, f.outcome.invalid_rows, len(f.outcome.sensors), f.outcome.date_format, str(f.planned))
+            for f, file_id in zip(loading, file_ids, strict=True)
+        ]
+    )
+    for f in loading:
+        files.check_unchanged(f.path, f.fp)
+    claims.confirm(load.cursor, [f.path.name for f in loading])
+    return [
+        reports.write_rejects(
+            f.path, settings.quarantine_folder, sha256=f.fp.sha256, file_id=file_id, findings=f.outcome, encoding=settings.rules.encoding
+        )
+        if f.outcome.invalid_rows
+        else None
+        for f, file_id in zip(loading, file_ids, strict=True)
+    ]
 
 
 class FileLoad:
@@ -34,11 +75,9 @@ class FileLoad:
         started: datetime,
         worker: str,
     ) -> None:
-        self.db, self.claims = database, claims
+        self.db, self.claims, self.settings = database, claims, settings
         self.path, self.fp, self.planned = path, fp, planned
-        self.quarantine, self.encoding = settings.quarantine_folder, settings.rules.encoding
-        modified = datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC)
-        self.meta = FileMeta(path.name, fp.sha256, fp.size, modified, started, worker)
+        self.meta = Loading(path, fp, Outcome(), planned).meta(started, worker)
         self.file_id = 0
         self.rejects: Path | None = None
         self._load: Load | None = None
@@ -58,19 +97,34 @@ class FileLoad:
     def complete(self, outcome: Outcome) -> None:
         load = self._open()
         load.write_metrics(outcome.summary())
-        load.finish(
-            [Counts(load.file_id, outcome.loaded, outcome.invalid_rows, len(outcome.sensors), outcome.date_format, str(self.planned))]
-        )
-        files.check_unchanged(self.path, self.fp)
-        self.claims.confirm(load.cursor, [self.path.name])
-        # after every statement succeeded, just before the commit: only the commit itself can still fail.
-        # If it does, the file is retried and the same content rewrites the same reject files.
-        if outcome.invalid_rows:
-            self.rejects = reports.write_rejects(
-                self.path, self.quarantine, sha256=self.fp.sha256, file_id=load.file_id, findings=outcome, encoding=self.encoding
-            )
+        (self.rejects,) = _seal(load, self.claims, [Loading(self.path, self.fp, outcome, self.planned)], [load.file_id], self.settings)
 
     def _open(self) -> Load:
         if self._load is None:
             raise RuntimeError("FileLoad used outside begin()")
         return self._load
+
+
+class BatchLoad:
+    """The valid files of a batch in one transaction (``Database.load_many``): their ledger rows in one
+    statement, the readings of all of them in one COPY, their metrics in another, then ``_seal``.
+    A content loaded before gets no ledger row and is left out. After the commit, ``file_ids``
+    (by position in ``loading``) and ``rejects`` say what was committed."""
+
+    def __init__(self, database: Database, claims: Claims, settings: Settings, *, started: datetime, worker: str) -> None:
+        self.db, self.claims, self.settings = database, claims, settings
+        self.started, self.worker = started, worker
+        self.file_ids: dict[int, int] = {}
+        self.rejects: dict[int, Path] = {}
+
+    def run(self, loading: list[Loading], checks: Checks, indexes: list[int]) -> None:
+        """Load ``loading``, whose rows ``checks`` holds under the batch indexes ``indexes``; commit."""
+        with self.db.load_many([f.meta(self.started, self.worker) for f in loading]) as load:
+            new = [(position, load.file_ids[f.fp.sha256]) for position, f in enumerate(loading) if f.fp.sha256 in load.file_ids]
+            readings = checks.readings({indexes[position]: file_id for position, file_id in new})
+            if readings is not None:
+                load.copy_readings(readings)  # on the copier thread, while the statistics are computed here
+                load.write_metrics(aggregate.summarize(readings, by_file=True))
+            sealed = _seal(load, self.claims, [loading[p] for p, _ in new], [file_id for _, file_id in new], self.settings)
+        self.file_ids = dict(new)
+        self.rejects = {position: path for (position, _), path in zip(new, sealed, strict=True) if path is not None}
