@@ -64,3 +64,11 @@ def workspace(tmp_path: Path, db: Db) -> Iterator[Workspace]:
     for daemon in ws.daemons:
         if daemon.alive():
             daemon.kill()
+
+
+@pytest.fixture(params=["batches", "single"])
+def batching(request: pytest.FixtureRequest, workspace: Workspace) -> str:
+    """Runs a test twice: with batches of small files (the default) and with one file per transaction (BATCH_FILES=1)."""
+    if request.param == "single":
+        workspace.env["BATCH_FILES"] = "1"
+    return request.param

@@ -41,6 +41,7 @@ def _state(pid: int) -> str:
         return "zombie"
 
 
+@pytest.mark.usefixtures("batching")
 def test_four_workers_and_two_more_daemons_load_2000_files_each_exactly_once(workspace, db):
     contents = [sample(i) for i in range(2000)]
     for i, content in enumerate(contents):
@@ -59,6 +60,7 @@ def test_four_workers_and_two_more_daemons_load_2000_files_each_exactly_once(wor
     assert_exactly_once(workspace, db, contents)
 
 
+@pytest.mark.usefixtures("batching")
 def test_the_supervisor_restarts_a_killed_worker_and_forwards_sigterm(workspace, db):
     daemon = workspace.start("--workers", "2")
     daemon.wait_for("database_ready", count=2)

@@ -390,12 +390,15 @@ class Daemon:
             results += [self._handle_claimed(candidate) for candidate, _ in unique if candidate.path in {f.path for f in loading}]
             loading = []
         seconds = time.perf_counter() - clock
+        for position, file_id in load.file_ids.items():
+            self._log_loaded(loading[position], file_id, load.rejects.get(position), len(load.file_ids), seconds)
         if PAUSE_AFTER_COMMIT and load.file_ids:
             self.stop.wait(PAUSE_AFTER_COMMIT)
         with self.archive.batch():
             for position, f in enumerate(loading):
                 if position in load.file_ids:
-                    results.append(self._archive_loaded(f, load.file_ids[position], load.rejects.get(position), len(loading), seconds))
+                    self.archive.committed(f.path, load.file_ids[position], f.planned, fresh=True)
+                    results.append(Result.LOADED)
                 else:  # loaded by someone else meanwhile
                     results.append(self._archive_known(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns), f.fp))
             for candidate, fp, error in failed:
@@ -421,7 +424,7 @@ class Daemon:
         logs.info("file_seen", file=candidate.name, bytes=fp.size, sha256=fp.sha256[:12])
         return fp, Result.LOADED
 
-    def _archive_loaded(self, f: Loading, file_id: int, rejects: Path | None, batch: int, seconds: float) -> Result:
+    def _log_loaded(self, f: Loading, file_id: int, rejects: Path | None, batch: int, seconds: float) -> None:
         outcome = f.outcome
         logs.info(
             "file_loaded",
@@ -434,5 +437,3 @@ class Daemon:
             batch=batch,
             seconds=round(seconds, 3),
         )
-        self.archive.committed(f.path, file_id, f.planned, fresh=True)
-        return Result.LOADED

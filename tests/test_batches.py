@@ -1,0 +1,131 @@
+"""Batches of small files: several files per transaction, each file still atomic and decided on its own.
+
+Each test ends with ``assert_exactly_once``. The fault tests of tests/test_faults.py run with
+batches too (and without: BATCH_FILES=1); these are the faults only a batch can meet.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.inprocess import run_once
+from tests.helpers.samples import MULTI_HEADER, multi_csv
+
+PAUSE = "SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT"
+
+
+def sample(index: int, sensors: int = 3, per_sensor: int = 4) -> bytes:
+    return multi_csv(sensors, per_sensor, start=datetime(2024, 1, 1) + timedelta(days=index), seed=index).encode()
+
+
+def rejected_by_the_database() -> bytes:
+    """Valid row by row, but one (sensor, timestamp) twice in two read blocks: only the unique index sees it."""
+    rows = multi_csv(10, 400, seed=99).encode()  # ~190 KB: three blocks of 64 KiB
+    first = rows.split(b"\n")[1]
+    return rows + first + b"\n"
+
+
+def test_one_invalid_file_and_one_the_database_rejects_quarantine_only_themselves(workspace, db):
+    good = [sample(i) for i in range(4)]
+    invalid = f"{MULTI_HEADER}\n2024-03-01T00:00:00Z,s1,99,50,1000\n".encode()
+    refused = rejected_by_the_database()
+    for i, content in enumerate(good):
+        workspace.write(f"g{i}.csv", content)
+    workspace.write("invalid.csv", invalid)
+    workspace.write("refused.csv", refused)
+    log = run_once(workspace.root, db.dsn, READ_BLOCK_BYTES=str(1 << 16))
+    assert "batch_split" in log, log  # the batch rolled back and went on one file at a time
+    assert json.loads((workspace.quarantine / "invalid.csv.error.json").read_text())["rule"] == "out_of_range"
+    report = json.loads((workspace.quarantine / "refused.csv.error.json").read_text())
+    assert report["rule"] == "duplicate_key" and "the database rejected the data" in report["reason"]
+    assert log.count(" file_loaded ") == 4
+    assert_exactly_once(workspace, db, [*good, invalid, refused], quarantined=[invalid, refused])
+
+
+def test_the_same_content_twice_in_one_batch_is_loaded_once(workspace, db):
+    twin, other = sample(1), sample(2)
+    workspace.write("a.csv", twin)
+    workspace.write("b.csv", twin)
+    workspace.write("c.csv", other)
+    log = run_once(workspace.root, db.dsn)
+    assert log.count(" file_loaded ") == 2 and " batch=2 " in log
+    assert log.count(" file_duplicate ") == 1
+    assert workspace.names(workspace.processed) == ["a.csv", "b.csv", "c.csv"]
+    assert_exactly_once(workspace, db, [twin, twin, other])
+
+
+def test_a_batch_is_bounded_by_files_and_bytes_and_a_large_file_goes_alone(workspace, db):
+    small = [sample(i) for i in range(7)]
+    large = multi_csv(5, 200, seed=50).encode()
+    for i, content in enumerate(small):
+        workspace.write(f"s{i}.csv", content)
+    workspace.write("zz-large.csv", large)
+    log = run_once(workspace.root, db.dsn, BATCH_FILES="3", BATCH_BYTES=str(len(large) - 1))
+    loaded = [line for line in log.splitlines() if " file_loaded " in line]
+    assert [line.partition(" batch=")[2][:1] for line in loaded if " batch=" in line] == ["3"] * 6, log
+    alone = sorted(line.partition(" file=")[2].split()[0] for line in loaded if " batch=" not in line)
+    assert alone == ["s6.csv", "zz-large.csv"]  # the last small one has no partner: the large one is streamed alone
+    assert_exactly_once(workspace, db, [*small, large])
+
+
+@pytest.mark.slow
+def test_sigkill_between_a_batch_commit_and_its_moves_is_finished_not_reloaded(workspace, db):
+    contents = [sample(i) for i in range(6)]
+    for i, content in enumerate(contents):
+        workspace.write(f"f{i}.csv", content)
+    daemon = workspace.start(**{PAUSE: "60"})
+    daemon.wait_for("file_loaded", count=6)  # committed, all in one batch: now in the pause before the moves
+    daemon.kill()
+    assert workspace.names(workspace.data) == [f"f{i}.csv" for i in range(6)]
+    assert db.value("SELECT count(*) FROM ingested_files") == 6
+    result = workspace.cli("--once", LEASE_SECONDS="5")  # the killed daemon's claims expire first
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(" file_recovered ") == 6 and " file_loaded " not in result.stderr
+    assert_exactly_once(workspace, db, contents)
+
+
+@pytest.mark.slow
+def test_a_file_appended_to_during_its_batch_is_rolled_back_and_loaded_whole(workspace, db):
+    """The batch's own files keep it busy long enough for the writer to append before its commit."""
+    full = multi_csv(sensors=2, per_sensor=300, seed=7).encode()
+    cut = full.index(b"\n", len(full) // 2) + 1
+    workspace.write("growing.csv", full[:cut])
+    time.sleep(0.05)  # older than the others: first in the batch
+    others = [sample(i, per_sensor=40) for i in range(300)]
+    for i, content in enumerate(others):
+        workspace.write(f"other{i:03d}.csv", content)
+    daemon = workspace.start(FILE_SETTLE_SECONDS="0.5", BATCH_FILES="400", BATCH_BYTES=str(64 << 20), BATCH_SECONDS="60")
+    daemon.wait_for("file_seen")
+    with open(workspace.data / "growing.csv", "ab") as handle:
+        handle.write(full[cut:])
+    workspace.wait_until_empty(daemon, timeout=120)
+    assert daemon.stop() == 0
+    assert daemon.events("batch_split") and daemon.events("file_changing"), daemon.log
+    assert_exactly_once(workspace, db, [full, *others])
+
+
+@pytest.mark.slow
+def test_database_crash_in_the_middle_of_a_batch_leaves_nothing_and_loads_once(workspace, db, server):
+    contents = [sample(i, sensors=10, per_sensor=100) for i in range(150)]  # 1,000 rows each, one batch
+    for i, content in enumerate(contents):
+        workspace.write(f"f{i:03d}.csv", content)
+    daemon = workspace.start(BATCH_BYTES=str(64 << 20), BATCH_SECONDS="60")
+    deadline = time.monotonic() + 60
+    while not db.rows("SELECT 1 FROM pg_stat_progress_copy WHERE relid = to_regclass('sensor_readings')"):
+        assert time.monotonic() < deadline and daemon.alive(), daemon.log
+        time.sleep(0.01)
+    server.stop("immediate")
+    try:
+        time.sleep(1)
+    finally:
+        server.start()
+    workspace.wait_until_empty(daemon, timeout=120)
+    assert daemon.stop() == 0
+    assert daemon.events("db_retry") or daemon.events("file_deferred")
+    assert len(daemon.events("file_loaded")) == 150
+    assert_exactly_once(workspace, db, contents)
