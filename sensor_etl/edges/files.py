@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sensor_etl.edges.sniff import TextChecker
-from sensor_etl.errors import FileChanged, Problem
+from sensor_etl.errors import FileChanged, NotTaken, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 _READ_BYTES = 4 << 20
@@ -111,11 +111,23 @@ class Fingerprint:
 
 
 def fingerprint(path: Path, encoding: str) -> Fingerprint:
-    """sha256 of the content and the first encoding problem, in one streaming pass."""
+    """sha256 of the content and the first encoding problem, in one streaming pass.
+
+    Opened without following a link, and refused (``NotTaken``) unless it is a regular file: an entry
+    replaced by a link or a directory since the scan is found by this open, with no stat of its own."""
     digest = hashlib.sha256()
     checker = TextChecker(encoding)
-    with open(path, "rb") as handle:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the daemon
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise NotTaken(skip_reason(path, os.lstat(path)) or str(exc)) from exc
+    with open(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
+        reason = skip_reason(path, before)
+        if reason is not None:
+            raise NotTaken(reason)
         while block := handle.read(_READ_BYTES):
             digest.update(block)
             checker.feed(block)

@@ -9,7 +9,6 @@ none, so its dry run is the real run without the writes and the two cannot drift
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -61,10 +60,7 @@ def check_file(
     whatever the sink raises."""
     if not files.is_input_name(path.name):
         raise NotTaken(IGNORED, ignored=True)
-    reason = files.skip_reason(path, os.lstat(path))
-    if reason is not None:
-        raise NotTaken(reason)
-    if fp is None:
+    if fp is None:  # refuses a link or anything but a regular file, like the daemon's own fingerprint
         fp = files.fingerprint(path, settings.rules.encoding)
     if fp.problem is not None:
         raise InvalidFile(fp.problem)

@@ -415,6 +415,9 @@ class Daemon:
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=candidate.name)
             return None, Result.GONE
+        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
+            self._skip_once(candidate.path, str(exc))
+            return None, Result.WAITING
         except OSError as exc:
             self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
             return None, Result.WAITING
