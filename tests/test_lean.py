@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
+from sensor_etl.errors import InvalidFile
 from sensor_etl.runners import lean, pipeline
 from tests.helpers.corpus import CASES
 from tests.helpers.samples import multi_csv, seed_csv, station_csv
@@ -43,7 +43,7 @@ def same(lean_result: pipeline.Outcome | Exception, expected: pipeline.Outcome |
 
 def write(folder: Path, named: dict[str, bytes]) -> list[Path]:
     paths = []
-    for index, (name, content) in enumerate(named.items()):
+    for index, content in enumerate(named.values()):
         path = folder / f"{index:03d}.csv"  # odd names are the daemon's business, not the checks'
         path.write_bytes(content)
         paths.append(path)
@@ -98,5 +98,6 @@ def test_a_file_without_rows_and_a_missing_file_get_their_own_outcome(tmp_path: 
     paths.append(tmp_path / "gone.csv")
     checks = lean.check(paths, Rules(), NOW, block_bytes=BLOCK)
     assert isinstance(checks.outcomes[0], pipeline.Outcome)
-    assert dataclasses.asdict(checks.outcomes[1].problem)["rule"] == "no_data_rows"  # type: ignore[union-attr]
+    header_only = checks.outcomes[1]
+    assert isinstance(header_only, InvalidFile) and header_only.problem.rule == "no_data_rows"
     assert isinstance(checks.outcomes[2], FileNotFoundError)

@@ -31,7 +31,12 @@ class Loading:
     planned: Path
 
     def meta(self, started: datetime, worker: str) -> FileMeta:
-        return FileMeta(self.path.name, self.fp.sha256, self.fp.size, datetime.fromtimestamp(self.fp.mtime_ns / 1e9, UTC), started, worker)
+        return file_meta(self.path, self.fp, started, worker)
+
+
+def file_meta(path: Path, fp: files.Fingerprint, started: datetime, worker: str) -> FileMeta:
+    """A file's ledger row as it is inserted, before its counts are known."""
+    return FileMeta(path.name, fp.sha256, fp.size, datetime.fromtimestamp(fp.mtime_ns / 1e9, UTC), started, worker)
 
 
 def _seal(load: Load, claims: Claims, loading: list[Loading], file_ids: list[int], settings: Settings) -> list[Path | None]:
@@ -77,7 +82,7 @@ class FileLoad:
     ) -> None:
         self.db, self.claims, self.settings = database, claims, settings
         self.path, self.fp, self.planned = path, fp, planned
-        self.meta = Loading(path, fp, Outcome(), planned).meta(started, worker)
+        self.meta = file_meta(path, fp, started, worker)
         self.file_id = 0
         self.rejects: Path | None = None
         self._load: Load | None = None
