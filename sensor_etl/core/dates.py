@@ -83,7 +83,7 @@ def _plain_iso(samples: pd.Series) -> bool:
     return plain_iso(pa.array(samples.to_numpy(dtype=object), pa.string()))
 
 
-def plain_iso(text: pa.Array) -> bool:
+def plain_iso(text: pa.Array | pa.ChunkedArray) -> bool:
     """Every value is ISO 8601 as Arrow reads it: ``detect_date_format`` then says ISO8601 for any
     sample of them, so a batch of many small files asks once for the samples of all of them."""
     for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):

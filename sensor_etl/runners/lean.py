@@ -31,7 +31,7 @@ from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile
-from sensor_etl.runners.pipeline import Outcome, date_samples, default_units, verdict
+from sensor_etl.runners.pipeline import Outcome, date_samples, default_units, first_timestamps, verdict
 
 
 @dataclass
@@ -110,19 +110,19 @@ def _read(index: int, path: Path, rules: Rules, block_bytes: int) -> _File:
 def _with_date_formats(files: list[_File], rules: Rules, outcomes: dict[int, Outcome | Exception]) -> list[_File]:
     """Each file's date format, detected from the same samples as ``pipeline.run`` takes. When the
     samples of all files are plain ISO 8601, so are each file's, and one Arrow cast answers for all."""
-    sampled = [(file, next((c for c in file.chunks if c.table.num_rows), None)) for file in files]
-    samples = {file.index: date_samples(chunk, file.plan) for file, chunk in sampled if chunk is not None}
+    firsts = {file.index: chunk for file in files if (chunk := next((c for c in file.chunks if c.table.num_rows), None))}
     if rules.date_format:
         shared: str | None = rules.date_format
     else:
-        values = [pa.array(s.to_numpy(dtype=object), pa.string()) for s in samples.values()]
-        union = pa.concat_arrays(values) if values else pa.array([], pa.string())
-        shared = "ISO8601" if plain_iso(pc.filter(union, pc.greater(pc.utf8_length(union), 0))) else None
+        values = pa.chunked_array(
+            [piece for f in files if f.index in firsts for piece in first_timestamps(firsts[f.index], f.plan).chunks], pa.string()
+        )
+        shared = "ISO8601" if plain_iso(pc.filter(values, pc.greater(pc.utf8_length(values), 0))) else None
     ready = []
     for file in files:
-        if file.index in samples:
+        if file.index in firsts:
             try:
-                file.date_format = shared or detect_date_format(samples[file.index], rules.date_format)
+                file.date_format = shared or detect_date_format(date_samples(firsts[file.index], file.plan), rules.date_format)
             except Exception as exc:  # InvalidFile: ambiguous, or no known format fits
                 outcomes[file.index] = exc
                 continue

@@ -135,12 +135,15 @@ def run(
     return verdict(outcome, limit)
 
 
+def first_timestamps(chunk: Chunk, plan: ColumnPlan) -> pa.ChunkedArray:
+    """The values a file's date format is detected from: the first 2,000 of its first chunk with rows."""
+    return chunk.table.column(plan.roles["timestamp"]).slice(0, 2000)
+
+
 def date_samples(chunk: Chunk, plan: ColumnPlan) -> pd.Series:
-    """The values a file's date format is detected from: the first 2,000 of its first chunk with rows,
-    indexed by line and named after the column (so a refusal can point at them)."""
-    column = plan.roles["timestamp"]
-    first = chunk.table.column(column).slice(0, 2000).to_numpy(zero_copy_only=False)
-    return pd.Series(first, index=chunk.lines[: len(first)], name=plan.headers[column], dtype=object)
+    """``first_timestamps`` indexed by line and named after the column (so a refusal can point at them)."""
+    first = first_timestamps(chunk, plan).to_numpy(zero_copy_only=False)
+    return pd.Series(first, index=chunk.lines[: len(first)], name=plan.header("timestamp"), dtype=object)
 
 
 def verdict(outcome: Outcome, limit: RejectLimit) -> Outcome:
