@@ -13,7 +13,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -108,10 +108,12 @@ class Fingerprint:
     size: int
     mtime_ns: int
     problem: Problem | None  # not text in the expected encoding
+    content: bytes | None = field(default=None, repr=False)  # the bytes hashed, when asked to keep them (a batch's small files)
 
 
-def fingerprint(path: Path, encoding: str) -> Fingerprint:
-    """sha256 of the content and the first encoding problem, in one streaming pass.
+def fingerprint(path: Path, encoding: str, keep: int = 0) -> Fingerprint:
+    """sha256 of the content and the first encoding problem, in one streaming pass; the content itself
+    too when it is at most ``keep`` bytes (so a small file of a batch is parsed from the bytes hashed).
 
     Opened without following a link, and refused (``NotTaken``) unless it is a regular file: an entry
     replaced by a link or a directory since the scan is found by this open, with no stat of its own."""
@@ -128,11 +130,14 @@ def fingerprint(path: Path, encoding: str) -> Fingerprint:
         reason = skip_reason(path, before)
         if reason is not None:
             raise NotTaken(reason)
+        kept: bytes | None = b"" if keep else None
         while block := handle.read(_READ_BYTES):
             digest.update(block)
             checker.feed(block)
+            if kept is not None:
+                kept = kept + block if len(kept) + len(block) <= keep else None
         checker.feed(b"", final=True)
-    return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem)
+    return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem, kept)
 
 
 def check_unchanged(path: Path, fp: Fingerprint) -> None:

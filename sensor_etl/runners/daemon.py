@@ -346,7 +346,7 @@ class Daemon:
         results: list[Result] = []
         seen: list[tuple[files.Candidate, files.Fingerprint]] = []
         for candidate in batch:
-            fp, result = self._fingerprint(candidate)
+            fp, result = self._fingerprint(candidate, keep=self.settings.batch_bytes)
             if fp is None:
                 results.append(result)
             elif fp.problem is not None:
@@ -361,6 +361,7 @@ class Daemon:
                 self.settings.rules,
                 started,
                 block_bytes=self.settings.read_block_bytes,
+                contents=[fp.content for _, fp in unique],
                 should_stop=self.stop.is_set,
             )
         except Interrupted:
@@ -408,10 +409,11 @@ class Daemon:
                     results.append(self._archive_known(candidate, fp))
         return results
 
-    def _fingerprint(self, candidate: files.Candidate) -> tuple[files.Fingerprint | None, Result]:
-        """The file's fingerprint, or None and what to do about a file that cannot be read or is still being written."""
+    def _fingerprint(self, candidate: files.Candidate, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
+        """The file's fingerprint (with its bytes, up to ``keep``), or None and what to do about a file
+        that cannot be read or is still being written."""
         try:
-            fp = files.fingerprint(candidate.path, self.settings.rules.encoding)
+            fp = files.fingerprint(candidate.path, self.settings.rules.encoding, keep)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=candidate.name)
             return None, Result.GONE
