@@ -341,7 +341,8 @@ class Daemon:
                 logs.warning("claim_not_released", files=len(mine), error=exc, action="they expire after LEASE_SECONDS")
 
     def _batch_claimed(self, batch: list[files.Candidate]) -> list[Result]:
-        """Fingerprint each file, check them together, load the valid ones in one transaction, then archive each."""
+        """Fingerprint each file, check them together, load the valid ones in one transaction, then
+        archive each: loaded, quarantined, duplicate (a content twice in the batch is loaded once)."""
         started = utcnow()
         results: list[Result] = []
         seen: list[tuple[files.Candidate, files.Fingerprint]] = []
@@ -349,65 +350,78 @@ class Daemon:
             fp, result = self._fingerprint(candidate, keep=self.settings.batch_bytes)
             if fp is None:
                 results.append(result)
-            elif fp.problem is not None:
-                results.append(self._quarantine(candidate, fp, fp.problem, {}))
             else:
                 seen.append((candidate, fp))
-        firsts = {fp.sha256: candidate for candidate, fp in reversed(seen)}  # a content twice in the batch: loaded once
+        firsts = {fp.sha256: candidate for candidate, fp in reversed(seen)}
         unique = [(candidate, fp) for candidate, fp in seen if firsts[fp.sha256] is candidate]
         try:
-            checks = lean.check(
-                [c.path for c, _ in unique],
-                self.settings.rules,
-                started,
-                block_bytes=self.settings.read_block_bytes,
-                contents=[fp.content for _, fp in unique],
-                should_stop=self.stop.is_set,
-            )
+            loading, checks, indexes, failed = self._check_batch(unique, started)
         except Interrupted:
-            logs.warning("file_interrupted", files=len(unique), reason="stop requested; the batch stays in the inbox")
+            logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
             return results + [Result.WAITING] * len(seen)
-        loading, indexes, failed = [], [], []
-        for index, ((candidate, fp), outcome) in enumerate(zip(unique, checks.outcomes, strict=True)):
+        load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
+        results += self._load_batch(load, loading, checks, indexes)
+        if PAUSE_AFTER_COMMIT and load.file_ids:
+            self.stop.wait(PAUSE_AFTER_COMMIT)
+        with self.archive.batch():
+            for position, file_id in load.file_ids.items():
+                self.archive.committed(loading[position].path, file_id, loading[position].planned, fresh=True)
+            results += [Result.LOADED] * len(load.file_ids)
+            for position, f in enumerate(loading):
+                if load.committed and position not in load.file_ids:  # its content was committed by another worker meanwhile
+                    results.append(self._archive_known(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns), f.fp))
+            results += [self._fate(candidate, fp, error) for candidate, fp, error in failed]
+            results += [self._archive_known(candidate, fp) for candidate, fp in seen if firsts[fp.sha256] is not candidate]
+        return results
+
+    def _check_batch(
+        self, unique: list[tuple[files.Candidate, files.Fingerprint]], started: datetime
+    ) -> tuple[list[Loading], lean.Checks, list[int], list[tuple[files.Candidate, files.Fingerprint, Exception]]]:
+        """The lean check of the batch: the files to load (with their planned archive paths and their
+        places in the check), and the others with the error that decides their fate."""
+        failed: list[tuple[files.Candidate, files.Fingerprint, Exception]] = [
+            (candidate, fp, InvalidFile(fp.problem))
+            for candidate, fp in unique
+            if fp.problem is not None  # not text: not parsed
+        ]
+        text = [(candidate, fp) for candidate, fp in unique if fp.problem is None]
+        checks = lean.check(
+            [candidate.path for candidate, _ in text],
+            self.settings.rules,
+            started,
+            block_bytes=self.settings.read_block_bytes,
+            contents=[fp.content for _, fp in text],
+            should_stop=self.stop.is_set,
+        )
+        loading, indexes = [], []
+        for index, ((candidate, fp), outcome) in enumerate(zip(text, checks.outcomes, strict=True)):
             if isinstance(outcome, Outcome):
                 loading.append(Loading(candidate.path, fp, outcome, self.archive.plan(candidate.name)))
                 indexes.append(index)
             else:
                 failed.append((candidate, fp, outcome))
-        load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
+        return loading, checks, indexes, failed
+
+    def _load_batch(self, load: BatchLoad, loading: list[Loading], checks: lean.Checks, indexes: list[int]) -> list[Result]:
+        """Commit the batch's valid files (``load.file_ids`` then says which); the results of those that
+        were not: waiting after an outage or a stop, or taken one at a time after a rollback."""
+        if not loading:
+            return []
         clock = time.perf_counter()
         try:
-            if loading:
-                self._retrying_file(f"batch of {len(loading)}")(load.run, loading, checks, indexes)
+            self._retrying_file(f"batch of {len(loading)}")(load.run, loading, checks, indexes)
         except TransientDatabaseError as exc:
-            results += [self._deferred(f.path.name, exc) for f in loading]
-            loading = []
+            return [self._deferred(f.path.name, exc) for f in loading]
         except Interrupted:
             logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
-            results += [Result.WAITING] * len(loading)
-            loading = []
-        except (DataDatabaseError, FileChanged, ClaimLost) as exc:  # rolled back: each file alone finds the one it concerns
+            return [Result.WAITING] * len(loading)
+        except (DataDatabaseError, FileChanged, ClaimLost) as exc:  # rolled back: each file alone meets the error that is its own
             logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
-            results += [self._handle_claimed(candidate) for candidate, _ in unique if candidate.path in {f.path for f in loading}]
-            loading = []
+            return [self._handle_claimed(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns)) for f in loading]
         seconds = time.perf_counter() - clock
         for position, file_id in load.file_ids.items():
             self._log_loaded(loading[position], file_id, load.rejects.get(position), len(load.file_ids), seconds)
-        if PAUSE_AFTER_COMMIT and load.file_ids:
-            self.stop.wait(PAUSE_AFTER_COMMIT)
-        with self.archive.batch():
-            for position, f in enumerate(loading):
-                if position in load.file_ids:
-                    self.archive.committed(f.path, load.file_ids[position], f.planned, fresh=True)
-                    results.append(Result.LOADED)
-                else:  # loaded by someone else meanwhile
-                    results.append(self._archive_known(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns), f.fp))
-            for candidate, fp, error in failed:
-                results.append(self._fate(candidate, fp, error))
-            for candidate, fp in seen:
-                if firsts[fp.sha256] is not candidate:
-                    results.append(self._archive_known(candidate, fp))
-        return results
+        return []
 
     def _fingerprint(self, candidate: files.Candidate, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
         """The file's fingerprint (with its bytes, up to ``keep``), or None and what to do about a file

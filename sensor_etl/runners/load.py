@@ -113,12 +113,13 @@ class FileLoad:
 class BatchLoad:
     """The valid files of a batch in one transaction (``Database.load_many``): their ledger rows in one
     statement, the readings of all of them in one COPY, their metrics in another, then ``_seal``.
-    A content loaded before gets no ledger row and is left out. After the commit, ``file_ids``
-    (by position in ``loading``) and ``rejects`` say what was committed."""
+    A content loaded before gets no ledger row and is left out. After the commit, ``committed`` is
+    true, and ``file_ids`` (by position in ``loading``) and ``rejects`` say what was committed."""
 
     def __init__(self, database: Database, claims: Claims, settings: Settings, *, started: datetime, worker: str) -> None:
         self.db, self.claims, self.settings = database, claims, settings
         self.started, self.worker = started, worker
+        self.committed = False
         self.file_ids: dict[int, int] = {}
         self.rejects: dict[int, Path] = {}
 
@@ -131,5 +132,5 @@ class BatchLoad:
                 load.copy_readings(readings)  # on the copier thread, while the statistics are computed here
                 load.write_metrics(aggregate.summarize(readings, by_file=True))
             sealed = _seal(load, self.claims, [loading[p] for p, _ in new], [file_id for _, file_id in new], self.settings)
-        self.file_ids = dict(new)
+        self.committed, self.file_ids = True, dict(new)
         self.rejects = {position: path for (position, _), path in zip(new, sealed, strict=True) if path is not None}
