@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
-from tests.helpers.samples import MULTI_HEADER, multi_csv
+from tests.helpers.samples import MULTI_HEADER, multi_csv, seed_csv, station_csv
 
 PAUSE = "SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT"
 
@@ -129,3 +129,36 @@ def test_database_crash_in_the_middle_of_a_batch_leaves_nothing_and_loads_once(w
     assert daemon.events("db_retry") or daemon.events("file_deferred")
     assert len(daemon.events("file_loaded")) == 150
     assert_exactly_once(workspace, db, contents)
+
+
+def test_a_batch_of_mixed_shapes_stores_what_single_loads_store(workspace, db):
+    """Readings and metrics of each file equal, whether it shares its transaction with other shapes or has its own."""
+    contents = {
+        "seed.csv": seed_csv(30),
+        "station.csv": station_csv(20),
+        "multi.csv": multi_csv(4, 10),
+        "t-only.csv": "timestamp,sensor,T\n2024-01-01T00:00:00Z,a,20.5\n2024-01-01T00:10:00Z,a,21\n2024-01-02T00:00:00Z,b,19\n",
+    }
+    stored = {}
+    for mode in ("200", "1"):
+        db.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        for folder in (workspace.data, workspace.processed):
+            for path in folder.iterdir():
+                path.unlink()
+        for name, text in contents.items():
+            workspace.write(name, text)
+        log = run_once(workspace.root, db.dsn, BATCH_FILES=mode)
+        assert (" batch=4 " in log) == (mode == "200"), log
+        stored[mode] = (
+            db.rows(
+                "SELECT f.file_name, r.line_no, r.observed_at, r.sensor_id, r.temperature_k, r.humidity_pct, r.pressure_hpa, r.extra::text"
+                " FROM sensor_readings r JOIN ingested_files f USING (file_id) ORDER BY 1, 2"
+            ),
+            db.rows(
+                "SELECT f.file_name, m.sensor_id, m.day, m.metric, m.n, m.min, m.max, m.mean, m.std, m.m2, m.first_at, m.last_at"
+                " FROM sensor_metrics m JOIN ingested_files f USING (file_id) ORDER BY 1, 2, 3, 4"
+            ),
+            db.rows("SELECT file_name, rows_loaded, rows_rejected, sensors, date_format, status FROM ingested_files ORDER BY 1"),
+        )
+    assert stored["200"] == stored["1"]
+    assert_exactly_once(workspace, db, [text.encode() for text in contents.values()])

@@ -58,6 +58,13 @@ SHAPES = {
     "seed": seed_csv(5).encode(),
     "station": station_csv(4).encode(),
     "multi-c": multi_csv(5, 2, seed=4).encode(),
+    # read with the others in one Arrow call, or alone (bundle.body): line ends, blank and short rows, no final line end
+    "crlf-blank-short": b"timestamp,T\r\n2024-01-01T00:00:00Z,20\r\n\r\n2024-01-01T01:00:00Z\r\n2024-01-01T02:00:00Z,21\r\n",
+    "short-at-end": b"timestamp,T\n2024-01-01T00:00:00Z,20\n2024-01-01T00:00:00Z,22\nx\n \n2024\n",
+    "only-short": b"timestamp,T\n1\n2\n",
+    "no-final-line-end": b"timestamp,T\n2024-01-01T00:00:00Z,20\n2024-01-01T00:00:00Z,20",
+    "cr-only": b"timestamp,T\r2024-01-01T00:00:00Z,20\r2024-01-01T01:00:00Z,x\r",
+    "semicolons": b"timestamp;T;note\n2024-01-01T00:00:00Z;20;a,b\n2024-01-01T01:00:00Z;21;c\n",
 }
 
 
@@ -78,10 +85,11 @@ def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path) 
     paths = write(tmp_path, {**SHAPES, "bad": b"timestamp,T\n2024-01-01T00:00:00Z,99\n"})
     checks = lean.check(paths, Rules(), NOW, block_bytes=BLOCK)
     ids = {index: 100 + index for index, outcome in enumerate(checks.outcomes) if isinstance(outcome, pipeline.Outcome)}
-    assert sorted(ids) == [0, 1, 2, 3, 4, 5]  # the bad file has no id: it is quarantined
-    readings = checks.readings(ids)
-    assert readings is not None
-    summary = aggregate.summarize(readings, by_file=True)
+    assert sorted(ids) == [i for i, path in enumerate(paths) if isinstance(alone(path, Rules()), pipeline.Outcome)]
+    assert len(paths) - 1 not in ids  # the bad file has no id: it is quarantined
+    groups = checks.readings(ids)
+    readings = pa.concat_tables(groups)
+    summary = pa.concat_tables([aggregate.summarize(group, by_file=True) for group in groups])
     for index, file_id in ids.items():
         rows: list[pa.Table] = []
         expected = pipeline.run(paths[index], Rules(), NOW, block_bytes=BLOCK, file_id=file_id, sink=rows.append)

@@ -68,9 +68,9 @@ class Checks:
     outcomes: list[Outcome | Exception]
     groups: list[_Group]
 
-    def readings(self, file_ids: Mapping[int, int]) -> pa.Table | None:
-        """The transformed valid rows of the files in ``file_ids`` (batch index → file_id) as one
-        table for one COPY; None when there are none."""
+    def readings(self, file_ids: Mapping[int, int]) -> list[pa.Table]:
+        """The transformed valid rows of the files in ``file_ids`` (batch index → file_id), one table
+        per group of files with one column plan (so each has the same measures: summarize each alone)."""
         tables = []
         for group in self.groups:
             ids = np.array([file_ids.get(int(index), 0) for index in group.files], dtype=np.int64)
@@ -78,7 +78,7 @@ class Checks:
             if keep.any():
                 chosen = group.checked.select(keep)
                 tables.append(transform(chosen, group.plan, ids[chosen.parts]))
-        return pa.concat_tables(tables) if tables else None
+        return tables
 
 
 def check(

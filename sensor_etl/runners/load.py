@@ -128,9 +128,9 @@ class BatchLoad:
         with self.db.load_many([f.meta(self.started, self.worker) for f in loading]) as load:
             new = [(position, load.file_ids[f.fp.sha256]) for position, f in enumerate(loading) if f.fp.sha256 in load.file_ids]
             readings = checks.readings({indexes[position]: file_id for position, file_id in new})
-            if readings is not None:
-                load.copy_readings(readings)  # on the copier thread, while the statistics are computed here
-                load.write_metrics(aggregate.summarize(readings, by_file=True))
+            if readings:
+                load.copy_readings(pa.concat_tables(readings))  # on the copier thread, while the statistics are computed here
+                load.write_metrics(pa.concat_tables([aggregate.summarize(group, by_file=True) for group in readings]))
             sealed = _seal(load, self.claims, [loading[p] for p, _ in new], [file_id for _, file_id in new], self.settings)
         self.committed, self.file_ids = True, dict(new)
         self.rejects = {position: path for (position, _), path in zip(new, sealed, strict=True) if path is not None}
