@@ -176,8 +176,8 @@ class Daemon:
         pace fits in BATCH_SECONDS; a file larger than BATCH_BYTES goes alone (streamed)."""
         settings = self.settings
         most = settings.batch_files
-        if self._seconds_per_file:
-            most = max(1, min(most, int(settings.batch_seconds / self._seconds_per_file)))
+        if self._seconds_per_file:  # at least two, so a slow batch (an outage's retries) does not end batching for good
+            most = min(most, max(2, int(settings.batch_seconds / self._seconds_per_file)))
         batch = [pending.popleft()]
         size = batch[0].size
         while pending and len(batch) < most and size <= settings.batch_bytes and size + pending[0].size <= settings.batch_bytes:
