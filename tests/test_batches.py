@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from sensor_etl.runners import lean
+from sensor_etl.runners.load import BatchLoad
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
 from tests.helpers.samples import MULTI_HEADER, multi_csv, seed_csv, station_csv
@@ -162,3 +164,19 @@ def test_a_batch_of_mixed_shapes_stores_what_single_loads_store(workspace, db):
         )
     assert stored["200"] == stored["1"]
     assert_exactly_once(workspace, db, [text.encode() for text in contents.values()])
+
+
+@pytest.mark.parametrize("where", ["check", "load"])
+def test_a_bug_in_the_batch_path_loads_the_files_one_at_a_time(workspace, db, monkeypatch, where):
+    """A bug must not stop the daemon or quarantine innocent files: the single-file path takes over."""
+
+    def bug(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in the batch path")
+
+    monkeypatch.setattr(*((lean, "check") if where == "check" else (BatchLoad, "run")), bug)
+    contents = [sample(i) for i in range(3)]
+    for i, content in enumerate(contents):
+        workspace.write(f"f{i}.csv", content)
+    log = run_once(workspace.root, db.dsn)
+    assert " internal_error " in log and log.count(" file_loaded ") == 3 and " batch=" not in log
+    assert_exactly_once(workspace, db, contents)

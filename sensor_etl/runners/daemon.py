@@ -359,6 +359,9 @@ class Daemon:
         except Interrupted:
             logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
             return results + [Result.WAITING] * len(seen)
+        except Exception:  # a bug of the batch path must not stop the daemon: each file alone, on the path of one
+            LOGGER.exception("internal_error", extra={"fields": {"files": len(seen), "action": "checking the files one at a time"}})
+            return results + [self._handle_claimed(candidate) for candidate, _ in seen]
         load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
         results += self._load_batch(load, loading, checks, indexes)
         if PAUSE_AFTER_COMMIT and load.file_ids:
@@ -415,13 +418,23 @@ class Daemon:
         except Interrupted:
             logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
             return [Result.WAITING] * len(loading)
+        except FatalDatabaseError:
+            raise
         except (DataDatabaseError, FileChanged, ClaimLost) as exc:  # rolled back: each file alone meets the error that is its own
             logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
-            return [self._handle_claimed(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns)) for f in loading]
+            return self._one_at_a_time(loading)
+        except Exception:  # a bug of the batch path must not stop the daemon
+            LOGGER.exception(
+                "internal_error", extra={"fields": {"files": len(loading), "action": "rolled back, loading the files one at a time"}}
+            )
+            return self._one_at_a_time(loading)
         seconds = time.perf_counter() - clock
         for position, file_id in load.file_ids.items():
             self._log_loaded(loading[position], file_id, load.rejects.get(position), len(load.file_ids), seconds)
         return []
+
+    def _one_at_a_time(self, loading: list[Loading]) -> list[Result]:
+        return [self._handle_claimed(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns)) for f in loading]
 
     def _fingerprint(self, candidate: files.Candidate, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
         """The file's fingerprint (with its bytes, up to ``keep``), or None and what to do about a file
