@@ -375,10 +375,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "BATCH_SECONDS",
         "batch_seconds",
-        number(0, 60),
+        number(0.01, 60),
         "0.5",
-        "Latency budget of a batch: once reading its files took this long, the batch is committed with the files "
-        "read so far and the others go into the next one. A batch never waits for files to arrive.",
+        "Latency budget of a batch: it takes as many files as the previous batch's pace fits in this many seconds "
+        "(at least two), so a file waits about this long at most for the others of its batch. A batch never waits "
+        "for files to arrive: a lone file goes alone.",
         _FOLDERS,
     ),
     Setting(
