@@ -67,7 +67,7 @@ def test_a_batch_is_bounded_by_files_and_bytes_and_a_large_file_goes_alone(works
     for i, content in enumerate(small):
         workspace.write(f"s{i}.csv", content)
     workspace.write("zz-large.csv", large)
-    log = run_once(workspace.root, db.dsn, BATCH_FILES="3", BATCH_BYTES=str(len(large) - 1))
+    log = run_once(workspace.root, db.dsn, BATCH_FILES="3", BATCH_BYTES=str(len(large) - 1), BATCH_SECONDS="60")
     loaded = [line for line in log.splitlines() if " file_loaded " in line]
     assert [line.partition(" batch=")[2][:1] for line in loaded if " batch=" in line] == ["3"] * 6, log
     alone = sorted(line.partition(" file=")[2].split()[0] for line in loaded if " batch=" not in line)
