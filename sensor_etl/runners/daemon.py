@@ -65,6 +65,7 @@ from sensor_etl.runners.load import BatchLoad, FileLoad, Loading
 from sensor_etl.runners.pipeline import Outcome
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
+ONCE_BUSY_POLL = 0.1  # --once: seconds between scans while other workers finish the files they hold (a batch takes ~BATCH_SECONDS)
 # Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
 # processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
 PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
@@ -141,8 +142,17 @@ class Daemon:
                     rounds += left.waiting  # files other workers hold settle without us: wait for them
                     if rounds >= ONCE_ROUNDS:
                         return 1
-                self.stop.wait(self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval)
+                self.stop.wait(self._pause(once, left))
         return 0
+
+    def _pause(self, once: bool, left: Pass) -> float:
+        """Seconds until the next scan: MONITOR_INTERVAL; with --once, FILE_SETTLE_SECONDS while files are
+        still being written, and a short poll while other workers finish theirs (--once ends with them)."""
+        if not once:
+            return self.settings.monitor_interval
+        if left.waiting:
+            return self.settings.file_settle_seconds
+        return min(self.settings.monitor_interval, ONCE_BUSY_POLL)
 
     def scan_once(self) -> Pass:
         """Offer every ready file to ``handle`` once; report what is left for later."""
