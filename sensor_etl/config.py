@@ -25,10 +25,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from sensor_etl.core.dates import EPOCH_FORMATS, fixed_offset
 from sensor_etl.core.units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
 from sensor_etl.errors import ConfigError
 
-ROLES = ("timestamp", "sensor_id", "temperature", "humidity", "pressure")
+# COLUMN_MAP roles: the key columns, and the columns a timestamp can be assembled from (docs/input.md "Dates and times")
+ROLES = (
+    "timestamp",
+    "sensor_id",
+    "temperature",
+    "humidity",
+    "pressure",
+    "date",
+    "time",
+    "year",
+    "month",
+    "day",
+    "doy",
+    "hour",
+    "minute",
+    "second",
+)
 T = TypeVar("T")
 N = TypeVar("N", int, float)
 
@@ -59,6 +76,9 @@ class RejectLimit:
         return f"{self.percent:g}%" if self.percent is not None else str(self.count)
 
 
+NA_VALUES = ("NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL")
+
+
 @dataclass(frozen=True)
 class Rules:
     """What a valid file is: the part of the settings the pure validate/transform code needs.
@@ -76,6 +96,9 @@ class Rules:
     humidity_unit: str = "percent"  # HUMIDITY_UNIT
     date_format: str | None = None  # DATE_FORMAT; None = detected per file
     source_timezone: str = "UTC"  # SOURCE_TIMEZONE
+    ambiguous_time: str = "reject"  # AMBIGUOUS_TIME
+    na_values: tuple[str, ...] = NA_VALUES  # NA_VALUES
+    missing_values: str = "reject"  # MISSING_VALUES
     timestamp_min: datetime = datetime(1900, 1, 1, tzinfo=UTC)  # TIMESTAMP_MIN
     max_future_seconds: float = 86400.0  # MAX_FUTURE_SECONDS
     default_sensor_id: str = "default"  # DEFAULT_SENSOR_ID
@@ -184,6 +207,9 @@ def _path(text: str) -> Path:
 
 
 def _timezone(text: str) -> str:
+    text = text.strip()
+    if fixed_offset(text) is not None:
+        return text
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -199,9 +225,16 @@ def _timestamp(text: str) -> datetime:
 def _date_format(text: str) -> str | None:
     if text.strip().lower() in ("", "auto"):
         return None
+    if text.strip().lower() in EPOCH_FORMATS:
+        return text.strip().lower()
     if "%" not in text:
         raise ValueError
     return text
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """Comma-separated tokens, trimmed, without repeats; blank is none (the empty field is missing anyway)."""
+    return tuple(dict.fromkeys(token for token in (part.strip() for part in text.split(",")) if token))
 
 
 def _delimiter(text: str) -> str:
@@ -436,17 +469,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATE_FORMAT",
         "date_format",
-        Parser(_date_format, "auto or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
+        Parser(_date_format, "auto, epoch_s, epoch_ms or strftime codes, e.g. %d.%m.%Y %H:%M:%S"),
         "auto",
-        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force one.",
+        "How timestamps are written: auto detects one format per file (ISO 8601, 01.01.2009 00:10:00, ...); strftime codes force "
+        "one (with date and time columns, of the two joined by a space: %m/%d/%Y %H:%M); epoch_s and epoch_ms read Unix times "
+        "(seconds or milliseconds since 1970-01-01 UTC).",
         _RULES,
     ),
     Setting(
         "SOURCE_TIMEZONE",
         "source_timezone",
-        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin"),
+        Parser(_timezone, "an IANA time zone such as UTC or Europe/Berlin, or a fixed offset such as -08:00 or +05:30"),
         "UTC",
-        "Time zone of timestamps without an offset (IANA name).",
+        "Time zone of timestamps without an offset, dates alone included: an IANA name (daylight-saving time follows the "
+        "zone's rules) or a fixed offset from UTC (a logger that keeps standard time all year).",
+        _RULES,
+    ),
+    Setting(
+        "AMBIGUOUS_TIME",
+        "ambiguous_time",
+        choice("reject", "earliest", "latest"),
+        "reject",
+        "A local time that occurs twice when clocks go back (01:30 on the night daylight-saving time ends): reject the row, "
+        "or read it as the earliest (still daylight-saving) or latest (standard time) of the two. A local time that does not "
+        "exist (skipped when clocks go forward) is always rejected.",
+        _RULES,
+    ),
+    Setting(
+        "NA_VALUES",
+        "na_values",
+        Parser(_tokens, "comma-separated tokens, e.g. NA,N/A,-9999", keeps_blank=True),
+        ",".join(NA_VALUES),
+        "Values that mean missing, in every column (the empty field always does; set it blank for no other token). A token "
+        "that reads as a number is a sentinel matched by value: -9999 also matches -9999.0. See MISSING_VALUES.",
+        _RULES,
+    ),
+    Setting(
+        "MISSING_VALUES",
+        "missing_values",
+        choice("reject", "null"),
+        "reject",
+        "A missing measure (empty, or in NA_VALUES): reject the row (rule missing_value), or store NULL for that measure and "
+        "load the row's other values. A row with no measure at all, or without timestamp or sensor id, is invalid either way. "
+        "Missing values of other columns are null in extra.",
         _RULES,
     ),
     Setting(

@@ -62,7 +62,9 @@ def test_validate_lists_the_first_100_problems_and_counts_the_rest(workspace: Wo
     assert result.returncode == 1
     assert lines[0] == "data/many.csv: would be QUARANTINED: 150 of 150 rows invalid (out_of_range: 150)"
     assert lines[1:101] == [
-        f"  data/many.csv:{n}, column 'temperature', value '99': outside -90..60 °C [out_of_range]" for n in range(2, 102)
+        f"  data/many.csv:{n}, column 'temperature', value '99': outside -90..60 °C; all values fit °F: "
+        "set TEMPERATURE_UNIT=F, or name the unit in the header (temperature_F) [out_of_range]"
+        for n in range(2, 102)
     ]
     assert lines[101:] == ["  ... and 50 more problem(s): only the first 100 are listed"]
 

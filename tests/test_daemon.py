@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ def test_three_shapes_load_with_exact_values(workspace: Workspace, db: Db) -> No
         "SELECT r.line_no, r.observed_at::text, r.sensor_id, r.temperature_k, r.pressure_hpa, r.humidity_pct, r.extra"
         " FROM sensor_readings r JOIN ingested_files f USING (file_id) WHERE f.file_name = 'seed.csv' ORDER BY line_no LIMIT 1"
     )[0]
-    assert row[:6] == (2, f"{first_seed[0]}+00", "default", float(first_seed[2]) + 273.15, float(first_seed[1]), float(first_seed[5]))
+    kelvin = float(Decimal(first_seed[2]) + Decimal("273.15"))  # the exact sum: no binary noise
+    assert row[:6] == (2, f"{first_seed[0]}+00", "default", kelvin, float(first_seed[1]), float(first_seed[5]))
     assert set(row[6]) == set(SEED_HEADER.split(",")) - {"date", "p", "T", "rh"}
     assert row[6]["Tpot"] == float(first_seed[3]) and row[6]["Tlog"] == int(first_seed[20])
 
@@ -77,7 +79,7 @@ def test_metrics_equal_numpy_and_daily_view_equals_raw_rows(workspace: Workspace
     frame = pd.read_csv(workspace.processed / "a.csv")
     frame["day"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%d")
     for (sensor, day), group in frame.groupby(["sensor_id", "day"]):
-        kelvin = group["temperature"].to_numpy() + 273.15
+        kelvin = np.round(group["temperature"].to_numpy() + 273.15, 6)
         n, low, high, mean, std = db.rows(
             "SELECT n, min, max, mean, std FROM sensor_metrics m JOIN ingested_files f USING (file_id)"
             " WHERE f.file_name = 'a.csv' AND sensor_id = %s AND day = %s AND metric = 'temperature_k'",

@@ -8,12 +8,22 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from sensor_etl.config import RejectLimit, Rules
+from sensor_etl.config import RejectLimit, Rules, settings_from
 from sensor_etl.core import aggregate
 from sensor_etl.errors import InvalidFile
 from sensor_etl.runners import lean, pipeline
 from tests.helpers.corpus import CASES
 from tests.helpers.samples import multi_csv, seed_csv, station_csv
+from tests.helpers.station_files import (
+    DST_SETTINGS,
+    METAR_SETTINGS,
+    RADIATION_SETTINGS,
+    TMY_SETTINGS,
+    metar_csv,
+    new_york_csv,
+    radiation_csv,
+    tmy_csv,
+)
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 BLOCK = 1 << 16  # small read blocks: some corpus files are read in several chunks, as in the daemon
@@ -81,18 +91,46 @@ def test_a_batch_of_the_corpus_checks_as_each_file_alone(tmp_path: Path, rules: 
         same(result, alone(path, rules))
 
 
-def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path) -> None:
-    paths = write(tmp_path, {**SHAPES, "bad": b"timestamp,T\n2024-01-01T00:00:00Z,99\n"})
-    checks = lean.check(paths, Rules(), NOW, block_bytes=BLOCK)
+STATIONS = {  # the station files of tests/test_station_files.py, each with its settings, and its first half as another file
+    "typical-year": (TMY_SETTINGS, tmy_csv()),
+    "metar": (METAR_SETTINGS, metar_csv()),
+    "radiation": (RADIATION_SETTINGS, radiation_csv()),
+    "new-york-reject": (DST_SETTINGS, new_york_csv()),
+    "new-york-earliest": ({**DST_SETTINGS, "AMBIGUOUS_TIME": "earliest"}, new_york_csv()),
+}
+
+
+def station_batch(text: str) -> dict[str, bytes]:
+    lines = text.splitlines(keepends=True)
+    return {"station": text.encode(), "first-half": "".join(lines[: len(lines) // 2]).encode(), **SHAPES}
+
+
+@pytest.mark.parametrize("station", STATIONS)
+def test_station_files_in_a_batch_check_as_each_file_alone(tmp_path: Path, station: str) -> None:
+    settings, text = STATIONS[station]
+    rules = settings_from(settings).rules
+    paths = write(tmp_path, station_batch(text))
+    checks = lean.check(paths, rules, NOW, block_bytes=BLOCK)
+    for path, result in zip(paths, checks.outcomes, strict=True):
+        same(result, alone(path, rules))
+
+
+@pytest.mark.parametrize("station", ["default", *STATIONS])
+def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path, station: str) -> None:
+    settings, text = STATIONS.get(station, ({}, ""))
+    rules = settings_from(settings).rules
+    named = station_batch(text) if text else dict(SHAPES)
+    paths = write(tmp_path, {**named, "bad": b"timestamp,T\nyesterday,20\n"})
+    checks = lean.check(paths, rules, NOW, block_bytes=BLOCK)
     ids = {index: 100 + index for index, outcome in enumerate(checks.outcomes) if isinstance(outcome, pipeline.Outcome)}
-    assert sorted(ids) == [i for i, path in enumerate(paths) if isinstance(alone(path, Rules()), pipeline.Outcome)]
+    assert sorted(ids) == [i for i, path in enumerate(paths) if isinstance(alone(path, rules), pipeline.Outcome)]
     assert len(paths) - 1 not in ids  # the bad file has no id: it is quarantined
     groups = checks.readings(ids)
     readings = pa.concat_tables(groups)
     summary = pa.concat_tables([aggregate.summarize(group, by_file=True) for group in groups])
     for index, file_id in ids.items():
         rows: list[pa.Table] = []
-        expected = pipeline.run(paths[index], Rules(), NOW, block_bytes=BLOCK, file_id=file_id, sink=rows.append)
+        expected = pipeline.run(paths[index], rules, NOW, block_bytes=BLOCK, file_id=file_id, sink=rows.append)
         mine = readings.filter(pa.compute.equal(readings.column("file_id"), file_id))
         assert mine.to_pylist() == pa.concat_tables(rows).to_pylist()
         theirs = summary.filter(pa.compute.equal(summary.column("file_id"), file_id)).drop_columns("file_id")

@@ -8,6 +8,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -132,7 +133,7 @@ class ValidFile:
                 line,
                 r.at,
                 "default" if self.shape == "station" else r.sensor.strip(),
-                float(r.temperature) + 273.15,
+                float(Decimal(r.temperature) + Decimal("273.15")),  # the exact sum: converted values carry no binary noise
                 float(r.humidity),
                 float(r.pressure),
                 {"note": r.note},

@@ -101,11 +101,11 @@ def test_ambiguous_dates_are_refused() -> None:
 def test_naive_timestamps_are_read_in_source_timezone() -> None:
     values = pd.Series(["2024-07-01 12:00:00", "2024-07-01T12:00:00+00:00", "2024-03-31 02:30:00"], dtype=object)
     parsed = parse_timestamps(values, "ISO8601", "Europe/Berlin")
-    assert parsed[0] == np.datetime64("2024-07-01T10:00:00")
-    assert parsed[1] == np.datetime64("2024-07-01T12:00:00")
-    assert np.isnat(parsed[2])  # does not exist: clocks jumped from 02:00 to 03:00
+    assert parsed.utc[0] == np.datetime64("2024-07-01T10:00:00")
+    assert parsed.utc[1] == np.datetime64("2024-07-01T12:00:00")
+    assert np.isnat(parsed.utc[2]) and parsed.gap.tolist() == [False, False, True]  # does not exist: clocks jumped from 02:00 to 03:00
     all_naive = parse_timestamps(pd.Series(["2024-07-01 12:00:00", "2024-01-01T12:00"], dtype=object), "ISO8601", "Europe/Berlin")
-    assert all_naive.tolist() == [np.datetime64("2024-07-01T10:00:00", "us").item(), np.datetime64("2024-01-01T11:00:00", "us").item()]
+    assert all_naive.utc.tolist() == [np.datetime64("2024-07-01T10:00:00", "us").item(), np.datetime64("2024-01-01T11:00:00", "us").item()]
 
 
 def _run(tmp_path: Path, text: str, rules: Rules = DEFAULT_RULES, name: str = "f.csv") -> pipeline.Outcome:
@@ -124,7 +124,8 @@ def _run(tmp_path: Path, text: str, rules: Rules = DEFAULT_RULES, name: str = "f
         ("2099-01-01T00:00:00Z,s1,20,50,1000", "timestamp_range", 2, "timestamp", "2099-01-01T00:00:00Z"),
         ("2024-01-01T00:00:00Z,s1,warm,50,1000", "not_a_number", 2, "temperature", "warm"),
         ('2024-01-01T00:00:00Z,s1,20,50,"1,013"', "not_a_number", 2, "pressure", "1,013"),
-        ("2024-01-01T00:00:00Z,s1,NaN,50,1000", "not_finite", 2, "temperature", "NaN"),
+        ("2024-01-01T00:00:00Z,s1,NaN,50,1000", "missing_value", 2, "temperature", "NaN"),
+        ("2024-01-01T00:00:00Z,s1,-inf,50,1000", "not_finite", 2, "temperature", "-inf"),
         ("2024-01-01T00:00:00Z,s1,20,50,1e309", "not_finite", 2, "pressure", "1e309"),
         ("2024-01-01T00:00:00Z,s1,60.01,50,1000", "out_of_range", 2, "temperature", "60.01"),
         ("2024-01-01T00:00:00Z,s1,20,100.5,1000", "out_of_range", 2, "humidity", "100.5"),

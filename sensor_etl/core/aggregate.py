@@ -52,7 +52,10 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def summarize(readings: pa.Table, by_file: bool = False) -> pa.Table:
     """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric; with
-    ``by_file``, per file too, in a leading ``file_id`` column (the rows of many small files at once)."""
+    ``by_file``, per file too, in a leading ``file_id`` column (the rows of many small files at once).
+
+    Only present values count: a NULL measure (MISSING_VALUES=null) is in neither n nor the other
+    statistics of its metric, and a metric with no value in a sensor's day has no row there."""
     metrics = [m for m in METRIC_OF.values() if readings.column(m).null_count < readings.num_rows]
     if readings.num_rows == 0 or not metrics:
         return empty()
@@ -64,28 +67,46 @@ def summarize(readings: pa.Table, by_file: bool = False) -> pa.Table:
         keys.insert(0, readings.column("file_id").combine_chunks().to_numpy())
     order, starts, group = _segments(*keys)
     micros = micros[order]
-    n = np.bincount(group).astype(np.int64)
     labels = encoded.dictionary.take(pa.array(sensors[order][starts]))
     days = pa.array(np.floor_divide(micros[starts], _DAY_US) * _DAY_US, pa.int64()).cast(_TIME)
-    first_at = pa.array(np.minimum.reduceat(micros, starts), pa.int64()).cast(_TIME)
-    last_at = pa.array(np.maximum.reduceat(micros, starts), pa.int64()).cast(_TIME)
+    span = _span(micros, starts)  # first_at, last_at of a metric with a value on every row
     parts = []
     for metric in metrics:
-        values = readings.column(metric).combine_chunks().to_numpy(zero_copy_only=False)[order]
-        mean = np.bincount(group, values) / n
-        deviation = values - mean[group]
-        columns = [labels, days, pa.array([metric] * len(starts)), n]
+        column = readings.column(metric).combine_chunks()
+        values, at, rows, kept, first = column.to_numpy(zero_copy_only=False)[order], micros, group, None, starts
+        if column.null_count:  # keep the present values, and the groups that still have one
+            present = ~np.isnan(values)
+            values, at, rows = values[present], micros[present], group[present]
+            kept = pa.array(np.flatnonzero(np.bincount(rows, minlength=len(starts))))
+            first = np.searchsorted(rows, kept)
+            rows = np.searchsorted(kept, rows)
+        n = np.bincount(rows).astype(np.int64)
+        mean = np.bincount(rows, values) / n
+        deviation = values - mean[rows]
+        columns = [labels, days] if kept is None else [labels.take(kept), days.take(kept)]
         columns += [
-            np.minimum.reduceat(values, starts),
-            np.maximum.reduceat(values, starts),
+            pa.array([metric] * len(n)),
+            n,
+            np.minimum.reduceat(values, first),
+            np.maximum.reduceat(values, first),
             mean,
-            np.bincount(group, deviation * deviation),
+            np.bincount(rows, deviation * deviation),
+            *(span if kept is None else _span(at, first)),
         ]
-        parts.append(pa.Table.from_arrays([*columns, first_at, last_at], schema=SCHEMA))
-    summary = pa.concat_tables(parts)
-    if by_file:
-        summary = summary.add_column(0, "file_id", pa.array(np.tile(keys[0][order][starts], len(metrics)), pa.int64()))
-    return summary
+        table = pa.Table.from_arrays(columns, schema=SCHEMA)
+        if by_file:
+            files = keys[0][order][starts]
+            table = table.add_column(0, "file_id", pa.array(files if kept is None else files[kept.to_numpy()], pa.int64()))
+        parts.append(table)
+    return pa.concat_tables(parts)
+
+
+def _span(micros: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """First and last instant of each segment."""
+    return (
+        pa.array(np.minimum.reduceat(micros, starts), pa.int64()).cast(_TIME),
+        pa.array(np.maximum.reduceat(micros, starts), pa.int64()).cast(_TIME),
+    )
 
 
 def merge(summaries: list[pa.Table]) -> pa.Table:

@@ -2,12 +2,17 @@
 
 Matching ignores case, spaces, punctuation and a unit suffix: ``"T (degC)"``, ``"temp_f"`` and
 ``"Temperature [K]"`` are all temperature. COLUMN_MAP names headers the aliases do not cover.
+
+The timestamp is one column, a date and a time column (``Date (MM/DD/YYYY)``, ``Time (HH:MM)``), or
+numeric columns (year, month and day or doy, hour, minute, second). Those numeric columns are taken
+by alias only when the file has no timestamp or date column, so a ``day`` column beside a timestamp
+stays an ordinary column.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sensor_etl.core.rules import Rule
@@ -19,10 +24,19 @@ MEASURES = ("temperature", "humidity", "pressure")
 ALIASES: dict[str, tuple[str, ...]] = {
     "timestamp": ("timestamp", "datetime", "date", "time", "ts", "observedat", "observationtime", "measuredat", "datetimeutc"),
     "sensor_id": ("sensorid", "sensor", "sensorname", "device", "deviceid", "station", "stationid"),
-    "temperature": ("temperature", "temp", "t", "airtemperature", "airtemp"),
-    "humidity": ("humidity", "rh", "relativehumidity", "hum", "relhum"),
-    "pressure": ("pressure", "p", "press", "airpressure", "baro", "barometricpressure"),
+    "temperature": ("temperature", "temp", "t", "airtemperature", "airtemp", "tair", "drybulb", "drybulbtemperature"),
+    "humidity": ("humidity", "rh", "relativehumidity", "hum", "humid", "relhum", "relhumidity", "rhum"),
+    "pressure": ("pressure", "p", "press", "airpressure", "baro", "barometricpressure", "stationpressure", "atmosphericpressure"),
+    "year": ("year", "yr"),
+    "month": ("month", "mon"),
+    "day": ("day", "dom", "dayofmonth"),
+    "doy": ("doy", "jday", "yday", "dayofyear", "julianday"),
+    "hour": ("hour", "hr"),
+    "minute": ("minute", "min"),
+    "second": ("second", "sec"),
 }
+TIME_PARTS = ("year", "month", "day", "doy", "hour", "minute", "second")
+_DATE_KEYS, _TIME_KEYS = {"date", "obsdate", "localdate"}, {"time", "timeofday", "localtime"}
 _ALIAS_ROLE = {alias: role for role, aliases in ALIASES.items() for alias in aliases}
 _SUFFIXES = {"temperature": TEMPERATURE_SUFFIXES, "pressure": PRESSURE_SUFFIXES, "humidity": HUMIDITY_SUFFIXES}
 _BRACKETED = re.compile(r"^(?P<name>.*?)\s*[\(\[](?P<unit>[^\)\]]*)[\)\]]\s*$")
@@ -47,6 +61,12 @@ class ColumnPlan:
 
 def _key(text: str) -> str:
     return re.sub(r"[^0-9a-z°%]+", "", text.lower())
+
+
+def bracketed_unit(header: str) -> str | None:
+    """The text in brackets at the end of a header, as written: ``MM/DD/YYYY`` of ``Date (MM/DD/YYYY)``."""
+    bracketed = _BRACKETED.match(header.strip())
+    return bracketed["unit"].strip() if bracketed else None
 
 
 def recognise(header: str) -> tuple[str | None, str | None]:
@@ -81,10 +101,19 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
 
     mapped = {k.strip().lower(): v for k, v in column_map.items()}
     roles: dict[str, int] = {}
+    parts: dict[str, list[int]] = {}  # time parts recognised by alias: used only if nothing else gives the time
     units = dict(default_units)
     for index, name in enumerate(headers):
         role, suffix = (mapped[name.lower()], None) if name.lower() in mapped else recognise(name)
         if role is None:
+            continue
+        if role in TIME_PARTS and name.lower() not in mapped:
+            parts.setdefault(role, []).append(index)
+            continue
+        pair = _date_and_time(headers, roles["timestamp"], index) if role == "timestamp" and role in roles else None
+        if pair is not None:
+            del roles["timestamp"]
+            roles["date"], roles["time"] = pair
             continue
         if role in roles:
             raise InvalidFile(
@@ -104,10 +133,7 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
                 )
             units[role] = unit
 
-    if "timestamp" not in roles:
-        raise InvalidFile(
-            Problem(Rule.MISSING_COLUMN, f"no timestamp column: expected one of {', '.join(ALIASES['timestamp'])} (or COLUMN_MAP)", line=1)
-        )
+    _time_source(headers, roles, parts)
     if not any(m in roles for m in MEASURES):
         raise InvalidFile(
             Problem(
@@ -117,3 +143,59 @@ def plan_columns(headers: Sequence[str], column_map: Mapping[str, str], default_
             )
         )
     return ColumnPlan(headers=headers, roles=roles, units=units)
+
+
+def _date_and_time(headers: tuple[str, ...], first: int, second: int) -> tuple[int, int] | None:
+    """(date, time) column indexes when two timestamp-like headers are a date and a time column
+    (``Date (MM/DD/YYYY)``, ``Time (HH:MM)``, in either order); else None."""
+    keys = [_key(_BRACKETED.sub(r"\g<name>", headers[index])) for index in (first, second)]
+    if keys[0] in _DATE_KEYS and keys[1] in _TIME_KEYS:
+        return first, second
+    if keys[0] in _TIME_KEYS and keys[1] in _DATE_KEYS:
+        return second, first
+    return None
+
+
+def _time_source(headers: tuple[str, ...], roles: dict[str, int], parts: dict[str, list[int]]) -> None:
+    """Check that one source gives the timestamp: a timestamp column; a date column with an optional
+    time column; or year with month and day (or doy), and optional hour, minute, second. Numeric
+    columns found by alias complete ``roles`` only when nothing else gives the time."""
+    text = [role for role in ("timestamp", "date", "time") if role in roles]
+    numeric = [role for role in TIME_PARTS if role in roles]
+    if not text and not numeric:
+        if not _complete(parts.keys()):
+            raise InvalidFile(
+                Problem(
+                    Rule.MISSING_COLUMN,
+                    f"no timestamp column: expected one of {', '.join(ALIASES['timestamp'])}, a date and a time column, "
+                    "or year, month, day (or doy), hour, minute columns (or COLUMN_MAP)",
+                    line=1,
+                )
+            )
+        for part, found in parts.items():
+            if len(found) > 1:
+                names = " and ".join(repr(headers[i]) for i in found)
+                raise InvalidFile(Problem(Rule.HEADER, f"columns {names} both look like {part}; name one in COLUMN_MAP", line=1))
+            roles[part] = found[0]
+        numeric = [role for role in TIME_PARTS if role in roles]
+    if not numeric and text in (["timestamp"], ["date"], ["date", "time"]):
+        return
+    if not text and _complete(numeric):
+        if {"month", "day", "doy"} <= set(numeric):
+            del roles["doy"]  # month and day win; doy stays an ordinary column
+        return
+    names = ", ".join(f"{headers[roles[role]]!r} as {role}" for role in (*text, *numeric))
+    raise InvalidFile(
+        Problem(
+            Rule.HEADER,
+            f"no timestamp can be read from {names}: it needs a timestamp column, a date column with an optional time column, "
+            "or year with month and day (or doy), and optional hour, minute, second; set COLUMN_MAP",
+            line=1,
+        )
+    )
+
+
+def _complete(parts: Iterable[str]) -> bool:
+    """Numeric columns that make a date: year with month and day, or year with day of year."""
+    given = set(parts)
+    return {"year", "month", "day"} <= given or {"year", "doy"} <= given

@@ -26,6 +26,7 @@ class Rule(StrEnum):
     LINE_BREAK = "line_break"
     FIELD_TOO_LONG = "field_too_long"
     TIMESTAMP_FORMAT = "timestamp_format"
+    DAYLIGHT_SAVING = "daylight_saving"
     TIMESTAMP_RANGE = "timestamp_range"
     MISSING_VALUE = "missing_value"
     NOT_A_NUMBER = "not_a_number"
@@ -100,10 +101,18 @@ RULES: dict[Rule, RuleDoc] = {
         "look for a quote left open or text that is not sensor data in that column",
     ),
     Rule.TIMESTAMP_FORMAT: RuleDoc(
-        "one date format per file fits (detected; ambiguous day/month refused, naming a line) and each value parses in it: "
-        "impossible dates (`2023-02-30`) and other formats in the same file are errors",
-        "write every timestamp of the file in one format, or set `DATE_FORMAT` to the file's format",
+        "one date format per file fits (detected, or spelled by the headers as in `Date (MM/DD/YYYY)`; ambiguous day/month "
+        "refused, naming a line) and each value parses in it (hour `24:00` is 00:00 of the next day): impossible dates "
+        "(`2023-02-30`, day 366 of a common year) and other formats in the same file are errors",
+        "write every timestamp of the file in one format, or set `DATE_FORMAT` to the file's format (`epoch_s`, `epoch_ms` for Unix times)",
         ("DATE_FORMAT",),
+    ),
+    Rule.DAYLIGHT_SAVING: RuleDoc(
+        "a local time is not in a daylight-saving change of `SOURCE_TIMEZONE`: one that occurs twice (clocks going back) "
+        "unless `AMBIGUOUS_TIME` picks one, one that does not exist (clocks going forward) ever",
+        "set `AMBIGUOUS_TIME=earliest` or `latest` for repeated times; for times that do not exist the logger probably keeps "
+        "standard time all year: set `SOURCE_TIMEZONE` to its fixed offset (`-05:00`); or write times with an offset or in UTC",
+        ("SOURCE_TIMEZONE", "AMBIGUOUS_TIME"),
     ),
     Rule.TIMESTAMP_RANGE: RuleDoc(
         "not before `TIMESTAMP_MIN`, not more than `MAX_FUTURE_SECONDS` after now (both bounds allowed)",
@@ -111,21 +120,25 @@ RULES: dict[Rule, RuleDoc] = {
         ("TIMESTAMP_MIN", "MAX_FUTURE_SECONDS"),
     ),
     Rule.MISSING_VALUE: RuleDoc(
-        "no empty timestamp, sensor id or present measure",
-        "fill in the value, or remove the row",
+        "no missing timestamp or sensor id, and, unless `MISSING_VALUES=null`, no missing measure; with `null`, at least one "
+        "measure per row. Missing: empty, or a value of `NA_VALUES` (numeric sentinels such as `-9999` match by value)",
+        "fill in the value or remove the row; set `MISSING_VALUES=null` to load the row with the measure as NULL; add the "
+        "file's marker for missing values to `NA_VALUES`",
+        ("NA_VALUES", "MISSING_VALUES"),
     ),
     Rule.NOT_A_NUMBER: RuleDoc(
         "measures parse as numbers: decimal point, no thousands separator (`1,013.25` and `20,5` are refused rather than guessed)",
         "write numbers with a decimal point and without thousands separators",
     ),
     Rule.NOT_FINITE: RuleDoc(
-        "no NaN or infinity (`NaN`, `inf`, `-inf`, `1e309`)",
+        "no infinity (`inf`, `-inf`, `1e309`), and no NaN unless `NA_VALUES` lists it (by default `NaN` and `nan` are missing values)",
         "leave the sensor's error marker out: remove the row, or fix the value",
     ),
     Rule.OUT_OF_RANGE: RuleDoc(
         "temperature -90..60 °C, humidity 0..100 %, pressure 300..1100 hPa, bounds included, compared in the file's unit "
         "(183.15 K, -130 °F, 30 kPa, 1.0 fraction are on the bounds)",
-        "check the column's unit (a header suffix or the `*_UNIT` settings) and the sensor; widen the range if such values are real",
+        "check the column's unit (a header suffix or the `*_UNIT` settings: when every value of the column fits another unit, "
+        "the message says which) and the sensor; widen the range if such values are real",
         ("TEMPERATURE_MIN", "TEMPERATURE_MAX", "HUMIDITY_MIN", "HUMIDITY_MAX", "PRESSURE_MIN", "PRESSURE_MAX"),
     ),
     Rule.DUPLICATE_KEY: RuleDoc(

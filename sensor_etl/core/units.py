@@ -1,6 +1,9 @@
 """Unit names and conversions to the canonical units stored in PostgreSQL (K, %, hPa).
 
-Vectorized: every function takes and returns numpy arrays (or scalars).
+Vectorized: every function takes and returns numpy arrays (or scalars). A converted value is rounded
+to ``DECIMALS`` places, so it carries no binary noise: 39.02 °F is stored as 277.05 K, not
+277.04999999999995 (6 places are a millionth of a kelvin, a percent or a hectopascal: far finer than
+any sensor). A value already in the stored unit is stored as read.
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ TEMPERATURE_SUFFIXES = {
 PRESSURE_SUFFIXES = {"hpa": "hPa", "mbar": "mbar", "mb": "mbar", "kpa": "kPa", "pa": "Pa"}
 HUMIDITY_SUFFIXES = {"%": "percent", "pct": "percent", "percent": "percent", "fraction": "fraction", "frac": "fraction"}
 
+# how a header names each unit (the suggestion of a unit hint: temp_F, p_kPa)
+HEADER_SUFFIX = {
+    "C": "C",
+    "F": "F",
+    "K": "K",
+    "hPa": "hPa",
+    "mbar": "mbar",
+    "kPa": "kPa",
+    "Pa": "Pa",
+    "percent": "pct",
+    "fraction": "fraction",
+}
+DECIMALS = 6
+
 _PRESSURE_TO_HPA = {"hPa": 1.0, "mbar": 1.0, "kPa": 10.0, "Pa": 0.01}
 
 
 def to_kelvin(values: np.ndarray, unit: str) -> np.ndarray:
     if unit == "C":
-        return values + 273.15
+        return np.round(values + 273.15, DECIMALS)
     if unit == "F":
-        return (values - 32.0) * (5.0 / 9.0) + 273.15
+        return np.round((values - 32.0) * (5.0 / 9.0) + 273.15, DECIMALS)
     return values
 
 
@@ -49,7 +66,7 @@ def celsius_to(unit: str, celsius: float) -> float:
 
 def to_hpa(values: np.ndarray, unit: str) -> np.ndarray:
     factor = _PRESSURE_TO_HPA[unit]
-    return values if factor == 1.0 else values * factor
+    return values if factor == 1.0 else np.round(values * factor, DECIMALS)
 
 
 def hpa_to(unit: str, hpa: float) -> float:
@@ -57,7 +74,7 @@ def hpa_to(unit: str, hpa: float) -> float:
 
 
 def to_percent(values: np.ndarray, unit: str) -> np.ndarray:
-    return values * 100.0 if unit == "fraction" else values
+    return np.round(values * 100.0, DECIMALS) if unit == "fraction" else values
 
 
 def percent_to(unit: str, percent: float) -> float:

@@ -7,6 +7,7 @@ Timestamps are read by ``dates`` with the format detected once per file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -17,12 +18,16 @@ import pyarrow.compute as pc
 
 from sensor_etl.config import Rules
 from sensor_etl.core.chunk import Chunk
-from sensor_etl.core.columns import MEASURES, ColumnPlan
-from sensor_etl.core.dates import parse_timestamps
+from sensor_etl.core.columns import MEASURES, ColumnPlan, recognise
+from sensor_etl.core.dates import Timestamps, read_timestamps, standard_offset, time_column
 from sensor_etl.core.problems import no_problems, shown
 from sensor_etl.core.rules import Rule
-from sensor_etl.core.units import celsius_to, hpa_to, percent_to
+from sensor_etl.core.units import HEADER_SUFFIX, celsius_to, hpa_to, percent_to
+from sensor_etl.core.values import Missing, empty, missing_tokens, to_float
 
+_ALTERNATIVES = {"temperature": ("F", "K", "C"), "pressure": ("kPa", "Pa", "hPa"), "humidity": ("percent", "fraction")}
+_UNIT_PART = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*$|[_\s-]+[^_\s-]+$")  # "T (degC)" -> "T", "temp_c" -> "temp"
+_NULL_HINT = " (MISSING_VALUES=null stores it as NULL)"
 MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
 _NOT_FINITE = "NaN, infinite, or too large for a 64-bit float"
 _UNIT_LABEL = {
@@ -83,19 +88,27 @@ def _bounds(role: str, unit: str, rules: Rules) -> tuple[float, float]:
     return percent_to(unit, rules.humidity_min), percent_to(unit, rules.humidity_max)
 
 
-def _to_float(text: pa.ChunkedArray) -> np.ndarray:
-    """float64 with NaN where the text is not a number (fast path: Arrow's cast when all parse)."""
-    try:
-        return pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pd.to_numeric(pd.Series(text.to_pandas()).str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+def _unit_hint(role: str, unit: str, values: np.ndarray, outside: int, header: str, rules: Rules) -> str:
+    """When most values of a column are out of range and every one fits another unit's range: which
+    unit, and how to say so. (A few outliers among good values are a sensor's fault, not a unit's.)"""
+    if outside * 2 <= len(values):
+        return ""
+    for other in _ALTERNATIVES[role]:
+        low, high = _bounds(role, other, rules)
+        if other != unit and low <= values.min() and values.max() <= high:
+            named = recognise(header)[1] is not None  # the header's unit wins over the setting: only the header can fix it
+            base = _UNIT_PART.sub("", header.strip()) if named else header.strip()
+            in_header = f"name the unit in the header ({base}_{HEADER_SUFFIX[other]})"
+            how = in_header if named else f"set {role.upper()}_UNIT={other}, or {in_header}"
+            return f"; all values fit {_UNIT_LABEL[other]}: {how}"
+    return ""
 
 
 def _blank_rows(table: pa.Table) -> np.ndarray:
     blank = None
     for column in table.columns:
-        empty = pc.equal(pc.utf8_length(column), 0)
-        blank = empty if blank is None else pc.and_(blank, empty)
+        nothing = pc.equal(pc.utf8_length(column), 0)
+        blank = nothing if blank is None else pc.and_(blank, nothing)
     return np.zeros(0, bool) if blank is None else blank.to_numpy(zero_copy_only=False)
 
 
@@ -112,29 +125,35 @@ def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
     return [_problems(lines, "", [b.text for b in chunk.bad_rows], Rule.COLUMN_COUNT, messages, parts)]
 
 
+class _Flags:
+    """The problems found in one chunk, and which rows they make invalid (tagged with their part, in a combined chunk)."""
+
+    def __init__(self, lines: np.ndarray, found: list[pd.DataFrame], parts: np.ndarray | None) -> None:
+        self.lines, self.found, self.parts = lines, found, parts
+        self.invalid = np.zeros(len(lines), dtype=bool)
+
+    def __call__(self, mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: Rule, message: str | np.ndarray) -> None:
+        """Record ``rule`` for the rows in ``mask`` of the column headed ``name``; raw values are only materialized for those rows."""
+        if mask.any():
+            self.invalid |= mask
+            values = pc.filter(column, pa.array(mask)).to_pylist()
+            text = message[mask] if isinstance(message, np.ndarray) else message
+            self.found.append(_problems(self.lines[mask], name, values, rule, text, None if self.parts is None else self.parts[mask]))
+
+
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
     """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``.
 
     A combined chunk (``chunk.parts`` set) gets the results each of its parts would get on its own,
     tagged with the part: its problems, rejected rows and valid rows carry it."""
     table, lines, heights, parts = chunk.table, chunk.lines, chunk.heights, chunk.parts
-    found = _bad_rows(chunk)
-
     blank = _blank_rows(table)
     if blank.any():
         keep = ~blank
         table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
         parts = None if parts is None else parts[keep]
-    invalid = np.zeros(table.num_rows, dtype=bool)
-
-    def flag(mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: Rule, message: str | np.ndarray) -> None:
-        """Record ``rule`` for the rows in ``mask`` of the column headed ``name``; raw values are only materialized for those rows."""
-        nonlocal invalid
-        if mask.any():
-            invalid |= mask
-            values = pc.filter(column, pa.array(mask)).to_pylist()
-            text = message[mask] if isinstance(message, np.ndarray) else message
-            found.append(_problems(lines[mask], name, values, rule, text, None if parts is None else parts[mask]))
+    flag = _Flags(lines, _bad_rows(chunk), parts)
+    missing = missing_tokens(rules.na_values)
 
     # every column: one line per value, and a sane length
     multiline = heights > 1
@@ -152,56 +171,26 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
             long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
             flag(long, name, column, Rule.FIELD_TOO_LONG, f"longer than {MAX_FIELD_CHARS} characters")
 
-    # timestamp
-    ts_header = plan.header("timestamp")
-    raw_ts = table.column(plan.roles["timestamp"])
-    ts_text = pc.utf8_trim_whitespace(raw_ts)
-    missing = _empty(ts_text)
-    flag(missing, ts_header, raw_ts, Rule.MISSING_VALUE, "empty timestamp")
-    observed = parse_timestamps(ts_text, date_format, rules.source_timezone)
-    unparsed = np.isnat(observed) & ~missing
-    flag(unparsed, ts_header, raw_ts, Rule.TIMESTAMP_FORMAT, f"not a valid date/time in this file's format ({date_format})")
-    earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
-    latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
-    early = (observed < earliest) & ~unparsed & ~missing
-    flag(early, ts_header, raw_ts, Rule.TIMESTAMP_RANGE, f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
-    late = (observed > latest) & ~unparsed & ~missing
-    flag(late, ts_header, raw_ts, Rule.TIMESTAMP_RANGE, f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future")
+    stamps = read_timestamps(table, plan, date_format, rules.source_timezone, rules.ambiguous_time, missing)
+    _check_timestamps(flag, stamps, time_column(plan), date_format, rules, now)
 
-    # sensor id
+    # sensor id: its distinct values are few, so tokens are looked up among them
     if "sensor_id" in plan.roles:
         raw_sensor = table.column(plan.roles["sensor_id"])
         sensor = pc.utf8_trim_whitespace(raw_sensor)
-        flag(_empty(sensor), plan.header("sensor_id"), raw_sensor, Rule.MISSING_VALUE, "empty sensor id")
+        encoded = pc.dictionary_encode(sensor).combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        distinct = pa.chunked_array([encoded.dictionary])
+        absent = (missing.token(distinct) | empty(distinct))[codes]
+        flag(absent, plan.header("sensor_id"), raw_sensor, Rule.MISSING_VALUE, "missing sensor id (empty, or a value of NA_VALUES)")
     else:
         sensor = pa.chunked_array([pa.array(np.full(table.num_rows, rules.default_sensor_id, dtype=object), pa.string())])
+        codes = np.zeros(table.num_rows, dtype=np.int64)
 
-    # measures
-    measures: dict[str, np.ndarray] = {}
-    for role in MEASURES:
-        if role not in plan.roles:
-            continue
-        text = table.column(plan.roles[role])
-        header = plan.header(role)
-        values = _to_float(text)
-        nan = np.isnan(values)
-        if nan.any():  # only then can a value be empty, text, or spelled NaN
-            empty = _empty(pc.utf8_trim_whitespace(text))
-            flag(empty, header, text, Rule.MISSING_VALUE, f"empty {role}")
-            not_number = nan & ~empty & ~_nan_text(text)
-            flag(not_number, header, text, Rule.NOT_A_NUMBER, "not a number (use a point for decimals and no thousands separator)")
-            flag(nan & ~empty & ~not_number, header, text, Rule.NOT_FINITE, _NOT_FINITE)
-        flag(np.isinf(values), header, text, Rule.NOT_FINITE, _NOT_FINITE)
-        unit = plan.units[role]
-        low, high = _bounds(role, unit, rules)
-        with np.errstate(invalid="ignore"):
-            outside = np.isfinite(values) & ((values < low) | (values > high))
-        flag(outside, header, text, Rule.OUT_OF_RANGE, f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}")
-        measures[role] = values
+    measures = _check_measures(flag, table, plan, rules, missing)
 
     # duplicate (sensor, timestamp) within the chunk (within each part): sort by key (stable), compare neighbours
-    codes = pc.dictionary_encode(sensor).combine_chunks().indices.to_numpy().astype(np.int64)
-    at = observed.view(np.int64)
+    at = stamps.utc.view(np.int64)
     part = np.zeros(len(at), np.int64) if parts is None else parts
     order = np.lexsort((at, codes, part))
     same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1]) & (part[order][1:] == part[order][:-1])
@@ -212,10 +201,11 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         first_line[order] = lines[order][first_of_run]
         repeated = np.zeros(len(order), dtype=bool)
         repeated[order[1:][same]] = True
-        repeated &= ~(missing | unparsed)
+        repeated &= ~np.isnat(stamps.utc)
         message = np.char.add("same sensor and timestamp as line ", first_line.astype(str)).astype(object)
-        flag(repeated, ts_header, raw_ts, Rule.DUPLICATE_KEY, message)
+        flag(repeated, time_column(plan), stamps.raw, Rule.DUPLICATE_KEY, message)
 
+    invalid = flag.invalid
     valid = ~invalid
     rejected = pd.DataFrame(
         {
@@ -229,19 +219,112 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
         rows=int(table.num_rows) + len(chunk.bad_rows),
-        observed_at=observed[valid],
+        observed_at=stamps.utc[valid],
         sensor_id=pc.filter(sensor, keep),
         measures={role: values[valid] for role, values in measures.items()},
         lines=lines[valid],
         extras=extras,
-        problems=pd.concat(found, ignore_index=True) if found else no_problems(),
+        problems=pd.concat(flag.found, ignore_index=True) if flag.found else no_problems(),
         rejected=rejected,
         parts=None if parts is None else parts[valid],
     )
 
 
-def _empty(text: pa.ChunkedArray) -> np.ndarray:
-    return pc.equal(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False)
+def _check_timestamps(flag: _Flags, stamps: Timestamps, header: str, date_format: str, rules: Rules, now: datetime) -> None:
+    """Missing, unreadable, in a daylight-saving change, or out of range."""
+    raw = stamps.raw
+    flag(stamps.missing, header, raw, Rule.MISSING_VALUE, "missing timestamp (empty, or a value of NA_VALUES)")
+    flag(stamps.invalid, header, raw, Rule.TIMESTAMP_FORMAT, f"not a valid date/time in this file's format ({date_format})")
+    zone = rules.source_timezone
+    twice = f"falls in the daylight-saving change: this local time occurs twice in {zone}; set AMBIGUOUS_TIME=earliest or latest"
+    flag(stamps.fold, header, raw, Rule.DAYLIGHT_SAVING, twice)
+    if stamps.gap.any():  # the message names the zone's standard offset: looked up only then
+        skipped = (
+            f"falls in the daylight-saving change: this local time does not exist in {zone} (clocks went forward over it); "
+            f"a logger on standard time all year needs its fixed offset: SOURCE_TIMEZONE={standard_offset(zone)}"
+        )
+        flag(stamps.gap, header, raw, Rule.DAYLIGHT_SAVING, skipped)
+    observed = stamps.utc
+    earliest = np.datetime64(rules.timestamp_min.astimezone(UTC).replace(tzinfo=None), "us")
+    latest = np.datetime64((now + timedelta(seconds=rules.max_future_seconds)).astimezone(UTC).replace(tzinfo=None), "us")
+    flag(observed < earliest, header, raw, Rule.TIMESTAMP_RANGE, f"before TIMESTAMP_MIN ({rules.timestamp_min:%Y-%m-%d})")
+    flag(
+        observed > latest, header, raw, Rule.TIMESTAMP_RANGE, f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future"
+    )
+
+
+def _out_of_range(
+    label: str,
+    role: str,
+    unit: str,
+    values: np.ndarray,
+    usable: np.ndarray,
+    outside: np.ndarray,
+    header: str,
+    rules: Rules,
+    parts: np.ndarray | None,
+) -> str | np.ndarray:
+    """The ``out_of_range`` message with the unit hint of its chunk, or per row with the hint of each
+    part of a combined chunk (a hint speaks of one file's column)."""
+    if parts is None:
+        return label + _unit_hint(role, unit, values[usable], int(outside.sum()), header, rules)
+    messages = np.full(len(values), label, dtype=object)
+    for part in np.unique(parts[outside]):
+        mine = parts == part
+        messages[mine] = label + _unit_hint(role, unit, values[usable & mine], int((outside & mine).sum()), header, rules)
+    return messages
+
+
+def _check_measures(flag: _Flags, table: pa.Table, plan: ColumnPlan, rules: Rules, missing: Missing) -> dict[str, np.ndarray]:
+    """Each measure as float64 in the file's unit. A missing one (empty, a token, a sentinel) breaks
+    ``missing_value``, or with MISSING_VALUES=null is NaN (stored as NULL) unless the row has no measure at all."""
+    nulls = rules.missing_values == "null"
+    measures: dict[str, np.ndarray] = {}
+    present = np.zeros(table.num_rows, bool)
+    for role in MEASURES:
+        if role not in plan.roles:
+            continue
+        text = table.column(plan.roles[role])
+        header = plan.header(role)
+        values = to_float(text)
+        nan = np.isnan(values)
+        sentinel = missing.sentinel(values)
+        absent = sentinel.copy()
+        if nan.any():  # only then can a value be empty, text, or spelled NaN
+            blank = empty(text)
+            token = nan & ~blank & missing.text_token(text)
+            absent |= blank | token
+            if not nulls:
+                flag(blank, header, text, Rule.MISSING_VALUE, f"empty {role}{_NULL_HINT}")
+                flag(token, header, text, Rule.MISSING_VALUE, f"missing {role}: the value is in NA_VALUES{_NULL_HINT}")
+            not_number = nan & ~absent & ~_nan_text(text)
+            flag(not_number, header, text, Rule.NOT_A_NUMBER, "not a number (use a point for decimals and no thousands separator)")
+            flag(nan & ~absent & ~not_number, header, text, Rule.NOT_FINITE, _NOT_FINITE)
+        if not nulls:
+            flag(sentinel, header, text, Rule.MISSING_VALUE, f"missing {role}: the value equals a sentinel of NA_VALUES{_NULL_HINT}")
+        flag(np.isinf(values), header, text, Rule.NOT_FINITE, _NOT_FINITE)
+        unit = plan.units[role]
+        low, high = _bounds(role, unit, rules)
+        usable = np.isfinite(values) & ~absent
+        with np.errstate(invalid="ignore"):
+            outside = usable & ((values < low) | (values > high))
+        if outside.any():
+            label = f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}"
+            flag(
+                outside,
+                header,
+                text,
+                Rule.OUT_OF_RANGE,
+                _out_of_range(label, role, unit, values, usable, outside, header, rules, flag.parts),
+            )
+        present |= ~absent
+        measures[role] = np.where(absent, np.nan, values) if absent.any() else values
+    if nulls:
+        first = next(iter(measures))
+        names = ", ".join(plan.header(role) for role in measures)
+        no_measure = f"no measure in this row: {names} {'is' if len(measures) == 1 else 'are all'} missing"
+        flag(~present, plan.header(first), table.column(plan.roles[first]), Rule.MISSING_VALUE, no_measure)
+    return measures
 
 
 def _nan_text(text: pa.ChunkedArray) -> np.ndarray:

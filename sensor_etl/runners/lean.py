@@ -26,14 +26,15 @@ import pyarrow.compute as pc
 from sensor_etl.config import Rules
 from sensor_etl.core.chunk import Chunk, combine
 from sensor_etl.core.columns import ColumnPlan, plan_columns
-from sensor_etl.core.dates import detect_date_format, plain_iso
+from sensor_etl.core.dates import plain_iso
 from sensor_etl.core.problems import no_problems
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
+from sensor_etl.core.values import Missing, missing_tokens
 from sensor_etl.edges import bundle
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile
-from sensor_etl.runners.pipeline import Outcome, date_samples, default_units, first_timestamps, verdict
+from sensor_etl.runners.pipeline import Outcome, configured_date_format, date_format, date_text, default_units, verdict
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Checks:
 
     outcomes: list[Outcome | Exception]
     groups: list[_Group]
+    missing: Missing  # NA_VALUES, for the transformation
 
     def readings(self, file_ids: Mapping[int, int]) -> list[pa.Table]:
         """The transformed valid rows of the files in ``file_ids`` (batch index → file_id), one table
@@ -77,7 +79,7 @@ class Checks:
             keep = (group.loads & (ids > 0))[group.checked.parts]
             if keep.any():
                 chosen = group.checked.select(keep)
-                tables.append(transform(chosen, group.plan, ids[chosen.parts]))
+                tables.append(transform(chosen, group.plan, ids[chosen.parts], self.missing))
         return tables
 
 
@@ -111,7 +113,7 @@ def check(
             outcomes[file.index] = _verdict(Outcome(plan=file.plan), rules)
     checked = [group for members in groups.values() for group in _check_groups(members, rules, now, outcomes)]
     pa.default_memory_pool().release_unused()
-    return Checks([outcomes[index] for index in range(len(paths))], checked)
+    return Checks([outcomes[index] for index in range(len(paths))], checked, missing_tokens(rules.na_values))
 
 
 def _read(index: int, path: Path, rules: Rules, block_bytes: int, content: bytes | None) -> _File:
@@ -146,21 +148,20 @@ def _read_bundles(files: list[_File], rules: Rules, block_bytes: int, outcomes: 
 
 
 def _with_date_formats(files: list[_File], rules: Rules, outcomes: dict[int, Outcome | Exception]) -> list[_File]:
-    """Each file's date format, detected from the same samples as ``pipeline.run`` takes. When the
-    samples of all files are plain ISO 8601, so are each file's, and one Arrow cast answers for all."""
+    """Each file's date format, as ``pipeline.date_format`` finds it. When the samples of all files
+    left to detect are plain ISO 8601, so are each file's, and one Arrow cast answers for all of them."""
     firsts = {file.index: chunk for file in files if (chunk := next((c for c in file.chunks if c.table.num_rows), None))}
-    if rules.date_format:
-        shared: str | None = rules.date_format
-    else:
-        values = pa.chunked_array(
-            [piece for f in files if f.index in firsts for piece in first_timestamps(firsts[f.index], f.plan).chunks], pa.string()
-        )
-        shared = "ISO8601" if plain_iso(pc.filter(values, pc.greater(pc.utf8_length(values), 0))) else None
+    texts = {file.index: date_text(firsts[file.index], file.plan) for file in files if file.index in firsts}
+    detect = [text for file in files if (text := texts.get(file.index)) is not None and not configured_date_format(file.plan, rules)]
+    values = pa.chunked_array([piece for text in detect for piece in text.chunks], pa.string())
+    shared = bool(detect) and plain_iso(pc.filter(values, pc.greater(pc.utf8_length(values), 0)))
     ready = []
     for file in files:
         if file.index in firsts:
+            text = texts[file.index]
             try:
-                file.date_format = shared or detect_date_format(date_samples(firsts[file.index], file.plan), rules.date_format)
+                plain = shared and text is not None and not configured_date_format(file.plan, rules)
+                file.date_format = "ISO8601" if plain else date_format(firsts[file.index], file.plan, rules, text)
             except Exception as exc:  # InvalidFile: ambiguous, or no known format fits
                 outcomes[file.index] = exc
                 continue

@@ -22,10 +22,11 @@ from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
 from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import ColumnPlan, plan_columns
-from sensor_etl.core.dates import detect_date_format
+from sensor_etl.core.dates import detect_date_format, header_date_format, time_column, time_roles, timestamp_text
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import check_chunk
+from sensor_etl.core.values import missing_tokens
 from sensor_etl.edges import reports
 from sensor_etl.edges.reader import read_chunks, read_header
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
@@ -98,6 +99,28 @@ def _records(problems: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
+def date_text(chunk: Chunk, plan: ColumnPlan) -> pa.ChunkedArray | None:
+    """The values a file's date format is detected from: the timestamp text of the first 2,000 rows
+    of its first chunk with rows; None when the timestamp is assembled from numeric columns."""
+    return timestamp_text(chunk.table.slice(0, 2000), plan)
+
+
+def configured_date_format(plan: ColumnPlan, rules: Rules) -> str | None:
+    """DATE_FORMAT, else what the headers spell (``Date (MM/DD/YYYY)``): then nothing is detected."""
+    return rules.date_format or header_date_format(plan)
+
+
+def date_format(chunk: Chunk, plan: ColumnPlan, rules: Rules, text: pa.ChunkedArray | None = None) -> str:
+    """The file's date format, from its first chunk (``text``: its ``date_text`` when already taken):
+    configured, else detected on the first values; or which columns it is assembled from."""
+    text = date_text(chunk, plan) if text is None else text
+    if text is None:
+        return "columns " + ", ".join(time_roles(plan))
+    first = text.to_numpy(zero_copy_only=False)
+    samples = pd.Series(first, index=chunk.lines[: len(first)], name=time_column(plan), dtype=object)
+    return detect_date_format(samples, configured_date_format(plan, rules))
+
+
 def run(
     path: Path,
     rules: Rules,
@@ -116,16 +139,17 @@ def run(
     headers, delimiter = read_header(path, rules.encoding, rules.delimiter)
     outcome.plan = plan = plan_columns(headers, rules.column_map, default_units(rules))
     limit = rules.max_invalid_rows
+    missing = missing_tokens(rules.na_values)
     for chunk in read_chunks(path, len(headers), rules.encoding, delimiter, block_bytes):
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            outcome.date_format = detect_date_format(date_samples(chunk, plan), rules.date_format)
+            outcome.date_format = date_format(chunk, plan, rules)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
         outcome.add_problems(checked.problems, checked.rejected, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
-            readings = transform(checked, plan, file_id)
+            readings = transform(checked, plan, file_id, missing)
             if sink is not None:
                 sink(readings)
             outcome.loaded += readings.num_rows
@@ -133,17 +157,6 @@ def run(
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     return verdict(outcome, limit)
-
-
-def first_timestamps(chunk: Chunk, plan: ColumnPlan) -> pa.ChunkedArray:
-    """The values a file's date format is detected from: the first 2,000 of its first chunk with rows."""
-    return chunk.table.column(plan.roles["timestamp"]).slice(0, 2000)
-
-
-def date_samples(chunk: Chunk, plan: ColumnPlan) -> pd.Series:
-    """``first_timestamps`` indexed by line and named after the column (so a refusal can point at them)."""
-    first = first_timestamps(chunk, plan).to_numpy(zero_copy_only=False)
-    return pd.Series(first, index=chunk.lines[: len(first)], name=plan.header("timestamp"), dtype=object)
 
 
 def verdict(outcome: Outcome, limit: RejectLimit) -> Outcome:

@@ -271,7 +271,13 @@ def build() -> list[Case]:
             "spreadsheet formulas are text like any other",
         ),
         quarantined(
-            "nan.csv", csv_text(row(0, "nan", "NaN")), "not_finite", "NaN is no reading", line=2, column="temperature", value="NaN"
+            "nan.csv",
+            csv_text(row(0, "snan", "NaN")),
+            "missing_value",
+            "NaN is in NA_VALUES: a missing reading, and MISSING_VALUES=reject",
+            line=2,
+            column="temperature",
+            value="NaN",
         ),
         quarantined(
             "inf.csv", csv_text(row(0, "inf", 20.5, "inf")), "not_finite", "no infinite humidity", line=2, column="humidity", value="inf"
