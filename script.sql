@@ -18,11 +18,14 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     rows_rejected  bigint      NOT NULL DEFAULT 0,
     sensors        integer     NOT NULL DEFAULT 0,
     date_format    text,
+    preamble       text,  -- the lines before the header (before the data in a file without one), joined by LF
     worker         text,
     started_at     timestamptz NOT NULL,
     loaded_at      timestamptz NOT NULL DEFAULT now(),
     archive_path   text  -- where the file is moved after the commit (recorded in the same transaction)
 );
+-- Columns added since the first release, for databases created before them.
+ALTER TABLE ingested_files ADD COLUMN IF NOT EXISTS preamble text;
 
 -- One row per valid CSV row. file_id + line_no is the lineage back to the source line; loaded_at is
 -- the load transaction's time. file_id is written in the same transaction as its ingested_files row;

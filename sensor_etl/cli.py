@@ -172,7 +172,8 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
     except Exception as exc:  # the daemon quarantines on a bug; say so rather than print a traceback
         problem = internal_problem(exc)
         return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
-    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format})"
+    where = f"; {outcome.where}" if outcome.where else ""
+    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
     rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)

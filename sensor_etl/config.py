@@ -20,14 +20,15 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from sensor_etl.core.columns import plan_columns
 from sensor_etl.core.dates import EPOCH_FORMATS, fixed_offset
 from sensor_etl.core.units import HUMIDITY_UNITS, PRESSURE_UNITS, TEMPERATURE_UNITS
-from sensor_etl.errors import ConfigError
+from sensor_etl.errors import ConfigError, InvalidFile
 
 # COLUMN_MAP roles: the key columns, and the columns a timestamp can be assembled from (docs/input.md "Dates and times")
 ROLES = (
@@ -48,6 +49,8 @@ ROLES = (
 )
 T = TypeVar("T")
 N = TypeVar("N", int, float)
+HeaderRow = int | Literal["auto", "none"]  # HEADER_ROW: a line number, found in the first lines, or no header
+MAX_ROW_SETTING = 1000  # HEADER_ROW, UNITS_ROW, DATA_ROW: the lines before the data are read one by one, and kept
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,25 @@ class Rules:
     max_future_seconds: float = 86400.0  # MAX_FUTURE_SECONDS
     default_sensor_id: str = "default"  # DEFAULT_SENSOR_ID
     column_map: Mapping[str, str] = field(default_factory=dict)  # COLUMN_MAP
-    delimiter: str = "auto"  # CSV_DELIMITER
+    delimiter: str = "auto"  # CSV_DELIMITER ("whitespace": runs of spaces and tabs)
+    header_row: HeaderRow = "auto"  # HEADER_ROW
+    units_row: int | None = None  # UNITS_ROW
+    data_row: int | None = None  # DATA_ROW; None = the line after the header (or the units row)
+    column_names: tuple[str, ...] = ()  # COLUMN_NAMES
+    max_field_bytes: int = 1 << 20  # MAX_FIELD_BYTES
+    max_line_bytes: int = 16 << 20  # MAX_LINE_BYTES
     encoding: str = "utf-8"  # ENCODING
     max_invalid_rows: RejectLimit = field(default_factory=RejectLimit)  # MAX_INVALID_ROWS
+
+    @property
+    def default_units(self) -> dict[str, str]:
+        """The unit of each measure column whose header (or units row) names none."""
+        return {"temperature": self.temperature_unit, "pressure": self.pressure_unit, "humidity": self.humidity_unit}
+
+    @property
+    def headerless(self) -> bool:
+        """The file has no header: HEADER_ROW=none, or COLUMN_NAMES set and HEADER_ROW left at auto."""
+        return self.header_row == "none" or (self.header_row == "auto" and bool(self.column_names))
 
 
 @dataclass(frozen=True)
@@ -238,12 +257,35 @@ def _tokens(text: str) -> tuple[str, ...]:
 
 
 def _delimiter(text: str) -> str:
-    named = {"auto": "auto", "comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|"}
+    named = {"auto": "auto", "comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|", "whitespace": "whitespace"}
     if text.lower() in named:
         return named[text.lower()]
     if len(text) != 1 or text in '"\r\n':
         raise ValueError
     return text
+
+
+def _header_row(text: str) -> HeaderRow:
+    word = text.strip().lower()
+    if word == "auto":
+        return "auto"
+    if word == "none":
+        return "none"
+    return _bounded(int(word), 1, MAX_ROW_SETTING)
+
+
+def _line_number(text: str) -> int | None:
+    """UNITS_ROW, DATA_ROW: a line number, or none/auto (blank) for the default."""
+    if text.strip().lower() in ("none", "auto"):
+        return None
+    return _bounded(int(text), 1, MAX_ROW_SETTING)
+
+
+def _column_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError
+    return names
 
 
 def _encoding(text: str) -> str:
@@ -420,8 +462,8 @@ SETTINGS: tuple[Setting, ...] = (
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 50 times this; "
-        "the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 150 MiB + 25 times this + 12 times "
+        "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
     # --- Retries
@@ -542,10 +584,64 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CSV_DELIMITER",
         "delimiter",
-        Parser(_delimiter, "auto, comma, semicolon, tab, pipe or one character"),
+        Parser(_delimiter, "auto, comma, semicolon, tab, pipe, whitespace or one character"),
         "auto",
         "Field delimiter; auto takes the one of comma, semicolon, tab and pipe that splits the header line into the most "
-        "fields (comma on a tie).",
+        "fields (comma on a tie); whitespace splits at runs of spaces and tabs (aligned tables; leading spaces ignored).",
+        _RULES,
+    ),
+    Setting(
+        "HEADER_ROW",
+        "header_row",
+        Parser(_header_row, f"auto, none or a line number from 1 to {MAX_ROW_SETTING}"),
+        "auto",
+        "Line of the header. auto: the first of the first 20 lines that names a timestamp and a measure column (a Campbell "
+        "Scientific TOA5 file: line 2); the lines before it are the preamble, kept in ingested_files.preamble. "
+        "none: the file has no header, COLUMN_NAMES names its columns (auto means none when COLUMN_NAMES is set).",
+        _RULES,
+    ),
+    Setting(
+        "UNITS_ROW",
+        "units_row",
+        Parser(_line_number, f"none or a line number from 1 to {MAX_ROW_SETTING}, below the header"),
+        "none",
+        "Line of a units row under the header (e.g. Deg C, %, mbar): it gives the unit of each key column whose header "
+        "names none. A TOA5 file's line 3 is its units row without this setting.",
+        _RULES,
+    ),
+    Setting(
+        "DATA_ROW",
+        "data_row",
+        Parser(_line_number, f"auto or a line number from 1 to {MAX_ROW_SETTING}"),
+        "auto",
+        "First data line; auto: the line after the header, or after the units row (TOA5: line 5; no header: line 1). "
+        "Lines between the header and it are skipped.",
+        _RULES,
+    ),
+    Setting(
+        "COLUMN_NAMES",
+        "column_names",
+        Parser(_column_names, "comma-separated column names, each non-empty and different"),
+        "",
+        "Names of the columns, in order, for a file without a header (HEADER_ROW=none or auto); with HEADER_ROW=N they "
+        "replace the names of that line. Key columns are recognised in them as in a header (or named in COLUMN_MAP).",
+        _RULES,
+    ),
+    Setting(
+        "MAX_FIELD_BYTES",
+        "max_field_bytes",
+        integer(1, 1 << 30),
+        str(1 << 20),
+        "Longest value, in bytes (UTF-8): a longer one is not sensor data (a quote left open, a dump) and breaks rule field_too_long.",
+        _RULES,
+    ),
+    Setting(
+        "MAX_LINE_BYTES",
+        "max_line_bytes",
+        integer(1 << 16, 1 << 31),
+        str(16 << 20),
+        "Longest row, in bytes: a longer line is never held in memory; the reader skips to its end and reports it "
+        "(rule line_too_long). Bounds the memory a file can take with READ_BLOCK_BYTES (docs/operations.md).",
         _RULES,
     ),
     Setting(
@@ -604,11 +700,36 @@ def _pairs(rules: Rules) -> None:
             raise ConfigError(f"{low.upper()}_MIN", lo, f"a value below {low.upper()}_MAX ({hi} {unit})")
 
 
+def _rows(rules: Rules) -> None:
+    """HEADER_ROW, UNITS_ROW, DATA_ROW and COLUMN_NAMES fit together: lines in order, names for a file without a header."""
+    if rules.header_row == "none" and not rules.column_names:
+        raise ConfigError(
+            "HEADER_ROW", "none", "auto or a line number while COLUMN_NAMES is unset (a file without a header needs COLUMN_NAMES)"
+        )
+    if rules.units_row is not None and rules.headerless:
+        raise ConfigError("UNITS_ROW", rules.units_row, "none for a file without a header (HEADER_ROW=none, or COLUMN_NAMES set)")
+    above = [
+        (variable, line) for variable, line in (("HEADER_ROW", rules.header_row), ("UNITS_ROW", rules.units_row)) if isinstance(line, int)
+    ]
+    for variable, line in ((v, n) for v, n in (("UNITS_ROW", rules.units_row), ("DATA_ROW", rules.data_row)) if n is not None):
+        for other, before in above:
+            if other != variable and line <= before:
+                raise ConfigError(variable, line, f"a line below {other} ({before})")
+    if rules.column_names:
+        try:
+            plan_columns(rules.column_names, rules.column_map, rules.default_units)
+        except InvalidFile as exc:
+            raise ConfigError(
+                "COLUMN_NAMES", ",".join(rules.column_names), f"names for the columns of a file ({exc.problem.message})"
+            ) from exc
+
+
 def settings_from(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
     _pairs(rules)
+    _rows(rules)
     return Settings(rules=rules, **setting_values)
 
 

@@ -1,5 +1,6 @@
 """The hostile-input corpus (``tests/helpers/corpus.py``): one daemon pass over every case in one inbox, then
-each case's outcome, the schema, and what reached the database, checked exactly."""
+each case's outcome, the schema, and what reached the database, checked exactly; the cases that need
+settings of their own each get an inbox and a pass of their own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from sensor_etl.edges import files
 from sensor_etl.runners.daemon import Result
-from tests.helpers.corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
+from tests.helpers.corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SETTINGS_CASES, SQL_NOTE, SQL_SENSOR, Case, csv_text, row
 from tests.helpers.inprocess import run_once, start_daemon
 from tests.helpers.workspace import Db, Server, Workspace
 
@@ -26,23 +27,52 @@ ORDER BY 1, 2"""
 
 
 @dataclass
-class CorpusRun:
+class Results:
+    """What a daemon pass left: the folders, the ledger, the readings by file, the reports, the log."""
+
     root: Path
-    outside: Path
-    vanished: Result
-    settled: bool
-    settled_again: bool
-    seconds: float
     ledger: dict[str, tuple]
     readings: dict[str, list[tuple]]
     reports: dict[str, dict]
     report_texts: dict[str, str]
     log: str
-    schema_before: list[tuple]
-    schema_after: list[tuple]
+    preambles: dict[str, str | None]
 
     def folder(self, name: str) -> list[str]:
         return sorted(p.name for p in (self.root / name).iterdir())
+
+
+def gather(root: Path, db: Db, log: str) -> dict:
+    """The fields of ``Results`` after a pass over ``root``."""
+    readings: dict[str, list[tuple]] = {}
+    for name, *values in db.rows(
+        "SELECT f.file_name, r.line_no, r.observed_at, r.sensor_id, r.temperature_k, r.humidity_pct, r.pressure_hpa, r.extra"
+        " FROM sensor_readings r JOIN ingested_files f USING (file_id) ORDER BY f.file_name, r.line_no"
+    ):
+        readings.setdefault(name, []).append(tuple(values))
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (root / "quarantine").glob("*.error.json")}
+    return {
+        "root": root,
+        "ledger": {
+            name: tuple(rest) for name, *rest in db.rows("SELECT file_name, status, rows_loaded, rows_rejected FROM ingested_files")
+        },
+        "readings": readings,
+        "reports": {json.loads(text)["file"]: json.loads(text) for text in texts.values()},
+        "report_texts": {json.loads(text)["file"]: text for text in texts.values()},
+        "log": log,
+        "preambles": dict(db.rows("SELECT file_name, preamble FROM ingested_files")),
+    }
+
+
+@dataclass
+class CorpusRun(Results):
+    outside: Path
+    vanished: Result
+    settled: bool
+    settled_again: bool
+    seconds: float
+    schema_before: list[tuple]
+    schema_after: list[tuple]
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +107,43 @@ def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> CorpusRu
     settled_again = daemon.scan_once().settled
     daemon.db.close()
 
-    readings: dict[str, list[tuple]] = {}
-    for name, *values in db.rows(
-        "SELECT f.file_name, r.line_no, r.observed_at, r.sensor_id, r.temperature_k, r.humidity_pct, r.pressure_hpa, r.extra"
-        " FROM sensor_readings r JOIN ingested_files f USING (file_id) ORDER BY f.file_name, r.line_no"
-    ):
-        readings.setdefault(name, []).append(tuple(values))
-    texts = {p.name: p.read_text(encoding="utf-8") for p in (root / "quarantine").glob("*.error.json")}
-    reports = {json.loads(text)["file"]: json.loads(text) for text in texts.values()}
     return CorpusRun(
-        root=root,
+        **gather(root, db, log.getvalue()),
         outside=outside,
         vanished=vanished,
         settled=settled,
         settled_again=settled_again,
         seconds=seconds,
-        ledger={name: tuple(rest) for name, *rest in db.rows("SELECT file_name, status, rows_loaded, rows_rejected FROM ingested_files")},
-        readings=readings,
-        reports=reports,
-        report_texts={json.loads(text)["file"]: text for text in texts.values()},
-        log=log.getvalue(),
         schema_before=schema_before,
         schema_after=db.rows(SCHEMA_QUERY),
     )
 
 
+@pytest.mark.parametrize("case", SETTINGS_CASES, ids=[c.name for c in SETTINGS_CASES])
+def test_case_under_its_own_settings(workspace: Workspace, db: Db, case: Case) -> None:
+    workspace.write(case.name, case.content)
+    if case.outcome == "refused":
+        done = workspace.cli("--once", **case.env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"sensor-etl: configuration error: {case.setting}="), done.stderr
+        assert len(done.stderr.splitlines()) == 1 and workspace.names(workspace.data) == [case.name]
+        return
+    log = run_once(workspace.root, db.dsn, **case.env)
+    check(Results(**gather(workspace.root, db, log)), case)
+    assert "internal_error" not in log and "Traceback" not in log
+
+
 def test_the_corpus_covers_enough_distinct_cases() -> None:
     assert len(CASES) >= 40
-    assert len({c.name for c in CASES}) == len(CASES)
+    assert len({c.name for c in CASES + SETTINGS_CASES}) == len(CASES) + len(SETTINGS_CASES)
+    assert all(not c.env for c in CASES) and all(c.env for c in SETTINGS_CASES)
     contents = [c.content for c in CASES if c.outcome != "duplicate"]
     assert len(set(contents)) == len(contents), "a case would be a ledger duplicate of another"
     assert all(c.why or c.outcome == "quarantined" for c in CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name.replace("\n", "\\n") for c in CASES])
-def test_case(corpus: CorpusRun, case: Case) -> None:
+def check(corpus: Results, case: Case) -> None:
+    """``case`` ended as it must: loaded with its rows, or quarantined with its first problem."""
     name = case.name
     in_data, in_processed, in_quarantine = (name in corpus.folder(f) for f in ("data", "processed", "quarantine"))
     if case.outcome == "loaded":
@@ -135,6 +167,16 @@ def test_case(corpus: CorpusRun, case: Case) -> None:
         assert report["file"] == name and report["quarantined_as"] == name
         assert report["reason"].endswith(f"[{case.rule}]")
         assert "Traceback" not in corpus.report_texts[name]
+    else:
+        raise AssertionError(f"{case.outcome} is not checked here")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name.replace("\n", "\\n") for c in CASES])
+def test_case(corpus: CorpusRun, case: Case) -> None:
+    name = case.name
+    in_data, in_processed, in_quarantine = (name in corpus.folder(f) for f in ("data", "processed", "quarantine"))
+    if case.outcome in ("loaded", "quarantined"):
+        check(corpus, case)
     elif case.outcome == "duplicate":
         assert (in_data, in_processed, in_quarantine) == (False, True, False)
         assert name not in corpus.ledger
@@ -199,6 +241,19 @@ def test_values_that_load_are_the_values_in_the_file(corpus: CorpusRun) -> None:
     assert corpus.ledger[ODD_NAME] == ("loaded", 2, 0) and ODD_NAME in corpus.folder("processed")
 
 
+def test_preambles_and_values_over_lines_are_stored_as_in_the_file(corpus: CorpusRun) -> None:
+    assert corpus.preambles["preamble_two_lines.csv"] == "Station: roof, Lat 52.5\nExported 2024-03-02"
+    assert [(r[0], r[2]) for r in corpus.readings["preamble_two_lines.csv"]] == [(4, "pre"), (5, "pre")]
+    assert corpus.preambles["toa5_minimal.csv"] == '"TOA5","CR1000","CR1000","7","CR1000.Std.32","CPU:x.CR1","1","Table1"'
+    assert corpus.readings["toa5_minimal.csv"] == [(5, datetime(2024, 3, 1, tzinfo=UTC), "default", 293.65, 50.0, 1000.0, {"RECORD": 0})]
+    assert corpus.preambles["crlf.csv"] is None
+    lines = [(r[0], r[-1]["note"]) for r in corpus.readings["quoted_line_break.csv"]]
+    assert lines == [(2, "two\nlines"), (4, "ok"), (5, "ok")]
+    assert corpus.readings["line_100k.csv"][1][-1] == {"note": "y" * 100_000}
+    stray = [(r[0], r[-1]["note"]) for r in corpus.readings["stray_quotes_and_a_value_over_lines.csv"]]
+    assert stray == [(2, 'a 5" pipe'), (3, "x\ny"), (5, 'c 7" pipe')]
+
+
 def test_a_10_mb_value_is_cut_in_the_report(corpus: CorpusRun) -> None:
     assert len(corpus.report_texts["field_10mb.csv"]) < 5000
 
@@ -221,7 +276,7 @@ def test_a_row_longer_than_the_read_block_is_read_whole_and_judged(workspace: Wo
     """Blocks grow to hold a long line, so such a row gets its real rule and line, not a parse error."""
     rows = [row(i, "blk", 20.5, 50, 1000, "n") for i in range(50)] + [row(50, "blk", 20.5, 50, 1000, "z" * 300_000)]
     workspace.write("long_row.csv", csv_text(*rows, header="timestamp,sensor_id,temperature,humidity,pressure,note"))
-    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536")
+    run_once(workspace.root, workspace.env["DATABASE_URL"], READ_BLOCK_BYTES="65536", MAX_FIELD_BYTES="100000")
     report = json.loads((workspace.quarantine / "long_row.csv.error.json").read_text())
     assert report["rule"] == "field_too_long"
     assert report["errors"][0]["line"] == 52

@@ -18,6 +18,7 @@ from tests.helpers.station_files import (
     DST_SETTINGS,
     METAR_SETTINGS,
     RADIATION_SETTINGS,
+    STATION_FILES,
     TMY_SETTINGS,
     metar_csv,
     new_york_csv,
@@ -97,12 +98,13 @@ STATIONS = {  # the station files of tests/test_station_files.py, each with its 
     "radiation": (RADIATION_SETTINGS, radiation_csv()),
     "new-york-reject": (DST_SETTINGS, new_york_csv()),
     "new-york-earliest": ({**DST_SETTINGS, "AMBIGUOUS_TIME": "earliest"}, new_york_csv()),
+    **{station.name: (station.settings, station.text) for station in STATION_FILES},  # preambles, TOA5, aligned, quoted notes
 }
 
 
 def station_batch(text: str) -> dict[str, bytes]:
     lines = text.splitlines(keepends=True)
-    return {"station": text.encode(), "first-half": "".join(lines[: len(lines) // 2]).encode(), **SHAPES}
+    return {**SHAPES, "station-file": text.encode(), "first-half": "".join(lines[: len(lines) // 2]).encode()}
 
 
 @pytest.mark.parametrize("station", STATIONS)

@@ -15,7 +15,7 @@ NOTE_HEADER = "timestamp,sensor_id,temperature,humidity,pressure,note"
 def test_a_partial_load_keeps_valid_rows_and_sets_the_original_lines_aside(workspace: Workspace, db: Db) -> None:
     rows = [row(i, "s1") for i in range(10)]
     rows[3] = row(3, "s1", 99)  # line 5: out of range
-    rows[6] = row(6, '"s\n1"')  # lines 8-9: a value over two lines
+    rows[6] = row(6, "s1", 20.5, 50, '"1 000\n"')  # lines 8-9: a value over two lines, not a number
     rows[8] = "2024-03-01T00:08:00Z,s1,20.5,50"  # line 11: a field short
     content = csv_text(*rows, end="\r\n").encode()
     workspace.write("partial.csv", content)
@@ -30,7 +30,7 @@ def test_a_partial_load_keeps_valid_rows_and_sets_the_original_lines_aside(works
     report = json.loads((workspace.quarantine / "partial.csv.rejects.json").read_text())
     assert [(e["line"], e["column"], e["value"], e["rule"]) for e in report["errors"]] == [
         (5, "temperature", "99", "out_of_range"),
-        (8, "sensor_id", "s\n1", "line_break"),
+        (8, "pressure", "1 000\n", "not_a_number"),
         (11, "", rows[8], "column_count"),
     ]
     assert [e["message"] for e in report["errors"]][0::2] == ["outside -90..60 °C", "4 fields where the header has 5"]
@@ -44,7 +44,7 @@ def test_a_partial_load_keeps_valid_rows_and_sets_the_original_lines_aside(works
         "rows_rejected": 3,
         "rejects_file": "partial.csv.rejects.csv",
     }
-    assert report["rule_counts"] == {"out_of_range": 1, "line_break": 1, "column_count": 1}
+    assert report["rule_counts"] == {"out_of_range": 1, "not_a_number": 1, "column_count": 1}
 
     assert db.rows("SELECT file_name, status, rows_loaded, rows_rejected, archive_path FROM ingested_files") == [
         ("partial.csv", "partial", 7, 3, str((workspace.processed / "partial.csv").resolve()))

@@ -1,5 +1,6 @@
-"""Files as stations and data services write them load with the settings docs/input.md gives for them:
-exact stored values (UTC, K, %, hPa, extra), counts and daily metrics on the real PostgreSQL."""
+"""Files as stations, loggers and data services write them load with the settings docs/input.md gives
+for them: exact stored values (UTC, K, %, hPa, extra), counts, preambles and daily metrics on the real
+PostgreSQL; a partial load's rejects file keeps the lines before the data, so it reads the same way."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from sensor_etl.edges.db import schema_sql
 from tests.helpers import station_files as sf
 from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
-from tests.helpers.workspace import Db, Workspace
+from tests.helpers.workspace import REPO, Db, Workspace
 
 READINGS = (
     "SELECT r.line_no, r.observed_at::text, r.sensor_id, r.temperature_k, r.humidity_pct, r.pressure_hpa, r.extra"
     " FROM sensor_readings r JOIN ingested_files f USING (file_id) WHERE f.file_name = %s ORDER BY r.line_no"
 )
+INPUT_DOC = (REPO / "docs" / "input.md").read_text(encoding="utf-8")
+STORED = "SELECT line_no, observed_at, sensor_id, temperature_k, humidity_pct, pressure_hpa, extra FROM sensor_readings"
 DAILY = "SELECT sensor_id, day::text, metric, n, mean, std FROM sensor_metrics_daily ORDER BY 1, 2, 3"
 # the daily view recomputed from the stored rows: count(v) and avg(v) skip NULLs, as the metrics must
 DIRECT = """
@@ -44,20 +48,23 @@ def assert_daily_metrics_match_the_rows(db: Db) -> list[tuple]:
 
 
 def test_typical_year_file(workspace: Workspace, db: Db) -> None:
-    """Split MM/DD/YYYY and HH:MM columns (the format read from the headers), hours 01:00-24:00 in local
-    standard time, -9900 sentinels in measures (NULL) and in other columns (null)."""
+    """A metadata line above the header (the preamble), split MM/DD/YYYY and HH:MM columns (the format
+    read from the headers), hours 01:00-24:00 in local standard time, -9900 sentinels in measures
+    (NULL) and in other columns (null)."""
     content = sf.tmy_csv()
-    workspace.write("724940TYA.csv", content)
+    workspace.write("744860TYA.csv", content)
     run_once(workspace.root, db.dsn, **sf.TMY_SETTINGS)
 
-    assert db.rows("SELECT file_name, rows_loaded, date_format FROM ingested_files") == [("724940TYA.csv", 48, "%m/%d/%Y %H:%M")]
-    rows = db.rows(READINGS, ("724940TYA.csv",))
+    assert db.rows("SELECT file_name, rows_loaded, date_format, preamble FROM ingested_files") == [
+        ("744860TYA.csv", 48, "%m/%d/%Y %H:%M", sf.TMY_METADATA)
+    ]
+    rows = db.rows(READINGS, ("744860TYA.csv",))
     expected = []
     for i, (_date, _time, dry_bulb, rhum, pressure) in enumerate(sf.tmy_rows()):
         day, hour = divmod(i + 1 + 5, 24)  # local hour i+1 at UTC-5; hour 24 is midnight of the next day
         expected.append(
             (
-                i + 2,
+                i + 3,
                 f"1988-01-{day + 1:02d} {hour:02d}:00:00+00",
                 "default",
                 kelvin(dry_bulb),
@@ -66,7 +73,7 @@ def test_typical_year_file(workspace: Workspace, db: Db) -> None:
             )
         )
     assert [row[:6] for row in rows] == expected
-    assert rows[22][:2] == (24, "1988-01-02 04:00:00+00") and rows[23][:2] == (25, "1988-01-02 05:00:00+00")  # 23:00, then 24:00
+    assert rows[22][:2] == (25, "1988-01-02 04:00:00+00") and rows[23][:2] == (26, "1988-01-02 05:00:00+00")  # 23:00, then 24:00
     assert rows[0][6] == {
         "ETR (W/m^2)": 0,
         "GHI (W/m^2)": 0,
@@ -92,7 +99,7 @@ def test_typical_year_file(workspace: Workspace, db: Db) -> None:
     humidity = [float(rhum) for i, (*_, rhum, _) in enumerate(sf.tmy_rows()[:18]) if i not in sf.TMY_MISSING["humidity"]]
     assert math.isclose(view[0][4], np.mean(humidity), rel_tol=1e-12)
     assert math.isclose(view[0][5], np.std(humidity, ddof=1), rel_tol=1e-9)
-    assert_exactly_once(workspace, db, [content.encode()])
+    assert_exactly_once(workspace, db, [content.encode()], rows=lambda _: 48)
 
 
 def metar_expected() -> list[tuple]:
@@ -247,3 +254,66 @@ def test_a_column_in_another_unit_is_quarantined_with_a_hint(workspace: Workspac
     run_once(workspace.root, db.dsn, COLUMN_MAP="room:sensor_id")
     assert db.rows("SELECT temperature_k FROM sensor_readings ORDER BY line_no") == [(293.65,), (295.15,)]
     assert_exactly_once(workspace, db, [office.encode(), office.replace("temp,", "temp_F,").encode()], quarantined=[office.encode()])
+
+
+# -- Reading files: preambles, units rows, no header, aligned tables, values over lines --------------
+def _stored_rows(db: Db, where: str = "") -> list[tuple]:
+    """The readings exactly as stored (converted values are rounded to 6 decimals on the way in)."""
+    return db.rows(f"{STORED} {where} ORDER BY file_id, line_no")
+
+
+@pytest.mark.parametrize("station", sf.STATION_FILES, ids=[s.name for s in sf.STATION_FILES])
+def test_a_station_file_loads_with_its_documented_settings(workspace: Workspace, db: Db, station: sf.StationFile) -> None:
+    for variable, value in station.settings.items():
+        assert f"{variable}={value}\n" in INPUT_DOC, f"docs/input.md does not give {variable}={value} for {station.name}"
+    workspace.write(station.name, station.content)
+    log = run_once(workspace.root, db.dsn, **station.settings)
+    assert _stored_rows(db) == station.rows
+    assert db.rows("SELECT file_name, rows_loaded, rows_rejected, sensors, preamble FROM ingested_files") == [
+        (station.name, len(station.rows), 0, 1, station.preamble)
+    ]
+    assert_exactly_once(workspace, db, [station.content], rows=lambda _: len(station.rows))
+    assert "Traceback" not in log
+
+
+def test_validate_and_the_log_say_where_the_header_units_and_data_were_found(workspace: Workspace, db: Db) -> None:
+    path = workspace.write(sf.TOA5.name, sf.TOA5.content)
+    done = workspace.cli("validate", str(path), **sf.TOA5.settings)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(
+        "would LOAD 3 rows from 1 sensor(s) (dates: ISO8601; header on line 2, units on line 3, data from line 5)\n"
+    )
+    log = run_once(workspace.root, db.dsn, **sf.TOA5.settings)
+    assert 'layout="header on line 2, units on line 3, data from line 5"' in log
+    headerless = workspace.write(sf.HEADERLESS.name, sf.HEADERLESS.content)
+    done = workspace.cli("validate", str(headerless), **sf.HEADERLESS.settings)
+    assert "no header (COLUMN_NAMES), data from line 9)" in done.stdout
+
+
+def test_a_rejects_file_keeps_preamble_header_and_units_so_it_reads_the_same_way(workspace: Workspace, db: Db) -> None:
+    lines = sf.TOA5.text.split("\r\n")
+    lines[5] = lines[5].replace(",3,", ",hot,")  # line 6: AirTC_Avg is not a number
+    content = "\r\n".join(lines).encode()
+    workspace.write(sf.TOA5.name, content)
+    run_once(workspace.root, db.dsn, MAX_INVALID_ROWS="1", **sf.TOA5.settings)
+    rejects = workspace.quarantine / f"{sf.TOA5.name}.rejects.csv"
+    assert rejects.read_bytes() == "\r\n".join([*lines[:4], lines[5]]).encode() + b"\r\n"
+    report = json.loads((workspace.quarantine / f"{sf.TOA5.name}.rejects.json").read_text())
+    assert [(e["line"], e["column"], e["value"], e["rule"]) for e in report["errors"]] == [(6, "AirTC_Avg", "hot", "not_a_number")]
+    assert [row[0] for row in _stored_rows(db)] == [5, 7]
+
+    rejects.write_bytes(rejects.read_bytes().replace(b",hot,", b",3,"))  # the fix a person makes, then requeue
+    assert workspace.cli("requeue", rejects.name).returncode == 0
+    run_once(workspace.root, db.dsn, **sf.TOA5.settings)
+    assert _stored_rows(db, f"WHERE file_id = (SELECT file_id FROM ingested_files WHERE file_name = '{rejects.name}')") == [
+        (5, *sf.TOA5.rows[1][1:])
+    ]
+    assert db.value("SELECT preamble FROM ingested_files WHERE file_name = %s", (rejects.name,)) == sf.TOA5.preamble
+
+
+def test_a_database_made_before_the_preamble_column_gets_it_at_start_up(workspace: Workspace, db: Db) -> None:
+    db.execute("\n".join(line for line in schema_sql().splitlines() if "preamble" not in line))  # the schema of the last release
+    assert db.rows("SELECT column_name FROM information_schema.columns WHERE column_name = 'preamble'") == []
+    workspace.write(sf.TOA5.name, sf.TOA5.content)
+    run_once(workspace.root, db.dsn, **sf.TOA5.settings)
+    assert db.rows("SELECT preamble FROM ingested_files") == [(sf.TOA5.preamble,)]

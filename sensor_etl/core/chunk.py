@@ -10,16 +10,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
+from sensor_etl.core.rules import Rule
+
 
 @dataclass(frozen=True)
 class BadRow:
-    """A row whose field count differs from the header's; ``lines`` > 1 when a quote ran over line ends."""
+    """A row the reader could not split into the file's columns (``column_count``: a field more or less;
+    ``line_break``: a quote never closed; ``line_too_long``: longer than MAX_LINE_BYTES, never read
+    whole), said the way a report shows it. ``lines`` > 1 when the row runs over several lines."""
 
     line: int
     lines: int
-    text: str
-    fields: int
-    expected: int
+    rule: Rule
+    message: str
+    value: str
+    column: str = ""
     part: int = 0  # the chunk it came from, in a chunk combined from several (``combine``)
 
 

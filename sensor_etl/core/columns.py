@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.units import HUMIDITY_SUFFIXES, PRESSURE_SUFFIXES, TEMPERATURE_SUFFIXES
@@ -199,3 +199,30 @@ def _complete(parts: Iterable[str]) -> bool:
     """Numeric columns that make a date: year with month and day, or year with day of year."""
     given = set(parts)
     return {"year", "month", "day"} <= given or {"year", "doy"} <= given
+
+
+def with_units_row(plan: ColumnPlan, units: Sequence[str], line: int) -> ColumnPlan:
+    """``plan`` with the units a units row (UNITS_ROW, a TOA5 file's line 3) gives its measure columns.
+
+    An empty entry keeps the header's unit (or the ``*_UNIT`` default); an unknown one, or one that
+    contradicts the header's suffix, raises InvalidFile naming the line, the column and the value."""
+    if len(units) != len(plan.headers):
+        raise InvalidFile(Problem(Rule.UNIT, f"the units row has {len(units)} fields where the header has {len(plan.headers)}", line=line))
+    found = dict(plan.units)
+    for role, index in plan.roles.items():
+        text, header = units[index].strip(), plan.headers[index]
+        if role not in _SUFFIXES or not text:
+            continue
+        unit = _SUFFIXES[role].get(_key(text))
+        if unit is None:
+            known = ", ".join(sorted(_SUFFIXES[role]))
+            raise InvalidFile(
+                Problem(Rule.UNIT, f"unknown {role} unit in the units row (known: {known})", line=line, column=header, value=text)
+            )
+        named, suffix = recognise(header)
+        if named == role and suffix is not None and _SUFFIXES[role].get(suffix, unit) != unit:
+            raise InvalidFile(
+                Problem(Rule.UNIT, f"the units row says {unit} where the header says {suffix!r}", line=line, column=header, value=text)
+            )
+        found[role] = unit
+    return replace(plan, units=found)

@@ -22,6 +22,7 @@ class Rule(StrEnum):
     MISSING_COLUMN = "missing_column"
     STRUCTURE = "structure"
     NO_DATA_ROWS = "no_data_rows"
+    LINE_TOO_LONG = "line_too_long"
     COLUMN_COUNT = "column_count"
     LINE_BREAK = "line_break"
     FIELD_TOO_LONG = "field_too_long"
@@ -62,18 +63,23 @@ RULES: dict[Rule, RuleDoc] = {
         "send the file again once its writer has finished it (an empty file is usually a failed export)",
     ),
     Rule.NO_HEADER: RuleDoc(
-        "the first line is a header, not data (mostly numbers and dates)",
-        "add a header row naming the columns",
+        "a header row: with `HEADER_ROW=auto` one of the first 20 lines, else line `HEADER_ROW`, which exists and is "
+        "not data (mostly numbers and dates)",
+        "add a header row naming the columns, set `HEADER_ROW` to its line, or name the columns with `COLUMN_NAMES`",
+        ("HEADER_ROW", "COLUMN_NAMES"),
     ),
     Rule.HEADER: RuleDoc(
         "the header line is valid CSV (no unclosed quote) and at most 1 MiB; no empty or repeated column names; "
-        "no two columns for one role",
+        "no two columns for one role; as many names as `COLUMN_NAMES` when that replaces them; `DATA_ROW` below it",
         "close the quote, give every column a name of its own; when two columns look like one role, name the right one in `COLUMN_MAP`",
-        ("COLUMN_MAP",),
+        ("COLUMN_MAP", "COLUMN_NAMES", "DATA_ROW"),
     ),
     Rule.UNIT: RuleDoc(
-        "a unit suffix on a key column is a known unit",
-        "write a known unit in the header (`T (degC)`, `temp_f`, `pressure_kpa`...), or none and set the `*_UNIT` settings",
+        "a unit suffix on a key column, or its entry in the units row (`UNITS_ROW`, a TOA5 file's line 3), is a known "
+        "unit, and the two agree; the units row is below the header and has its number of fields",
+        "write a known unit (`T (degC)`, `temp_f`, `pressure_kpa`; in a units row `Deg C`, `%`, `mbar`...), or none "
+        "and set the `*_UNIT` settings",
+        ("UNITS_ROW",),
     ),
     Rule.MISSING_COLUMN: RuleDoc(
         "a timestamp column and at least one measure column",
@@ -88,17 +94,26 @@ RULES: dict[Rule, RuleDoc] = {
         "at least one data row (blank lines and rows of empty fields are skipped, not rows)",
         "send the file again with its data rows",
     ),
+    Rule.LINE_TOO_LONG: RuleDoc(
+        "no row longer than `MAX_LINE_BYTES`: a longer line is never held in memory, the reader skips to its end and "
+        "reports its line and length (a quote not closed within `MAX_LINE_BYTES` leaves out the line it opens on); "
+        "the rows after it are read as usual",
+        "look for a missing line end or a quote left open on that line; raise `MAX_LINE_BYTES` if such rows are real",
+        ("MAX_LINE_BYTES",),
+    ),
     Rule.COLUMN_COUNT: RuleDoc(
-        "each row has as many fields as the header (a row swallowed by an unclosed quote says which lines it runs over)",
+        "each row has as many fields as the header (or `COLUMN_NAMES`); a row that runs over several lines says which",
         "give the row the header's number of fields: quote values holding the delimiter, close open quotes",
     ),
     Rule.LINE_BREAK: RuleDoc(
-        "no value runs over a line end: a quoted value holding a line break, typically a quote left open that swallowed the lines after it",
-        "close the quote, or remove the line break from the value",
+        "every quote opened in a value is closed: one left open runs over every line after it to the end of the file "
+        "(a quoted value may hold line breaks, RFC 4180: such a row loads, its `line_no` is its first line)",
+        "close the quote",
     ),
     Rule.FIELD_TOO_LONG: RuleDoc(
-        "no value longer than 4,096 characters (reports show values cut at 200 characters)",
-        "look for a quote left open or text that is not sensor data in that column",
+        "no value longer than `MAX_FIELD_BYTES` (1 MiB; reports show values cut at 200 characters)",
+        "look for a quote left open or text that is not sensor data in that column; raise `MAX_FIELD_BYTES` if such values are real",
+        ("MAX_FIELD_BYTES",),
     ),
     Rule.TIMESTAMP_FORMAT: RuleDoc(
         "one date format per file fits (detected, or spelled by the headers as in `Date (MM/DD/YYYY)`; ambiguous day/month "

@@ -28,7 +28,15 @@ TEMPERATURE_SUFFIXES = {
     "kelvin": "K",
 }
 PRESSURE_SUFFIXES = {"hpa": "hPa", "mbar": "mbar", "mb": "mbar", "kpa": "kPa", "pa": "Pa"}
-HUMIDITY_SUFFIXES = {"%": "percent", "pct": "percent", "percent": "percent", "fraction": "fraction", "frac": "fraction"}
+HUMIDITY_SUFFIXES = {
+    "%": "percent",
+    "pct": "percent",
+    "percent": "percent",
+    "rh%": "percent",  # units rows write RH% or %RH
+    "%rh": "percent",
+    "fraction": "fraction",
+    "frac": "fraction",
+}
 
 # how a header names each unit (the suggestion of a unit hint: temp_F, p_kPa)
 HEADER_SUFFIX = {

@@ -28,7 +28,6 @@ from sensor_etl.core.values import Missing, empty, missing_tokens, to_float
 _ALTERNATIVES = {"temperature": ("F", "K", "C"), "pressure": ("kPa", "Pa", "hPa"), "humidity": ("percent", "fraction")}
 _UNIT_PART = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*$|[_\s-]+[^_\s-]+$")  # "T (degC)" -> "T", "temp_c" -> "temp"
 _NULL_HINT = " (MISSING_VALUES=null stores it as NULL)"
-MAX_FIELD_CHARS = 4096  # longer values are not sensor data: a runaway quote, a dump, an attack on the database
 _NOT_FINITE = "NaN, infinite, or too large for a 64-bit float"
 _UNIT_LABEL = {
     "C": "°C",
@@ -113,16 +112,22 @@ def _blank_rows(table: pa.Table) -> np.ndarray:
 
 
 def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
+    """The rows the reader could not split into columns, each with the problem it found."""
     if not chunk.bad_rows:
         return []
-    messages = [
-        f"{b.fields} fields where the header has {b.expected}"
-        + (f" (the row runs over lines {b.line}-{b.line + b.lines - 1}: is a quote not closed?)" if b.lines > 1 else "")
-        for b in chunk.bad_rows
+    rows = chunk.bad_rows
+    return [
+        pd.DataFrame(
+            {
+                "line": np.array([b.line for b in rows], dtype=np.int64),
+                "column": [b.column for b in rows],
+                "value": shown([b.value for b in rows]),
+                "rule": [b.rule.value for b in rows],
+                "message": [b.message for b in rows],
+                **({} if chunk.parts is None else {"part": np.array([b.part for b in rows], dtype=np.int64)}),
+            }
+        )
     ]
-    lines = np.array([b.line for b in chunk.bad_rows], dtype=np.int64)
-    parts = None if chunk.parts is None else np.array([b.part for b in chunk.bad_rows], dtype=np.int64)
-    return [_problems(lines, "", [b.text for b in chunk.bad_rows], Rule.COLUMN_COUNT, messages, parts)]
 
 
 class _Flags:
@@ -155,21 +160,11 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
     flag = _Flags(lines, _bad_rows(chunk), parts)
     missing = missing_tokens(rules.na_values)
 
-    # every column: one line per value, and a sane length
-    multiline = heights > 1
+    # every column: a sane length (a value may hold line breaks: RFC 4180)
     for name, column in zip(plan.headers, table.columns, strict=True):
-        if multiline.any():
-            breaks = pc.match_substring_regex(column, r"[\r\n]").to_numpy(zero_copy_only=False) & multiline
-            flag(
-                breaks,
-                name,
-                column,
-                Rule.LINE_BREAK,
-                "the value runs onto the next line: is a quote not closed? (values must be on one line)",
-            )
-        if table.num_rows and pc.max(pc.binary_length(column)).as_py() > MAX_FIELD_CHARS:
-            long = pc.greater(pc.utf8_length(column), MAX_FIELD_CHARS).to_numpy(zero_copy_only=False)
-            flag(long, name, column, Rule.FIELD_TOO_LONG, f"longer than {MAX_FIELD_CHARS} characters")
+        if table.num_rows and pc.max(pc.binary_length(column)).as_py() > rules.max_field_bytes:
+            long = pc.greater(pc.binary_length(column), rules.max_field_bytes).to_numpy(zero_copy_only=False)
+            flag(long, name, column, Rule.FIELD_TOO_LONG, f"longer than MAX_FIELD_BYTES ({rules.max_field_bytes:,} bytes)")
 
     stamps = read_timestamps(table, plan, date_format, rules.source_timezone, rules.ambiguous_time, missing)
     _check_timestamps(flag, stamps, time_column(plan), date_format, rules, now)

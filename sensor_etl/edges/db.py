@@ -95,6 +95,7 @@ class Counts:
     rows_rejected: int
     sensors: int
     date_format: str
+    preamble: str | None  # the lines before the header (docs/schema.md)
     archive_path: str  # where the file is moved after the COMMIT
 
 
@@ -105,10 +106,10 @@ _LEDGER_ROWS = (
 )
 _COUNTS = (
     "UPDATE ingested_files AS f SET rows_loaded = c.rows_loaded, rows_rejected = c.rows_rejected, sensors = c.sensors,"
-    " date_format = c.date_format, archive_path = c.archive_path,"
+    " date_format = c.date_format, preamble = c.preamble, archive_path = c.archive_path,"
     " status = CASE WHEN c.rows_rejected > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()"
-    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[])"
-    " AS c(file_id, rows_loaded, rows_rejected, sensors, date_format, archive_path) WHERE f.file_id = c.file_id"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[], %s::text[])"
+    " AS c(file_id, rows_loaded, rows_rejected, sensors, date_format, preamble, archive_path) WHERE f.file_id = c.file_id"
 )
 
 

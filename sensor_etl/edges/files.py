@@ -22,6 +22,7 @@ from sensor_etl.errors import FileChanged, NotTaken, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 _READ_BYTES = 4 << 20
+_READ_CHARS = 1 << 20  # pieces of a line copied into a rejects file
 
 
 @dataclass(frozen=True)
@@ -322,17 +323,22 @@ def write_atomic(path: Path, parts: Iterable[str], *, prefix: str, encoding: str
         raise
 
 
-def read_lines(path: Path, wanted: set[int], encoding: str) -> dict[int, str]:
-    """The given 1-based lines, as they are in the file (line ends included, CR, LF or CRLF as the CSV
-    reader counts them): reject files hold the original lines, not re-rendered rows."""
-    found: dict[int, str] = {}
-    if not wanted:
-        return found
-    last = max(wanted)
+def read_lines(path: Path, wanted: set[int], encoding: str) -> Iterator[str]:
+    """The given 1-based lines, in order, as they are in the file (line ends included, CR, LF or CRLF as
+    the CSV reader counts them): reject files hold the original lines, not re-rendered rows. Each line
+    comes in pieces of at most _READ_CHARS characters, so a line of any length is copied, never held."""
+    last = max(wanted, default=0)
+    number, after_cr = 1, False
     with open(path, encoding=encoding, newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number in wanted:
-                found[number] = line
-            if number >= last:
-                break
-    return found
+        while piece := handle.readline(_READ_CHARS):
+            if after_cr and piece.startswith("\n"):  # the LF of a CRLF that the piece size cut after its CR
+                if number - 1 in wanted:
+                    yield "\n"
+                piece = piece[1:]
+            if number > last:
+                return
+            if number in wanted and piece:
+                yield piece
+            after_cr = piece.endswith("\r")
+            if piece.endswith(("\n", "\r")):
+                number += 1

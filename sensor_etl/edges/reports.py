@@ -47,6 +47,9 @@ class Findings(Protocol):
     def date_format(self) -> str: ...
 
     @property
+    def data_line(self) -> int: ...
+
+    @property
     def details(self) -> list[dict[str, Any]]: ...
 
     def counts(self) -> dict[str, int]: ...
@@ -157,14 +160,16 @@ def error_report(report: Mapping[str, Any]) -> files.Sidecar:
 
 # -- the rejects of a partial load ----------------------------------------------------------------
 def write_rejects(source: Path, folder: Path, *, sha256: str, file_id: int, findings: Findings, encoding: str) -> Path:
-    """Write ``<name>.rejects.csv`` (the header line and the rejected lines, as they were) and then
-    ``<name>.rejects.json`` (every problem of every rejected row), each atomically; returns the CSV's
-    path. A name used by another content gets ``__2``...; the same content (a retry) reuses its own."""
+    """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the
+    rejected lines, as they were) and then ``<name>.rejects.json`` (every problem of every rejected
+    row), each atomically; returns the CSV's path. A name used by another content gets ``__2``...;
+    the same content (a retry) reuses its own."""
     base = _rejects_base(folder, source.name, sha256)
     base.parent.mkdir(parents=True, exist_ok=True)
-    original = files.read_lines(source, {1, *findings.rejected_lines()}, encoding)
+    head = set(range(1, findings.data_line))  # preamble, header, units: the same settings read the rejects file the same way
     target = rejects_csv_path(base)
-    files.write_atomic(target, (original[number] for number in sorted(original)), prefix=".rejects-", encoding=encoding, newline="")
+    original = files.read_lines(source, head | findings.rejected_lines(), encoding)
+    files.write_atomic(target, original, prefix=".rejects-", encoding=encoding, newline="")
     report = {
         "file": source.name,
         "sha256": sha256,

@@ -1,4 +1,5 @@
-"""Byte- and header-level checks that run before CSV parsing: encoding, binary content, delimiter.
+"""Byte-level checks that run before CSV parsing: encoding and binary content (the header, units and
+delimiter are ``core.layout``'s business).
 
 Pure: they look at bytes or text handed to them and never open a file.
 """
@@ -6,11 +7,9 @@ Pure: they look at bytes or text handed to them and never open a file.
 from __future__ import annotations
 
 import codecs
-import csv
-import re
 
 from sensor_etl.core.rules import Rule
-from sensor_etl.errors import InvalidFile, Problem
+from sensor_etl.errors import Problem
 
 _MAGIC = {
     b"\x1f\x8b": "gzip-compressed",
@@ -22,8 +21,6 @@ _MAGIC = {
     b"PAR1": "a Parquet file",
 }
 _BOMS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
-_DATA_LIKE = re.compile(r"^[\s\"']*[-+]?(\d+([.,:/ T-]\d+)*([eE][-+]?\d+)?)[\s\"']*$")
-DELIMITERS = (",", ";", "\t", "|")
 
 
 def line_breaks(text: str) -> int:
@@ -88,20 +85,3 @@ def _signature_problem(head: bytes, encoding: str) -> Problem | None:
         if head.startswith(bom) and not encoding.startswith("utf-16"):
             return Problem(Rule.ENCODING, f"the file is {name} (byte-order mark {bom!r}); save it as UTF-8 or set ENCODING={name}", line=1)
     return None
-
-
-def choose_delimiter(header_line: str, configured: str) -> str:
-    """The configured delimiter, or for ``auto`` the one of , ; tab | that splits the header into the
-    most fields (outside quotes: ``timestamp;T;"a,b"`` is semicolon-separated); comma on a tie."""
-    if configured != "auto":
-        return configured
-    counts = {candidate: len(next(csv.reader([header_line], delimiter=candidate), [])) for candidate in DELIMITERS}
-    return max(DELIMITERS, key=lambda candidate: counts[candidate])
-
-
-def check_not_data(headers: list[str]) -> None:
-    """A first line made of numbers and dates is data: the file has no header."""
-    if headers and sum(bool(_DATA_LIKE.match(h)) for h in headers) * 2 > len(headers):
-        raise InvalidFile(
-            Problem(Rule.NO_HEADER, "the first line looks like data, not a header: add a header row", line=1, value=",".join(headers)[:200])
-        )

@@ -284,6 +284,7 @@ class Daemon:
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects.name if load.rejects else None,
             sensors=len(outcome.sensors),
+            layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )

@@ -1,8 +1,8 @@
 """The lean path for small files: validate → transform → aggregate a batch of them at once.
 
-Each file's header is read on its own (``reader``: its own columns and delimiter); its rows are parsed
-with the rows of the other files in one Arrow call where that gives the same chunks (``bundle``), else
-on their own. Then the row rules, the transformation and the statistics run once over the chunks of
+Each file's layout is found on its own (``reader.head`` and ``layout.locate``: its header, columns,
+delimiter and first data line); its rows are parsed with the rows of the other files in one Arrow call
+where that gives the same chunks (``bundle``), else on their own. Then the row rules, the transformation and the statistics run once over the chunks of
 all the files that share a column plan and a date format (``chunk.combine``). Those steps cost about the same on 100
 rows as on 100,000 — some 40 Arrow, numpy and pandas calls with microseconds of overhead each — so
 one call for a whole batch instead of one per file is where a small file's time went. Every result
@@ -14,6 +14,7 @@ compares the two on the hostile-input corpus.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,29 +26,32 @@ import pyarrow.compute as pc
 
 from sensor_etl.config import Rules
 from sensor_etl.core.chunk import Chunk, combine
-from sensor_etl.core.columns import ColumnPlan, plan_columns
+from sensor_etl.core.columns import ColumnPlan
 from sensor_etl.core.dates import plain_iso
+from sensor_etl.core.layout import Layout, locate
 from sensor_etl.core.problems import no_problems
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import Checked, check_chunk
 from sensor_etl.core.values import Missing, missing_tokens
-from sensor_etl.edges import bundle
-from sensor_etl.edges.reader import read_chunks, read_header
+from sensor_etl.edges import bundle, reader
 from sensor_etl.errors import Interrupted, InvalidFile
-from sensor_etl.runners.pipeline import Outcome, configured_date_format, date_format, date_text, default_units, verdict
+from sensor_etl.runners.pipeline import Outcome, configured_date_format, date_format, date_text, verdict
 
 
 @dataclass
 class _File:
-    """One small file, read: its place in the batch, its plan, its chunks and its date format."""
+    """One small file, read: its place in the batch, its layout, its chunks and its date format."""
 
     index: int
     path: Path
-    plan: ColumnPlan
+    layout: Layout
     chunks: list[Chunk]
     date_format: str = ""
-    delimiter: str = ","
-    body: bytes | None = None  # its data lines, while they wait to be parsed with others (``bundle``)
+    body: bundle.Body | None = None  # its data lines, while they wait to be parsed with others
+
+    @property
+    def plan(self) -> ColumnPlan:
+        return self.layout.plan
 
 
 @dataclass(frozen=True)
@@ -110,38 +114,38 @@ def check(
         if file.chunks:
             groups.setdefault(_key(file), []).append(file)
         else:  # a header and nothing else
-            outcomes[file.index] = _verdict(Outcome(plan=file.plan), rules)
+            outcomes[file.index] = _verdict(Outcome(layout=file.layout), file.layout, rules)
     checked = [group for members in groups.values() for group in _check_groups(members, rules, now, outcomes)]
     pa.default_memory_pool().release_unused()
     return Checks([outcomes[index] for index in range(len(paths))], checked, missing_tokens(rules.na_values))
 
 
 def _read(index: int, path: Path, rules: Rules, block_bytes: int, content: bytes | None) -> _File:
-    """The file's header and plan; its rows too, unless they can wait to be parsed with others."""
-    headers, delimiter = read_header(path, rules.encoding, rules.delimiter)
-    plan = plan_columns(headers, rules.column_map, default_units(rules))
-    data = bundle.body(path.read_bytes() if content is None else content, rules.encoding, block_bytes)
+    """The file's layout; its rows too, unless they can wait to be parsed with others."""
+    with closing(reader.head(path, rules.encoding)) as lines:
+        layout = locate(lines, rules)
+    data = bundle.body(path.read_bytes() if content is None else content, layout, rules, block_bytes)
     if data is not None:
-        return _File(index, path, plan, [], delimiter=delimiter, body=data)
-    return _File(index, path, plan, list(read_chunks(path, len(headers), rules.encoding, delimiter, block_bytes)))
+        return _File(index, path, layout, [], body=data)
+    return _File(index, path, layout, list(reader.read_chunks(path, layout, rules, block_bytes)))
 
 
 def _read_bundles(files: list[_File], rules: Rules, block_bytes: int, outcomes: dict[int, Outcome | Exception]) -> list[_File]:
     """Parse the waiting bodies, one Arrow call per delimiter and width (each file alone when Arrow
     refuses a bundle); the files read, without those whose reading failed."""
-    waiting: dict[tuple[str, int], list[_File]] = {}
+    waiting: dict[tuple[str, int], list[tuple[_File, bundle.Body]]] = {}
     for file in files:
         if file.body is not None:
-            waiting.setdefault((file.delimiter, len(file.plan.headers)), []).append(file)
-    for (delimiter, width), members in waiting.items():
-        parsed = bundle.read_bundle([file.body or b"" for file in members], width, delimiter)
-        for position, file in enumerate(members):
+            waiting.setdefault((file.layout.delimiter, len(file.plan.headers)), []).append((file, file.body))
             file.body = None
+    for (delimiter, width), members in waiting.items():
+        parsed = bundle.read_bundle([data for _, data in members], width, delimiter)
+        for position, (file, _) in enumerate(members):
             if parsed is not None:
                 file.chunks = parsed[position]
                 continue
             try:
-                file.chunks = list(read_chunks(file.path, width, rules.encoding, delimiter, block_bytes))
+                file.chunks = list(reader.read_chunks(file.path, file.layout, rules, block_bytes))
             except Exception as exc:
                 outcomes[file.index] = exc
     return [file for file in files if file.index not in outcomes]
@@ -201,7 +205,7 @@ def _check_group(files: list[_File], rules: Rules, now: datetime, outcomes: dict
     part = 0
     verdicts: dict[int, Outcome | Exception] = {}
     for file in files:
-        outcome = Outcome(plan=file.plan, date_format=file.date_format)
+        outcome = Outcome(layout=file.layout, date_format=file.date_format)
         for _ in file.chunks:
             outcome.rows += int(valid[part] + rejected_rows[part])
             outcome.add_problems(problems[part], rejected[part], keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
@@ -210,16 +214,16 @@ def _check_group(files: list[_File], rules: Rules, now: datetime, outcomes: dict
                 outcome.loaded += int(valid[part])
                 outcome.sensors.update(sensors[part])
             part += 1
-        verdicts[file.index] = _verdict(outcome, rules)
+        verdicts[file.index] = _verdict(outcome, file.layout, rules)
     for index, result in verdicts.items():  # only once the whole group went through
         outcomes[index] = result
     files_of_part = np.repeat(np.array([file.index for file in files], dtype=np.int64), [len(file.chunks) for file in files])
     return _Group(first.plan, checked, files_of_part, loads)
 
 
-def _verdict(outcome: Outcome, rules: Rules) -> Outcome | Exception:
+def _verdict(outcome: Outcome, layout: Layout, rules: Rules) -> Outcome | Exception:
     try:
-        return verdict(outcome, rules.max_invalid_rows)
+        return verdict(outcome, layout, rules.max_invalid_rows)
     except InvalidFile as exc:  # quarantined: its rows do not load
         return exc
 

@@ -45,7 +45,15 @@ def _seal(load: Load, claims: Claims, loading: list[Loading], file_ids: list[int
     still fail then; if it does, the files are retried and the same contents rewrite the same rejects)."""
     load.finish(
         [
-            Counts(file_id, f.outcome.loaded, f.outcome.invalid_rows, len(f.outcome.sensors), f.outcome.date_format, str(f.planned))
+            Counts(
+                file_id,
+                f.outcome.loaded,
+                f.outcome.invalid_rows,
+                len(f.outcome.sensors),
+                f.outcome.date_format,
+                f.outcome.preamble,
+                str(f.planned),
+            )
             for f, file_id in zip(loading, file_ids, strict=True)
         ]
     )

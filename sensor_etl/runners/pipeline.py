@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,28 +22,24 @@ import pyarrow.compute as pc
 from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
 from sensor_etl.core.chunk import Chunk
-from sensor_etl.core.columns import ColumnPlan, plan_columns
+from sensor_etl.core.columns import ColumnPlan
 from sensor_etl.core.dates import detect_date_format, header_date_format, time_column, time_roles, timestamp_text
+from sensor_etl.core.layout import Layout, locate
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
 from sensor_etl.core.validate import check_chunk
 from sensor_etl.core.values import missing_tokens
-from sensor_etl.edges import reports
-from sensor_etl.edges.reader import read_chunks, read_header
+from sensor_etl.edges import reader, reports
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
 
 MAX_DETAILS = 100
-
-
-def default_units(rules: Rules) -> dict[str, str]:
-    return {"temperature": rules.temperature_unit, "pressure": rules.pressure_unit, "humidity": rules.humidity_unit}
 
 
 @dataclass
 class Outcome:
     """What one pass over a file found and (with a sink) loaded."""
 
-    plan: ColumnPlan | None = None
+    layout: Layout | None = None
     date_format: str = ""
     rows: int = 0
     loaded: int = 0
@@ -52,6 +49,24 @@ class Outcome:
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
     summaries: list[pa.Table] = field(default_factory=list)
     sensors: set[str] = field(default_factory=set)
+
+    @property
+    def plan(self) -> ColumnPlan | None:
+        return self.layout.plan if self.layout else None
+
+    @property
+    def data_line(self) -> int:
+        """The first data line: the lines before it (preamble, header, units) head a rejects file."""
+        return self.layout.data_line if self.layout else 2
+
+    @property
+    def preamble(self) -> str | None:
+        return self.layout.preamble if self.layout else None
+
+    @property
+    def where(self) -> str:
+        """Where the header, units and data were found, when that is not lines 1 and 2 ("" otherwise)."""
+        return self.layout.describe() if self.layout else ""
 
     @property
     def invalid_rows(self) -> int:
@@ -136,11 +151,12 @@ def run(
     Raises InvalidFile when the file as a whole must be quarantined (structure, or more invalid rows
     than MAX_INVALID_ROWS allows); the caller then rolls back whatever the sink received."""
     outcome = Outcome()
-    headers, delimiter = read_header(path, rules.encoding, rules.delimiter)
-    outcome.plan = plan = plan_columns(headers, rules.column_map, default_units(rules))
+    with closing(reader.head(path, rules.encoding)) as lines:
+        outcome.layout = layout = locate(lines, rules)
+    plan = layout.plan
     limit = rules.max_invalid_rows
     missing = missing_tokens(rules.na_values)
-    for chunk in read_chunks(path, len(headers), rules.encoding, delimiter, block_bytes):
+    for chunk in reader.read_chunks(path, layout, rules, block_bytes):
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
@@ -156,13 +172,16 @@ def run(
             outcome.summaries.append(aggregate.summarize(readings))
             outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
-    return verdict(outcome, limit)
+    return verdict(outcome, layout, limit)
 
 
-def verdict(outcome: Outcome, limit: RejectLimit) -> Outcome:
+def verdict(outcome: Outcome, layout: Layout, limit: RejectLimit) -> Outcome:
     """The file's fate once all of it was checked: the outcome, or InvalidFile when it must be quarantined."""
     if outcome.rows == 0:
-        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, "the file has a header but no data rows", line=2))
+        message = "the file has a header but no data rows" if layout.header_line else "the file has no data rows"
+        if layout.data_line != (layout.header_line or 0) + 1:
+            message += f" from line {layout.data_line} on"
+        raise InvalidFile(Problem(Rule.NO_DATA_ROWS, message, line=layout.data_line))
     if not limit.allows(outcome.invalid_rows, outcome.rows) or outcome.invalid_rows == outcome.rows:
         raise InvalidFile(outcome.first_problem(), details=reports.rows_details(outcome, limit))
     return outcome

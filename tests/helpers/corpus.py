@@ -11,7 +11,12 @@ Outcomes:
 - ``duplicate``: same bytes as a file loaded before: moved to ``processed/``, not loaded again;
 - ``skipped``: a symbolic link; not followed, left in place, logged once as ``file_skipped``;
 - ``vanished``: deleted between the scan and the read: gone, nothing else (not logged: with several
-  workers a file another one archived since our scan is routine).
+  workers a file another one archived since our scan is routine);
+- ``refused``: its settings (``env``) are a configuration error: the daemon does not start (exit 2)
+  and names ``setting``.
+
+A case with ``env`` is read under those settings, in an inbox of its own (``SETTINGS_CASES``); the
+others share one inbox and the default settings (``CASES``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import gzip
 import random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HEADER = "timestamp,sensor_id,temperature,humidity,pressure"
@@ -34,7 +39,7 @@ ODD_NAME = "odd name ünïcödé ✓\nsecond line.csv"
 class Case:
     name: str
     content: bytes
-    outcome: str  # loaded | quarantined | duplicate | skipped | vanished
+    outcome: str  # loaded | quarantined | duplicate | skipped | vanished | refused
     why: str
     rows: int = 0
     rule: str | None = None
@@ -43,6 +48,8 @@ class Case:
     value: str | None = None
     message: str | None = None  # a fragment the first error's message must contain
     problems: tuple[tuple[int, str], ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # settings it is read under (its own inbox)
+    setting: str | None = None  # refused: the variable the configuration error names
 
 
 def loaded(name: str, content: bytes | str, rows: int, why: str) -> Case:
@@ -51,6 +58,15 @@ def loaded(name: str, content: bytes | str, rows: int, why: str) -> Case:
 
 def quarantined(name: str, content: bytes | str, rule: str, why: str, **first: object) -> Case:
     return Case(name, _bytes(content), "quarantined", why, rule=rule, **first)  # type: ignore[arg-type]
+
+
+def under(case: Case, **env: str) -> Case:
+    """``case`` read under these settings."""
+    return replace(case, env=env)
+
+
+def refused(name: str, content: bytes | str, setting: str, why: str, **env: str) -> Case:
+    return Case(name, _bytes(content), "refused", why, env=env, setting=setting)
 
 
 def _bytes(content: bytes | str) -> bytes:
@@ -130,13 +146,20 @@ def build() -> list[Case]:
             column="note",
             value="x" * 200 + "… (10000000 characters)",
         ),
-        quarantined(
+        loaded(
             "line_100k.csv",
             csv_text(row(0, "long", 20.5, 50, 1000, "short"), row(1, "long", 20.5, 50, 1000, "y" * 100_000), header=note_header),
+            2,
+            "a 100,000-character value is text like any other, under MAX_FIELD_BYTES (1 MiB)",
+        ),
+        quarantined(
+            "field_over_1mib.csv",
+            csv_text(row(0, "over", 20.5, 50, 1000, "o" * ((1 << 20) + 1)), header=note_header),
             "field_too_long",
-            "a 100,000-character line",
-            line=3,
+            "one byte over MAX_FIELD_BYTES",
+            line=2,
             column="note",
+            message="MAX_FIELD_BYTES",
         ),
         loaded(
             "columns_2000.csv",
@@ -166,10 +189,12 @@ def build() -> list[Case]:
         quarantined(
             "unbalanced_quote.csv",
             csv_text(row(0, "q"), '2024-03-01T00:01:00Z,"q,20.5,50,1000', row(2, "q"), row(3, "q")),
-            "column_count",
+            "line_break",
             "an opened quote swallows the rest of the file into one row: report where it starts",
             line=3,
+            column="sensor_id",
             message="runs over lines 3-5",
+            problems=((3, "line_break"),),
         ),
         quarantined(
             "unclosed_quote_last_field.csv",
@@ -184,21 +209,41 @@ def build() -> list[Case]:
             line=3,
             column="note",
         ),
-        quarantined(
+        loaded(
             "quoted_line_break.csv",
             csv_text(
                 row(0, "nl", 20.5, 50, 1000, '"two\nlines"'),
                 row(1, "nl", 20.5, 50, 1000, "ok"),
                 row(2, "nl", 20.5, 50, 1000, "ok"),
-                row(3, "nl", 20.5, 50),
                 header=note_header,
             ),
-            "line_break",
-            "values are one line; and the lines after it keep their true numbers",
-            line=2,
-            column="note",
-            value="two\nlines",
-            problems=((2, "line_break"), (6, "column_count")),
+            3,
+            "a quoted value may hold a line break (RFC 4180); the row's line_no is its first line",
+        ),
+        quarantined(
+            "quoted_line_break_then_short_row.csv",
+            csv_text(
+                row(0, "nls", 20.5, 50, 1000, '"two\r\nlines"'),
+                row(1, "nls", 20.5, 50, 1000, "ok"),
+                row(2, "nls", 20.5, 50),
+                header=note_header,
+                end="\r\n",
+            ),
+            "column_count",
+            "the lines after a value with a line break keep their true numbers",
+            line=5,
+            problems=((5, "column_count"),),
+        ),
+        loaded(
+            "stray_quotes_and_a_value_over_lines.csv",
+            csv_text(
+                row(0, "sq", 20.5, 50, 1000, 'a 5" pipe'),
+                row(1, "sq", 20.5, 50, 1000, '"x\ny"'),
+                row(2, "sq", 20.5, 50, 1000, 'c 7" pipe'),
+                header=note_header,
+            ),
+            3,
+            "a quote inside a value is a character, one at its start opens a quoted value (pyarrow's reading, followed when blocks are cut)",
         ),
         # -- headers ----------------------------------------------------------------------------
         quarantined(
@@ -247,6 +292,45 @@ def build() -> list[Case]:
             csv_text(row(0, "hostile", 20.5, 1, 2, 3, 4, 5, 6), header=hostile),
             1,
             "quotes, semicolons, SQL, unicode and emoji in names are just names: stored verbatim as extra keys",
+        ),
+        # -- where the header is (HEADER_ROW=auto) ------------------------------------------------
+        loaded(
+            "preamble_two_lines.csv",
+            "Station: roof, Lat 52.5\nExported 2024-03-02\n" + good("pre"),
+            2,
+            "a preamble before the header is kept with the ledger row, not refused",
+        ),
+        quarantined(
+            "header_after_20_lines.csv",
+            "".join(f"# note {i}\n" for i in range(20)) + good("late"),
+            "missing_column",
+            "auto looks at 20 lines: further down, HEADER_ROW says where",
+            line=1,
+            message="no header row in the first 20 line(s)",
+        ),
+        quarantined(
+            "whitespace_table_read_as_one_column.csv",
+            "timestamp              temperature  humidity\n2024-03-01T00:00:00Z   20.5         50\n",
+            "missing_column",
+            "one column found is the delimiter's fault, not a missing timestamp",
+            line=1,
+            message="CSV_DELIMITER=whitespace",
+        ),
+        loaded(
+            "toa5_minimal.csv",
+            '"TOA5","CR1000","CR1000","7","CR1000.Std.32","CPU:x.CR1","1","Table1"\n"TIMESTAMP","RECORD","Temp","RH","Press"\n'
+            '"TS","RN","Deg C","%","kPa"\n"","","Avg","Smp","Smp"\n"2024-03-01 00:00:00",0,20.5,50,100\n',
+            1,
+            "a TOA5 file is recognised by its first field: header, units and data lines without settings",
+        ),
+        quarantined(
+            "toa5_unknown_unit.csv",
+            '"TOA5","CR1000"\n"TIMESTAMP","RECORD","Temp","RH"\n"TS","RN","Deg X","%"\n"","","Avg","Smp"\n"2024-03-01 00:00:00",0,20.5,50\n',
+            "unit",
+            "a unit the units row names and nobody knows: refuse rather than guess",
+            line=3,
+            column="Temp",
+            value="Deg X",
         ),
         # -- values -----------------------------------------------------------------------------
         loaded(
@@ -429,6 +513,59 @@ def build() -> list[Case]:
 
 
 CASES = build()
+
+
+def build_with_settings() -> list[Case]:
+    """Cases read under settings of their own (``env``), each in its own inbox."""
+    return [
+        under(
+            quarantined(
+                "header_row_beyond_the_file.csv", good("hrb"), "no_header", "a header row that is not there", message="beyond the end"
+            ),
+            HEADER_ROW="9",
+        ),
+        under(
+            quarantined(
+                "units_row_unknown.csv",
+                csv_text(row(0, "uru"), header=HEADER + "\nTS,,degX,%,hPa"),
+                "unit",
+                "the units row names a unit nobody knows",
+                line=2,
+                column="temperature",
+                value="degX",
+            ),
+            UNITS_ROW="2",
+        ),
+        under(
+            quarantined(
+                "column_names_wrong_count.csv",
+                "\n".join([row(0, "cnw"), row(1, "cnw")]) + "\n",
+                "column_count",
+                "COLUMN_NAMES names 3 columns, the file has 5",
+                line=1,
+                message="5 fields where COLUMN_NAMES has 3",
+                problems=((1, "column_count"), (2, "column_count")),
+            ),
+            HEADER_ROW="none",
+            COLUMN_NAMES="timestamp,temperature,humidity",
+        ),
+        refused("headerless_without_names.csv", good("hwn"), "HEADER_ROW", "no header and no names: nothing to read", HEADER_ROW="none"),
+        under(
+            quarantined(
+                "line_over_max_line_bytes.csv",
+                csv_text(row(0, "lol"), "x" * 100_000, row(2, "lol")),
+                "line_too_long",
+                "a line longer than MAX_LINE_BYTES is skipped to its end, never held; the rows after it are read",
+                line=3,
+                message="100,001 bytes",
+                problems=((3, "line_too_long"),),
+            ),
+            MAX_LINE_BYTES="65536",
+        ),
+    ]
+
+
+SETTINGS_CASES = build_with_settings()
 
 
 def main(folder: str) -> None:

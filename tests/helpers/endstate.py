@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPORT_SUFFIXES = (".error.json", ".rejects.csv")
@@ -32,6 +32,7 @@ def assert_exactly_once(
     quarantined: Iterable[bytes] = (),
     waiting: Iterable[bytes] = (),
     clean_stop: bool = True,
+    rows: Callable[[bytes], int] = data_rows,
 ) -> None:
     """``inputs``: the content of every file dropped into the inbox (repeats allowed).
 
@@ -39,11 +40,12 @@ def assert_exactly_once(
     ``rows_loaded`` and readings both equal its data rows, and nothing else is in the database; each
     dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
     or data/ (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file
-    now is, and no claim is left behind."""
+    now is, and no claim is left behind. ``rows`` counts a content's data rows (default: its lines
+    after the header)."""
     inputs = list(inputs)
     quarantined_shas = {sha(c) for c in quarantined}
     waiting_shas = {sha(c) for c in waiting}
-    loaded = {sha(c): data_rows(c) for c in inputs if sha(c) not in quarantined_shas | waiting_shas}
+    loaded = {sha(c): rows(c) for c in inputs if sha(c) not in quarantined_shas | waiting_shas}
 
     ledger = db.rows(
         "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archive_path"
