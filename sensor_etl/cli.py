@@ -1,8 +1,4 @@
-"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files.
-
-The data libraries (pandas, pyarrow: 0.5 s of CPU and about 100 MB per process) are imported by the
-commands that read files, not at start-up: the supervisor of WORKERS > 1 workers never reads one, and
-each worker imports them itself (``workers.work``)."""
+"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files."""
 
 from __future__ import annotations
 
@@ -18,10 +14,13 @@ from typing import Any
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings, load_settings, redact
 from sensor_etl.edges import files, reports
+from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import EmbeddedPostgres
 from sensor_etl.errors import InvalidFile, NotTaken, Problem
 from sensor_etl.ops import logs
-from sensor_etl.runners import workers
+from sensor_etl.runners import pipeline, workers
+from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.runners.daemon import Daemon
 
 
 def _workers(text: str) -> int:
@@ -123,9 +122,6 @@ def run(settings: Settings, once: bool) -> int:
         if settings.workers > 1:
             code = workers.supervise(settings, connect, stop, once)
         else:
-            from sensor_etl.edges.db import Database
-            from sensor_etl.runners.daemon import Daemon
-
             code = Daemon(settings, Database(connect), stop).run(once)
     finally:
         if server is not None:
@@ -140,8 +136,6 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
 
     Same checks as the daemon, in the same order, without the database (so a content already loaded
     is not recognised as a duplicate) and without moving or writing anything."""
-    from sensor_etl.runners.pipeline import MAX_DETAILS
-
     all_good = True
     now = datetime.now(UTC)
     for path in paths:
@@ -152,14 +146,12 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
         for error in problems:
             print("  " + _describe(shown, error))
         if more:
-            print(f"  ... and {more} more problem(s): only the first {MAX_DETAILS} are listed")
+            print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
     return 0 if all_good else 1
 
 
 def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are)."""
-    from sensor_etl.runners.check import check_file, internal_problem
-
     try:
         outcome = check_file(path, settings, now)
     except NotTaken as exc:

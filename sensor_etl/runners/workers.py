@@ -19,7 +19,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sensor_etl.config import Settings
+from sensor_etl.edges.db import Database
 from sensor_etl.ops import logs
+from sensor_etl.runners.daemon import Daemon
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is replaced: a crash loop costs one restart a second
 EXIT_FATAL = 1  # a worker's Daemon.run gave up for good (database refused us): restarting cannot help
@@ -86,11 +88,6 @@ def _cause(exit_code: int) -> str:
 
 def work(settings: Settings, connect: Mapping[str, Any], once: bool) -> None:
     """A worker process: the single-process daemon, which also stops when its supervisor dies."""
-    # Imported here, in the worker: the supervisor never reads a file, and the data libraries behind the
-    # daemon (pandas, pyarrow) cost 0.5 s of CPU and about 100 MB in each process that imports them.
-    from sensor_etl.edges.db import Database
-    from sensor_etl.runners.daemon import Daemon
-
     logs.configure(settings.log_level, settings.log_format)
     stop = threading.Event()
     stop_on_signals(stop)
