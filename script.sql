@@ -22,10 +22,31 @@ CREATE TABLE IF NOT EXISTS ingested_files (
     worker         text,
     started_at     timestamptz NOT NULL,
     loaded_at      timestamptz NOT NULL DEFAULT now(),
-    archive_path   text  -- where the file is moved after the commit (recorded in the same transaction)
+    archive_path   text,  -- where the file is moved after the commit (recorded in the same transaction)
+    source         text,  -- the [[source]] of SOURCES_FILE the file followed; NULL: the global settings
+    -- Readings whose (sensor, timestamp) another file holds (ON_OVERLAP): not stored here (skipped at the
+    -- load, or replaced later by a newer file), of those the ones with other values, and the readings of
+    -- older files this one replaced. rows_loaded + rows_skipped + rows_rejected = the file's rows.
+    rows_skipped     bigint NOT NULL DEFAULT 0,
+    rows_conflicting bigint NOT NULL DEFAULT 0,
+    rows_replaced    bigint NOT NULL DEFAULT 0
 );
--- Columns added since the first release, for databases created before them.
-ALTER TABLE ingested_files ADD COLUMN IF NOT EXISTS preamble text;
+-- Columns added since the first release, for databases created before them. Checked first: ALTER TABLE
+-- takes an exclusive lock even when there is nothing to add, and would queue a start-up (and every
+-- worker's next statement on the ledger) behind a long load.
+DO $$
+BEGIN
+    IF (SELECT count(*) FROM pg_attribute WHERE attrelid = 'ingested_files'::regclass AND NOT attisdropped
+        AND attname IN ('preamble', 'source', 'rows_skipped', 'rows_conflicting', 'rows_replaced')) < 5 THEN
+        ALTER TABLE ingested_files
+            ADD COLUMN IF NOT EXISTS preamble text,
+            ADD COLUMN IF NOT EXISTS source text,
+            ADD COLUMN IF NOT EXISTS rows_skipped bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS rows_conflicting bigint NOT NULL DEFAULT 0,
+            ADD COLUMN IF NOT EXISTS rows_replaced bigint NOT NULL DEFAULT 0;
+    END IF;
+END
+$$;
 
 -- One row per valid CSV row. file_id + line_no is the lineage back to the source line; loaded_at is
 -- the load transaction's time. file_id is written in the same transaction as its ingested_files row;
@@ -64,6 +85,8 @@ CREATE TABLE IF NOT EXISTS sensor_metrics (
     last_at    timestamptz      NOT NULL,
     PRIMARY KEY (file_id, sensor_id, metric, day)
 );
+-- Which other files hold a sensor's day: the cheap overlap check every load makes before its commit.
+CREATE INDEX IF NOT EXISTS sensor_metrics_sensor_day ON sensor_metrics (sensor_id, day);
 
 -- Leases on inbox file names, so that several workers (processes, daemons, hosts) share one folder
 -- and each file is handled by one worker at a time. A row lives while its owner handles the file: it

@@ -8,7 +8,9 @@ Runs its own embedded PostgreSQL and its own folders (under --workdir, a tempora
 default). Progress goes to stderr; stdout gets one summary line ending in ``OK`` or in the
 discrepancies, and the exit code is 0 only for ``OK``. The promise checked, for every input file:
 its content is in ``ingested_files`` once with the right row count and readings, or it is in
-quarantine/ with a report, or it still waits in data/; nothing lost, nothing doubled.
+quarantine/ with a report, or it still waits in data/; nothing lost, nothing doubled. Good files
+overlap in time (ON_OVERLAP=skip): a file's rows are its readings plus those another file holds
+(``rows_skipped``), and no sensor has two readings at one time.
 """
 
 from __future__ import annotations
@@ -188,11 +190,14 @@ def reconcile(root: Path, dsn: str, dropped: list[tuple[str, bytes, bool]]) -> l
     bad = {digest[c] for _, c, good in dropped if not good}
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id) FROM ingested_files f"
+            "SELECT sha256, rows_loaded, rows_skipped, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id)"
+            " FROM ingested_files f"
         )
-        ledger = {sha: (rows, readings) for sha, rows, readings in cur.fetchall()}
+        ledger = {sha: (rows, skipped, readings) for sha, rows, skipped, readings in cur.fetchall()}
         cur.execute("SELECT count(*) FROM sensor_readings WHERE file_id NOT IN (SELECT file_id FROM ingested_files)")
         orphans = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM (SELECT FROM sensor_readings GROUP BY sensor_id, observed_at HAVING count(*) > 1) AS twice")
+        doubled = cur.fetchone()[0]
     conn.close()
     folders = {
         name: Counter(
@@ -205,13 +210,15 @@ def reconcile(root: Path, dsn: str, dropped: list[tuple[str, bytes, bool]]) -> l
     problems = []
     if orphans:
         problems.append(f"{orphans} readings without a ledger row")
-    for sha, (rows, readings) in ledger.items():
+    if doubled:
+        problems.append(f"{doubled} (sensor, time) keys have more than one reading (overlapping files)")
+    for sha, (rows, skipped, readings) in ledger.items():
         if sha in bad:
             problems.append(f"bad content {sha[:12]} was loaded")
         elif sha not in expected_rows:
             problems.append(f"unknown content {sha[:12]} in the ledger")
-        elif rows != expected_rows[sha] or readings != expected_rows[sha]:
-            problems.append(f"{sha[:12]}: {rows} rows_loaded, {readings} readings, expected {expected_rows[sha]}")
+        elif rows + skipped != expected_rows[sha] or readings != rows:
+            problems.append(f"{sha[:12]}: {rows} rows_loaded + {skipped} skipped, {readings} readings, expected {expected_rows[sha]}")
     placed = sum(folders.values(), Counter())
     wanted = Counter(digest[c] for _, c, _ in dropped)
     for sha in wanted | placed:

@@ -1,33 +1,50 @@
-"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files."""
+"""Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
+``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pyarrow as pa
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files, reports
+from sensor_etl.edges import files, reports, state
 from sensor_etl.edges.db import Database
-from sensor_etl.edges.embedded import EmbeddedPostgres
-from sensor_etl.errors import InvalidFile, NotTaken, Problem
+from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
+from sensor_etl.errors import DatabaseError, InvalidFile, NotTaken, Problem
 from sensor_etl.ops import logs
-from sensor_etl.runners import pipeline, workers
-from sensor_etl.runners.check import check_file, internal_problem
+from sensor_etl.ops import status as status_view
+from sensor_etl.runners import monitor, pipeline, workers
+from sensor_etl.runners.check import Preview, check_file, internal_problem
 from sensor_etl.runners.daemon import Daemon
+from sensor_etl.sources import Match, Sources, load_sources
 
 
-def _workers(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError("expected an integer from 1 to 64")
-    return value
+def _between(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (no upper bound when None)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,12 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="process the files in the folder now, then exit (0: all loaded or quarantined; 1: a file could not be processed)",
     )
-    parser.add_argument("--workers", type=_workers, metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    parser.add_argument("--workers", type=_between(1, 64), metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line and no summary table on a terminal (the log is unchanged)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
+    check.add_argument("--show", type=_between(1), metavar="N", help="also print the first N rows as they would be stored")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
+    unload = commands.add_parser("unload", help="remove loaded files' readings, metrics and ledger rows (to load them again)")
+    unload.add_argument("--requeue", action="store_true", help="also move each file from PROCESSED_FOLDER back to the inbox")
+    unload.add_argument("keys", nargs="+", metavar="NAME|FILE_ID", help="a file's name in the ledger (its path in the inbox) or file_id")
+    status = commands.add_parser(
+        "status", help="database, inbox backlog, files being handled, recent loads and quarantines (exit 0: ready, 1: not ready)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document instead of text")
+    status.add_argument(
+        "--last", type=_between(0, 1000), default=10, metavar="N", help="how many recent loads and quarantines to list (default 10)"
+    )
+    sql = commands.add_parser("sql", help="psql on the daemon's database (the embedded one is started for the session if needed)")
+    sql.add_argument("query", nargs="?", metavar="QUERY", help="run this one query, print its result and exit (else: interactive psql)")
     return parser
 
 
@@ -58,15 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.env_file)
         if args.workers is not None:
             settings = replace(settings, workers=args.workers)
+        sources = load_sources(settings)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "validate":
-        return validate_files(settings, args.files)
+        return validate_files(settings, sources, args.files, show=args.show)
     if args.command == "requeue":
         return requeue(settings, args.names)
-    return run(settings, once=args.once)
+    if args.command == "unload":
+        return unload(settings, args.keys, requeue_files=args.requeue)
+    if args.command == "status":
+        return show_status(settings, as_json=args.json, last=args.last)
+    if args.command == "sql":
+        return sql(settings, args.query)
+    return run(settings, sources, once=args.once, show=sys.stderr.isatty() and not args.quiet)
 
 
 def _prepare_folders(settings: Settings) -> None:
@@ -83,7 +121,8 @@ def _prepare_folders(settings: Settings) -> None:
             raise ConfigError(variable, str(folder), "a folder, not a file")
 
 
-def run(settings: Settings, once: bool) -> int:
+def run(settings: Settings, sources: Sources, once: bool, show: bool = False) -> int:
+    """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
     try:
         _prepare_folders(settings)
     except ConfigError as exc:
@@ -117,12 +156,17 @@ def run(settings: Settings, once: bool) -> int:
         interval_s=settings.monitor_interval,
         workers=settings.workers,
         mode="once" if once else "watch",
+        sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
     )
     try:
-        if settings.workers > 1:
-            code = workers.supervise(settings, connect, stop, once)
-        else:
-            code = Daemon(settings, Database(connect), stop).run(once)
+        with monitor.watched(settings, connect, once=once, show=show):
+            if settings.workers > 1:
+                code = workers.supervise(settings, sources, connect, stop, once)
+            else:
+                code = Daemon(settings, Database(connect), stop, sources).run(once)
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        code = 2
     finally:
         if server is not None:
             server.stop()
@@ -131,18 +175,27 @@ def run(settings: Settings, once: bool) -> int:
     return code
 
 
-def validate_files(settings: Settings, paths: list[Path]) -> int:
+def validate_files(settings: Settings, sources: Sources, paths: list[Path], show: int | None = None) -> int:
     """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
 
-    Same checks as the daemon, in the same order, without the database (so a content already loaded
-    is not recognised as a duplicate) and without moving or writing anything."""
+    Same checks as the daemon, in the same order, under the settings of the source the file matches,
+    without the database (so a content already loaded is not recognised as a duplicate, nor an overlap
+    with other files) and without moving or writing anything. With sources (or ``show``) each verdict
+    names the source; ``show`` prints the first rows as they would be stored."""
     all_good = True
     now = datetime.now(UTC)
     for path in paths:
         shown = _printable(str(path))
-        verdict, problems, more = _dry_run(settings, path, now)
+        relative = _in_folder(settings.data_folder, path)
+        match = sources.rules_for(relative or path.as_posix())
+        preview = Preview(show) if show else None
+        verdict, problems, more = _dry_run(settings, path, relative or path.name, match, now, preview)
         all_good &= verdict.startswith("would LOAD")
-        print(f"{shown}: {verdict}")
+        source = f" [source: {match.source or 'none'}]" if sources.sources or show else ""
+        print(f"{shown}: {verdict}{source}")
+        if preview is not None and (table := preview.table()) is not None:
+            for line in _rows_text(table):
+                print("    " + line)
         for error in problems:
             print("  " + _describe(shown, error))
         if more:
@@ -150,10 +203,21 @@ def validate_files(settings: Settings, paths: list[Path]) -> int:
     return 0 if all_good else 1
 
 
-def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[dict[str, Any]], int]:
-    """(what would happen, the problems to list, how many more there are)."""
+def _in_folder(folder: Path, path: Path) -> str | None:
+    """``path`` relative to ``folder`` (``tmy3/x.csv``), or None when it lies outside the folder; no link is followed."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return None if relative == os.pardir or relative.startswith(os.pardir + os.sep) else PurePosixPath(relative).as_posix()
+
+
+def _dry_run(
+    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None
+) -> tuple[str, list[dict[str, Any]], int]:
+    """(what would happen, the problems to list, how many more there are); ``name`` is the name the
+    daemon would know the file by (its path in the inbox)."""
+    if not all(files.is_scanned_folder(folder) for folder in PurePosixPath(name).parts[:-1]):
+        return "would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox", [], 0
     try:
-        outcome = check_file(path, settings, now)
+        outcome = check_file(path, settings, now, match=match, sink=preview)
     except NotTaken as exc:
         return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
@@ -168,9 +232,27 @@ def _dry_run(settings: Settings, path: Path, now: datetime) -> tuple[str, list[d
     loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = reports.rejects_csv_path(settings.quarantine_folder / path.name)
-    verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={settings.rules.max_invalid_rows})"
+    rejects = reports.rejects_csv_path(settings.quarantine_folder / name)
+    verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={match.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
+
+
+def _rows_text(table: pa.Table) -> list[str]:
+    """Rows as they would be stored, one line each under a header of the column names: UTC times,
+    floats as PostgreSQL shows a double (the shortest text that reads back the same), NULL, extra's JSON."""
+    cells = [[_cell(value) for value in row.values()] for row in table.to_pylist()]
+    widths = [max(len(text) for text in column) for column in zip(table.column_names, *cells, strict=True)]
+    return [
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip() for line in (table.column_names, *cells)
+    ]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _printable(str(value))
 
 
 def _printable(text: str) -> str:
@@ -183,19 +265,21 @@ def _describe(shown: str, error: Mapping[str, Any]) -> str:
 
 
 def requeue(settings: Settings, names: list[str]) -> int:
-    """Move quarantined files back to DATA_FOLDER and drop their reports.
+    """Move quarantined files back to DATA_FOLDER (into the subfolder they came from) and drop their reports.
 
-    A quarantined file loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by
-    hand) goes back as new input and loses its ``.rejects.json``."""
+    NAME is a path in QUARANTINE_FOLDER (``tmy3/x.csv``), or a path to a file there as typed from the
+    current folder (``quarantine/tmy3/x.csv``). A quarantined file loses its ``.error.json``; a
+    rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new input and loses its ``.rejects.json``."""
     code = 0
     for name in names:
-        source = settings.quarantine_folder / Path(name).name
+        relative = PurePosixPath(_quarantined(settings.quarantine_folder, name) or ".")
+        source = settings.quarantine_folder / relative
         if not files.is_input_name(source.name) or not source.is_file() or source.is_symlink():
             print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
             code = 1
             continue
         try:
-            target = files.move_unique(source, settings.data_folder, taken=reports.name_taken)
+            target = files.move_unique(source, settings.data_folder / relative.parent, taken=reports.name_taken)
         except OSError as exc:
             print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
             code = 1
@@ -203,3 +287,136 @@ def requeue(settings: Settings, names: list[str]) -> int:
         reports.report_of(source).unlink(missing_ok=True)
         print(f"{_printable(name)}: requeued as {_printable(str(target))}")
     return code
+
+
+def _quarantined(folder: Path, name: str) -> str | None:
+    """NAME as a path relative to the quarantine folder: typed with the folder (it exists as given and
+    lies inside), else relative to it; None when it would lead outside."""
+    for path in (Path(name), folder / name):
+        relative = _in_folder(folder, path)
+        if relative is not None and (path.exists() or path.is_symlink()):
+            return relative
+    return None
+
+
+def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
+    """Remove loaded files' readings, metrics and ledger rows, each in one transaction, so that a file
+    loaded with wrong settings can be loaded again; with ``requeue_files`` also move each file from
+    PROCESSED_FOLDER back to the inbox (its subfolder and name as it was loaded). A key that is not a
+    loaded file is refused (exit 1). The embedded server is borrowed like for ``status`` (``_database``)."""
+    with _database(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: unload: no database to unload from: {described}", file=sys.stderr)
+            return 1
+        database = Database(connect)
+        try:
+            database.apply_schema()
+            codes = [_unload_one(settings, database, key, requeue_files) for key in keys]
+        except DatabaseError as exc:
+            print(f"sensor-etl: unload: the database is not available: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            database.close()
+    return max(codes)
+
+
+def _unload_one(settings: Settings, database: Database, key: str, requeue_file: bool) -> int:
+    shown = _printable(key)
+    found = database.find_loaded(key, str(Path(key).resolve()))
+    if len(found) != 1:
+        ids = ", ".join(str(entry.file_id) for entry in found)
+        reason = f"{len(found)} loaded files have this name (file_id {ids}): give the file_id" if found else "not a loaded file"
+        print(f"{shown}: {reason}; nothing unloaded", file=sys.stderr)
+        return 1
+    entry = found[0]
+    readings = database.unload(entry.file_id)
+    if readings is None:
+        print(f"{shown}: not a loaded file (unloaded meanwhile); nothing unloaded", file=sys.stderr)
+        return 1
+    done = f"{shown}: unloaded file_id {entry.file_id} ({_printable(entry.file_name)}): {readings} readings and their metrics"
+    if not requeue_file:
+        print(done)
+        return 0
+    archived = Path(entry.archive_path) if entry.archive_path else None
+    if archived is None or not archived.is_file() or archived.is_symlink():
+        print(f"{done}; not requeued: its archived copy {archived} is not there", file=sys.stderr)
+        return 1
+    relative = PurePosixPath(entry.file_name)
+    if relative.is_absolute() or ".." in relative.parts:  # not a name a scan gives: keep the file name only
+        relative = PurePosixPath(relative.name)
+    folder = settings.data_folder / relative.parent
+    try:
+        target = files.move_unique(archived, folder, taken=reports.name_taken, preferred=folder / relative.name)
+    except OSError as exc:
+        print(f"{done}; not requeued: cannot move {archived} to {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{done}; requeued as {_printable(str(target))}")
+    return 0
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[tuple[Mapping[str, object] | None, str]]:
+    """The database a command (``unload``, ``status``, ``sql``) works on: (connection arguments, which
+    server), or (None, why there is none).
+
+    The embedded server is borrowed: started for the command if it is not running, and left as found."""
+    if not settings.embedded:
+        yield (
+            settings.connection_kwargs(),
+            redact(settings.database_url) if settings.database_url else f"{settings.db_host}:{settings.db_port}",
+        )
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    described = f"embedded ({server.pgdata})"
+    if not server.initialised:
+        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
+        return
+    with ExitStack() as stack:
+        try:
+            dsn = stack.enter_context(server.borrowed())
+        except (OSError, RuntimeError) as exc:
+            yield None, f"{described}: cannot be started: {exc}"
+            return
+        yield {"dsn": dsn}, described
+
+
+def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
+    """Print the daemon's state (``ops.status``); exit 0 when it can work, 1 when something stops it."""
+    with _database(settings) as (connect, described):
+        report = state.report(settings, Database(connect, "sensor-etl-status") if connect is not None else None, described, last)
+    print(status_view.to_json(report) if as_json else status_view.render(report))
+    return 0 if report.ready else 1
+
+
+def sql(settings: Settings, query: str | None) -> int:
+    """psql on the daemon's database: ``query`` printed, or an interactive session on this terminal."""
+    with _database(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: no database to open: {described}", file=sys.stderr)
+            return 1
+        conninfo, password = _conninfo(connect)
+        command = [_psql(settings), conninfo]
+        if query is not None:
+            command += ["--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-c", query]
+        env = {**os.environ, **({"PGPASSWORD": password} if password else {})}
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to psql: it cancels the query
+        try:
+            code = subprocess.run(command, env=env).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return 0 if code == 0 else 1
+
+
+def _psql(settings: Settings) -> str:
+    """The embedded wheel's psql, or for a configured server the one on PATH if there is one."""
+    found = None if settings.embedded else shutil.which("psql")
+    return found or str(POSTGRES_BIN_PATH / "psql")
+
+
+def _conninfo(connect: Mapping[str, object]) -> tuple[str, str]:
+    """psql's connection string for psycopg2's arguments, and the password apart (it goes in PGPASSWORD, not on a command line)."""
+    params = {k: str(v) for k, v in connect.items() if v is not None and k != "dsn"}
+    if "dsn" in connect:
+        params = {**parse_dsn(str(connect["dsn"])), **params}
+    password = params.pop("password", "")
+    return make_dsn(**params), password

@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -115,6 +115,7 @@ class Rules:
     max_line_bytes: int = 16 << 20  # MAX_LINE_BYTES
     encoding: str = "utf-8"  # ENCODING
     max_invalid_rows: RejectLimit = field(default_factory=RejectLimit)  # MAX_INVALID_ROWS
+    on_overlap: str = "skip"  # ON_OVERLAP
 
     @property
     def default_units(self) -> dict[str, str]:
@@ -141,6 +142,7 @@ class Settings:
     data_folder: Path = Path("data")  # DATA_FOLDER
     processed_folder: Path = Path("processed")  # PROCESSED_FOLDER
     quarantine_folder: Path = Path("quarantine")  # QUARANTINE_FOLDER
+    sources_file: Path = Path("sources.toml")  # SOURCES_FILE
     monitor_interval: float = 5.0  # MONITOR_INTERVAL
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
@@ -153,6 +155,8 @@ class Settings:
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
     log_level: str = "INFO"  # LOG_LEVEL
     log_format: str = "text"  # LOG_FORMAT
+    metrics_port: int | None = None  # METRICS_PORT; None = no endpoint
+    metrics_address: str = "127.0.0.1"  # METRICS_ADDRESS
     rules: Rules = field(default_factory=Rules)
 
     @property
@@ -182,6 +186,9 @@ class Parser(Generic[T]):
     parse: Callable[[str], T]
     accepted: str
     keeps_blank: bool = False  # a blank value is a value (else blank means unset: the default applies)
+    # Takes a list or mapping as it is (sources.toml's arrays and tables), so its items need no escaping;
+    # without it, an array is joined with commas and given to ``parse``, and a table is refused.
+    structured: Callable[[Any], T] | None = None
 
 
 def _bounded(value: N, low: float | None, high: float | None) -> N:
@@ -282,8 +289,13 @@ def _line_number(text: str) -> int | None:
 
 
 def _column_names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(","))
-    if not all(names) or len(set(names)) != len(names):
+    return _names(text.split(","))
+
+
+def _names(items: Sequence[object]) -> tuple[str, ...]:
+    """Column names, each non-empty and different (a sources.toml array comes here as it is, so a name may hold a comma)."""
+    names = tuple(item.strip() for item in items if isinstance(item, str))
+    if len(names) != len(items) or not all(names) or len(set(names)) != len(names):
         raise ValueError
     return names
 
@@ -293,13 +305,22 @@ def _encoding(text: str) -> str:
 
 
 def _column_map(text: str) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        header, sep, role = item.rpartition(":")
-        if not sep or not header.strip() or role.strip() not in ROLES:
-            raise ValueError
-        mapping[header.strip()] = role.strip()
-    return mapping
+    return _column_roles([part for part in text.split(",") if part.strip()])
+
+
+def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
+    """Header → role, each header named and each role known: from ``Header:role`` items, or from a
+    mapping (sources.toml's arrays and tables come here as they are, so a header may hold a comma)."""
+    if isinstance(given, Mapping):
+        pairs = [(str(header), role) for header, role in given.items()]
+    else:
+        pairs = [(header, role) for header, sep, role in (str(item).rpartition(":") for item in given) if sep]
+    if len(pairs) != len(given) or not all(isinstance(role, str) for _, role in pairs):
+        raise ValueError
+    roles = {header.strip(): str(role).strip() for header, role in pairs}
+    if "" in roles or not set(roles.values()) <= set(ROLES):
+        raise ValueError
+    return roles
 
 
 def _reject_limit(text: str) -> RejectLimit:
@@ -324,9 +345,11 @@ class Group(StrEnum):
 
     DATABASE = "Database"
     FOLDERS = "Folders and scanning"
+    SOURCES = "Sources and overlaps"
     RETRIES = "Retries"
     RULES = "Validation rules"
     LOGGING = "Logging"
+    MONITORING = "Metrics and health"
 
 
 @dataclass(frozen=True)
@@ -346,6 +369,7 @@ class Setting:
 
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
+_SOURCES, _MONITORING = Group.SOURCES, Group.MONITORING
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Database
@@ -466,6 +490,28 @@ SETTINGS: tuple[Setting, ...] = (
         "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
+    # --- Sources and overlaps
+    Setting(
+        "SOURCES_FILE",
+        "sources_file",
+        Parser(_path, "a file path"),
+        "./sources.toml",
+        "Per-source settings (docs/sources.md): [[source]] tables, each with a name, a glob matched against the path of a "
+        "file in DATA_FOLDER and any file-level setting (ON_OVERLAP and the validation rules) in lower case; the first "
+        "match wins, a file matching none follows the settings here. Read at start-up when the file exists (another "
+        "path must exist).",
+        _SOURCES,
+    ),
+    Setting(
+        "ON_OVERLAP",
+        "on_overlap",
+        choice("skip", "replace", "reject"),
+        "skip",
+        "A reading whose sensor and time another file already stored: skip keeps the stored one (a re-export adds "
+        "nothing), replace stores the new one and removes the old (last wins), reject quarantines the file. Counted "
+        "on the file's ledger row (rows_skipped, rows_conflicting, rows_replaced).",
+        _SOURCES,
+    ),
     # --- Retries
     Setting(
         "RETRY_ATTEMPTS",
@@ -576,7 +622,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_MAP",
         "column_map",
-        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES)),
+        Parser(_column_map, "comma-separated Header:role pairs, role one of " + ", ".join(ROLES), structured=_column_roles),
         "",
         "Headers the aliases do not cover, with their roles (e.g. COLUMN_MAP=Aussentemp:temperature,Station Nr:sensor_id).",
         _RULES,
@@ -621,7 +667,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "COLUMN_NAMES",
         "column_names",
-        Parser(_column_names, "comma-separated column names, each non-empty and different"),
+        Parser(_column_names, "comma-separated column names, each non-empty and different", structured=_names),
         "",
         "Names of the columns, in order, for a file without a header (HEADER_ROW=none or auto); with HEADER_ROW=N they "
         "replace the names of that line. Key columns are recognised in them as in a header (or named in COLUMN_MAP).",
@@ -672,6 +718,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Log line format: text is key=value pairs, json one object per line.",
         _LOGGING,
     ),
+    # --- Metrics and health
+    Setting(
+        "METRICS_PORT",
+        "metrics_port",
+        integer(0, 65535),
+        "",
+        "TCP port of the HTTP endpoint serving Prometheus metrics (/metrics) and health checks (/healthz, /readyz); "
+        "unset: no endpoint. 0 picks a free port, logged as metrics_listening.",
+        _MONITORING,
+    ),
+    Setting(
+        "METRICS_ADDRESS",
+        "metrics_address",
+        text("an IP address or host name to listen on, e.g. 0.0.0.0 for every interface"),
+        "127.0.0.1",
+        "Address the metrics endpoint listens on (the local host only by default).",
+        _MONITORING,
+    ),
 )
 VARIABLES = tuple(setting.variable for setting in SETTINGS)
 _RULE_FIELDS = frozenset(f.name for f in fields(Rules))
@@ -691,6 +755,12 @@ def _parse(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
             raise ConfigError(setting.variable, raw, setting.parser.accepted) from exc
         (rules if setting.field in _RULE_FIELDS else settings)[setting.field] = value
     return rules, settings
+
+
+def check_rules(rules: Rules) -> None:
+    """The file-level settings that must fit together (the global ones, and every source's)."""
+    _pairs(rules)
+    _rows(rules)
 
 
 def _pairs(rules: Rules) -> None:
@@ -728,8 +798,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     """Build Settings from a mapping of variables (pure: used by tests and by ``load_settings``)."""
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
-    _pairs(rules)
-    _rows(rules)
+    check_rules(rules)
     return Settings(rules=rules, **setting_values)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from sensor_etl.config import SETTINGS, Group, Setting, settings_from
 from sensor_etl.core.rules import RULES
 from sensor_etl.errors import ConfigError
+from sensor_etl.sources import KEYS
 
 REGENERATE = "make docs"
 COMMAND = "python -m sensor_etl.docgen"
@@ -97,6 +98,15 @@ def configuration_md() -> str:
         for s in settings:
             default = "—" if s.secret else _code(s.default)
             lines.append(f"| `{s.variable}` | {default} | {_cell(s.parser.accepted)} | {_cell(s.help)} |")
+    lines += [
+        "",
+        "## Keys of `SOURCES_FILE`",
+        "",
+        "A `[[source]]` table of [`SOURCES_FILE`](sources.md) takes `name`, `match`, `sensor_id` or `sensor_id_pattern`, and",
+        "these file-level settings, each under its variable's name in lower case and accepting what the variable accepts:",
+        "",
+        *(f"- `{key}` (`{setting.variable}`)" for key, setting in KEYS.items()),
+    ]
     return "\n".join(lines) + "\n"
 
 

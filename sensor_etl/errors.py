@@ -20,6 +20,15 @@ class ConfigError(EtlError):
         super().__init__(f"{variable}={value!r} is invalid: expected {accepted}")
 
 
+class SourcesError(ConfigError):
+    """SOURCES_FILE holds a mistake (TOML syntax, a key, a value): refused at start-up like a bad setting (exit
+    code 2), in one line naming the file, the source and the key."""
+
+    def __init__(self, file: object, problem: str) -> None:
+        self.variable, self.value, self.accepted = "SOURCES_FILE", str(file), problem
+        EtlError.__init__(self, f"{file}: {problem}")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with an input file, precise enough for a person to fix it.

@@ -14,7 +14,7 @@ import pytest
 
 from sensor_etl.runners import lean
 from sensor_etl.runners.load import BatchLoad
-from tests.helpers.endstate import assert_exactly_once
+from tests.helpers.endstate import assert_exactly_once, data_rows
 from tests.helpers.inprocess import run_once
 from tests.helpers.samples import MULTI_HEADER, multi_csv, seed_csv, station_csv
 
@@ -27,7 +27,7 @@ def sample(index: int, sensors: int = 3, per_sensor: int = 4) -> bytes:
 
 def rejected_by_the_database() -> bytes:
     """Valid row by row, but one (sensor, timestamp) twice in two read blocks: only the unique index sees it."""
-    rows = multi_csv(10, 400, seed=99).encode()  # ~190 KB: three blocks of 64 KiB
+    rows = multi_csv(10, 400, start=datetime(2025, 1, 1), seed=99).encode()  # ~190 KB: three blocks of 64 KiB; no reading of the others
     first = rows.split(b"\n")[1]
     return rows + first + b"\n"
 
@@ -180,3 +180,23 @@ def test_a_bug_in_the_batch_path_loads_the_files_one_at_a_time(workspace, db, mo
     log = run_once(workspace.root, db.dsn)
     assert " internal_error " in log and log.count(" file_loaded ") == 3 and " batch=" not in log
     assert_exactly_once(workspace, db, contents)
+
+
+@pytest.mark.parametrize("mode", ["skip", "replace"])
+def test_a_file_sharing_readings_with_an_earlier_file_of_its_batch_is_loaded_after_it(workspace, db, mode):
+    """ON_OVERLAP sees the two in scan order, as without batches: the first is whole, the second overlaps it."""
+    first, other = sample(1), sample(7)
+    second = first.replace(b"\n", b"\r\n")  # the same readings, other bytes: a re-save
+    workspace.write("a-first.csv", first)
+    workspace.write("b-other.csv", other)
+    time.sleep(0.01)  # later: after the others in scan order
+    workspace.write("c-second.csv", second)
+    log = run_once(workspace.root, db.dsn, ON_OVERLAP=mode)
+    loaded = {line.partition(" file=")[2].split()[0]: line for line in log.splitlines() if " file_loaded " in line}
+    assert " batch=2 " in loaded["a-first.csv"] and " batch=" not in loaded["c-second.csv"], log
+    rows = data_rows(first)
+    expected = {"skip": (" rows=0 ", f" rows_skipped={rows} "), "replace": (f" rows={rows} ", f" rows_replaced={rows} ")}[mode]
+    assert all(part in loaded["c-second.csv"] for part in expected), loaded["c-second.csv"]
+    assert db.value("SELECT count(*) FROM sensor_readings") == 2 * rows
+    assert db.value("SELECT count(*) FROM (SELECT sensor_id, observed_at FROM sensor_readings GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
+    assert_exactly_once(workspace, db, [first, other, second])

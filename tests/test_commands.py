@@ -1,12 +1,21 @@
-"""The commands for people: ``validate`` (a dry run) and ``requeue`` (back to the inbox), run as a user would."""
+"""The commands for people: ``validate`` (a dry run), ``requeue`` (back to the inbox) and ``unload`` (out of the
+database, to load again), run as a user would."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+
+from sensor_etl.edges.embedded import EmbeddedPostgres
 from tests.helpers.corpus import csv_text, good, row
+from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.inprocess import run_once
-from tests.helpers.workspace import Db, Workspace
+from tests.helpers.workspace import REPO, Db, Workspace
 
 
 def _tables(db: Db) -> list[tuple]:
@@ -149,3 +158,76 @@ def test_a_fixed_rejects_file_can_be_requeued_and_loads(workspace: Workspace, db
     ]
     assert db.rows("SELECT temperature_k FROM sensor_readings WHERE observed_at = '2024-03-01T00:01:00Z'") == [(294.65,)]
     assert workspace.names(workspace.processed) == ["part.csv", "part.csv.rejects.csv"]
+
+
+# -- unload ------------------------------------------------------------------------------------
+def test_unload_requeue_then_reload_under_fixed_settings(workspace: Workspace, db: Db) -> None:
+    content = "timestamp,sensor_id,temperature\n2024-03-01T00:00:00Z,s,50\n2024-03-01T01:00:00Z,s,59\n"  # °F, loaded as °C
+    workspace.write("station/x.csv", content)
+    run_once(workspace.root, db.dsn)
+    assert db.rows("SELECT temperature_k FROM sensor_readings ORDER BY line_no") == [(323.15,), (332.15,)]
+
+    result = workspace.cli("unload", "--requeue", "station/x.csv")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"station/x.csv: unloaded file_id 1 (station/x.csv): 2 readings and their metrics; requeued as {workspace.data / 'station' / 'x.csv'}\n"
+    )
+    assert db.value("SELECT count(*) FROM ingested_files") == db.value("SELECT count(*) FROM sensor_metrics") == 0
+    assert db.value("SELECT count(*) FROM sensor_readings") == 0
+    assert (workspace.data / "station" / "x.csv").read_text() == content and not (workspace.processed / "station" / "x.csv").exists()
+    run_once(workspace.root, db.dsn, TEMPERATURE_UNIT="F")
+    assert db.rows("SELECT temperature_k FROM sensor_readings ORDER BY line_no") == [(283.15,), (288.15,)]
+    assert_exactly_once(workspace, db, [content.encode()])
+
+
+def test_unload_refuses_what_is_not_loaded_and_a_name_that_is_not_one_file(workspace: Workspace, db: Db) -> None:
+    workspace.write("x.csv", good("first"))
+    run_once(workspace.root, db.dsn)
+    workspace.write("x.csv", good("second"))  # another content under the same name
+    run_once(workspace.root, db.dsn)
+    assert workspace.names(workspace.processed) == ["x.csv", "x__2.csv"]
+
+    refused = workspace.cli("unload", "nope.csv", "99", "x.csv")
+
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.splitlines() == [
+        "nope.csv: not a loaded file; nothing unloaded",
+        "99: not a loaded file; nothing unloaded",
+        "x.csv: 2 loaded files have this name (file_id 1, 2): give the file_id; nothing unloaded",
+    ]
+    assert db.value("SELECT count(*) FROM ingested_files") == 2
+    by_id = workspace.cli("unload", "1", "processed/x__2.csv")  # a file_id, or the archived copy's path
+    assert by_id.returncode == 0, by_id.stderr
+    assert by_id.stdout.splitlines() == [
+        "1: unloaded file_id 1 (x.csv): 2 readings and their metrics",
+        "processed/x__2.csv: unloaded file_id 2 (x.csv): 2 readings and their metrics",
+    ]
+    assert db.value("SELECT count(*) FROM ingested_files") == db.value("SELECT count(*) FROM sensor_readings") == 0
+    again = workspace.cli("unload", "1")
+    assert (again.returncode, again.stderr) == (1, "1: not a loaded file; nothing unloaded\n")
+    assert workspace.names(workspace.processed) == ["x.csv", "x__2.csv"]  # without --requeue the archive stays
+
+
+@pytest.mark.slow
+def test_unload_starts_the_embedded_server_when_no_database_is_configured(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "m.csv").write_text(good("embedded"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL"))}
+    env.update(PYTHONPATH=str(REPO), FILE_SETTLE_SECONDS="0")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "etl_pipeline.py"), *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    embedded = EmbeddedPostgres(tmp_path / ".pgdata")
+    try:
+        assert cli("--once").returncode == 0
+        assert not embedded.is_running()
+        result = cli("unload", "--requeue", "m.csv")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"m.csv: unloaded file_id 1 (m.csv): 2 readings and their metrics; requeued as {Path('data') / 'm.csv'}\n"
+        assert not embedded.is_running(), "the command stops the server it started"
+        assert (tmp_path / "data" / "m.csv").exists()
+        assert Db(embedded.start()).value("SELECT count(*) FROM ingested_files") == 0
+    finally:
+        embedded.destroy()

@@ -70,7 +70,8 @@ def test_three_shapes_load_with_exact_values(workspace: Workspace, db: Db) -> No
 
 def test_metrics_equal_numpy_and_daily_view_equals_raw_rows(workspace: Workspace, db: Db) -> None:
     text_a = multi_csv(3, 200, seed=11)  # 15-minute steps: spans three UTC days
-    text_b = multi_csv(3, 50, seed=12, start=datetime(2024, 1, 2, 6))  # day 2 again, from another file
+    # day 2 again, from another file, between a's readings (a reading of a's would be an overlap: skipped)
+    text_b = multi_csv(3, 50, seed=12, start=datetime(2024, 1, 2, 6, 5))
     workspace.write("a.csv", text_a)
     workspace.write("b.csv", text_b)
     assert workspace.cli("--once").returncode == 0
@@ -110,7 +111,7 @@ def test_duplicate_content_is_never_loaded_twice(workspace: Workspace, db: Db) -
     workspace.write("first.csv", multi_csv(2, 3))
     assert workspace.cli("--once").returncode == 0
     workspace.write("copy-of-first.csv", multi_csv(2, 3))
-    workspace.write("first.csv", multi_csv(2, 3, seed=99))  # new content under an old name
+    workspace.write("first.csv", multi_csv(2, 3, seed=99, start=datetime(2024, 2, 1)))  # new content under an old name
     result = workspace.cli("--once")
     assert result.returncode == 0
     assert "file_duplicate file=copy-of-first.csv loaded_as=first.csv" in result.stderr
@@ -183,7 +184,7 @@ def test_database_outage_mid_run_loses_and_doubles_nothing(workspace: Workspace,
         workspace.write("before.csv", multi_csv(2, 5, seed=1))
         wait_for(lambda: (workspace.processed / "before.csv").exists())
         server.stop()
-        workspace.write("during.csv", multi_csv(2, 5, seed=2))
+        workspace.write("during.csv", multi_csv(2, 5, seed=2, start=datetime(2024, 2, 1)))
         time.sleep(2.0)  # several scans and retries against a dead server
         assert (workspace.data / "during.csv").exists()
         assert workspace.names(workspace.quarantine) == []
@@ -200,14 +201,10 @@ def test_database_outage_mid_run_loses_and_doubles_nothing(workspace: Workspace,
 
 @pytest.mark.slow
 def test_sigterm_stops_cleanly(workspace: Workspace) -> None:
-    daemon = subprocess.Popen(
-        [sys.executable, str(REPO / "etl_pipeline.py")], cwd=workspace.root, env=workspace.env, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(1.5)
-    daemon.send_signal(signal.SIGTERM)
-    _, stderr = daemon.communicate(timeout=30)
-    assert daemon.returncode == 0
-    assert "stop_requested signal=SIGTERM" in stderr and "daemon_stopped exit_code=0" in stderr
+    daemon = workspace.start()
+    daemon.wait_for("daemon_started")  # logged after the signal handlers are installed: no race with a slow start-up
+    assert daemon.stop() == 0
+    assert "stop_requested signal=SIGTERM" in daemon.log and "daemon_stopped exit_code=0" in daemon.log
 
 
 @pytest.mark.slow
@@ -323,7 +320,7 @@ def test_help_lists_commands(workspace: Workspace) -> None:
 
 def test_crash_between_commit_and_move_is_finished_not_reloaded(workspace: Workspace, db: Db) -> None:
     workspace.write("a.csv", multi_csv(2, 3, seed=5))
-    workspace.write("b.csv", multi_csv(2, 3, seed=6))
+    workspace.write("b.csv", multi_csv(2, 3, seed=6, start=datetime(2024, 2, 1)))
     assert workspace.cli("--once").returncode == 0
     # a.csv: the commit happened but the move did not (file back in the inbox, archive missing)
     (workspace.processed / "a.csv").rename(workspace.data / "a.csv")

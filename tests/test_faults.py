@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import threading
 import time
 from datetime import datetime, timedelta
@@ -206,13 +207,14 @@ def test_unwritable_processed_folder_after_commit_neither_loses_nor_reloads(work
     assert_exactly_once(workspace, db, [content])
 
 
-# -- 7. an unreadable file and a directory named like input ----------------------------------
-def test_unreadable_file_and_directory_are_skipped_and_the_daemon_keeps_going(workspace, db):
-    """secret.csv is mode 000 and the daemon runs without the capabilities that let root read it anyway."""
+# -- 7. an unreadable file and a pipe named like input -----------------------------------------
+def test_unreadable_file_and_pipe_are_skipped_and_the_daemon_keeps_going(workspace, db):
+    """secret.csv is mode 000 and the daemon runs without the capabilities that let root read it anyway;
+    x.csv is a named pipe (reading it would block). A folder, even one named x.csv, is scanned instead."""
     good, secret = sample(1), sample(2)
     workspace.write("good.csv", good)
     workspace.write("secret.csv", secret).chmod(0o000)
-    (workspace.data / "x.csv").mkdir()
+    os.mkfifo(workspace.data / "x.csv")
     daemon = workspace.start(honour_file_modes=True)
     daemon.wait_for("file_loaded")
     skipped = "\n".join(daemon.wait_for("file_skipped", count=2))
@@ -225,5 +227,5 @@ def test_unreadable_file_and_directory_are_skipped_and_the_daemon_keeps_going(wo
     (workspace.data / "secret.csv").chmod(0o644)  # fixed by a person: loaded at the next scan
     workspace.wait_until_empty(daemon)
     assert daemon.stop() == 0
-    assert (workspace.data / "x.csv").is_dir()
+    assert stat.S_ISFIFO((workspace.data / "x.csv").stat().st_mode)
     assert_exactly_once(workspace, db, [good, secret])

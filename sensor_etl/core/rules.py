@@ -15,6 +15,7 @@ class Rule(StrEnum):
     """A rule's name as reports show it; equal to its string, so ``Rule.OUT_OF_RANGE == "out_of_range"``."""
 
     ENCODING = "encoding"
+    SOURCE = "source"
     EMPTY_FILE = "empty_file"
     NO_HEADER = "no_header"
     HEADER = "header"
@@ -34,6 +35,7 @@ class Rule(StrEnum):
     NOT_FINITE = "not_finite"
     OUT_OF_RANGE = "out_of_range"
     DUPLICATE_KEY = "duplicate_key"
+    OVERLAP = "overlap"
     DATABASE = "database"
     INTERNAL_ERROR = "internal_error"
 
@@ -57,6 +59,11 @@ RULES: dict[Rule, RuleDoc] = {
         "byte-order mark) unless set; the line of the first bad byte",
         "save the file as UTF-8 text, or set `ENCODING` to the encoding it is in; decompress or convert a binary file first",
         ("ENCODING",),
+    ),
+    Rule.SOURCE: RuleDoc(
+        "a file of a source with `sensor_id_pattern` (in `SOURCES_FILE`) has a name the pattern finds a non-empty sensor id in",
+        "rename the file, or correct the source's `sensor_id_pattern` or `match` ([sources](sources.md))",
+        ("SOURCES_FILE",),
     ),
     Rule.EMPTY_FILE: RuleDoc(
         "the file has at least a header",
@@ -161,6 +168,13 @@ RULES: dict[Rule, RuleDoc] = {
         "database's unique index refuses the file (no line number then, and the whole file is quarantined even with "
         "`MAX_INVALID_ROWS`)",
         "keep one row per sensor and timestamp (the message names the line of the first one)",
+    ),
+    Rule.OVERLAP: RuleDoc(
+        "with `ON_OVERLAP=reject`: no reading whose sensor and timestamp another loaded file already holds (the message "
+        "names the first such line and the file that holds it)",
+        "drop the rows another file already delivered, or load the file with `ON_OVERLAP=skip` or `replace` "
+        "(for its source only, in `SOURCES_FILE`); `unload` the other file if it was the wrong one",
+        ("ON_OVERLAP",),
     ),
     Rule.DATABASE: RuleDoc(
         "a value the database itself rejects (SQLSTATE 22/23)",

@@ -24,6 +24,8 @@ import pyarrow.csv as pacsv
 
 from sensor_etl.core.aggregate import with_std
 from sensor_etl.core.transform import READINGS_COLUMNS
+from sensor_etl.edges import overlaps
+from sensor_etl.edges.overlaps import Overlap
 from sensor_etl.errors import AlreadyLoaded, DatabaseError, DataDatabaseError, FatalDatabaseError, TransientDatabaseError
 
 _FATAL_CLASSES = ("28", "42", "3D", "3F", "0A", "2B")
@@ -78,12 +80,13 @@ def translated() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileMeta:
-    name: str
+    name: str  # the path relative to the inbox
     sha256: str
     size: int
     modified_at: datetime
     started_at: datetime
     worker: str
+    source: str | None = None  # the [[source]] it follows
 
 
 @dataclass(frozen=True)
@@ -97,19 +100,23 @@ class Counts:
     date_format: str
     preamble: str | None  # the lines before the header (docs/schema.md)
     archive_path: str  # where the file is moved after the COMMIT
+    overlap: Overlap  # its readings another file holds (ON_OVERLAP)
 
 
 _LEDGER_ROWS = (
-    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[]) AS m ORDER BY 2"
-    " ON CONFLICT (sha256) DO NOTHING RETURNING sha256, file_id"
+    "INSERT INTO ingested_files (file_name, sha256, size_bytes, modified_at, started_at, worker, source)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])"
+    " AS m ORDER BY 2 ON CONFLICT (sha256) DO NOTHING RETURNING sha256, file_id"
 )
 _COUNTS = (
     "UPDATE ingested_files AS f SET rows_loaded = c.rows_loaded, rows_rejected = c.rows_rejected, sensors = c.sensors,"
-    " date_format = c.date_format, preamble = c.preamble, archive_path = c.archive_path,"
+    " date_format = c.date_format, preamble = c.preamble, archive_path = c.archive_path, rows_skipped = c.skipped,"
+    " rows_conflicting = c.conflicting, rows_replaced = c.replaced,"
     " status = CASE WHEN c.rows_rejected > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()"
-    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[], %s::text[])"
-    " AS c(file_id, rows_loaded, rows_rejected, sensors, date_format, preamble, archive_path) WHERE f.file_id = c.file_id"
+    " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[], %s::text[],"
+    " %s::bigint[], %s::bigint[], %s::bigint[])"
+    " AS c(file_id, rows_loaded, rows_rejected, sensors, date_format, preamble, archive_path, skipped, conflicting, replaced)"
+    " WHERE f.file_id = c.file_id"
 )
 
 
@@ -199,6 +206,32 @@ class Database:
         rows = self.query("SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files WHERE sha256 = %s", (sha256,))
         return LedgerEntry(*rows[0]) if rows else None
 
+    def find_loaded(self, key: str, archive_path: str) -> list[LedgerEntry]:
+        """The ledger rows a person means by ``key``: a file_id (digits), a file name (its path relative to
+        the inbox), or the path of its archived copy (``archive_path``, resolved by the caller)."""
+        rows = self.query(
+            "SELECT file_id, file_name, archive_path, rows_loaded FROM ingested_files"
+            " WHERE file_id = %(id)s OR file_name = %(name)s OR archive_path = %(path)s ORDER BY file_id",
+            {"id": int(key) if key.isdigit() else None, "name": key, "path": archive_path},
+        )
+        return [LedgerEntry(*row) for row in rows]
+
+    def unload(self, file_id: int) -> int | None:
+        """Delete a file's readings, metrics and ledger row in one transaction; the readings deleted, or
+        None when the file is not (or no longer) in the ledger. Its sensors are locked as a load locks
+        them (``overlaps``), so a load deciding its overlaps meanwhile sees the file either whole or gone."""
+        conn = self.connection()
+        with translated(), conn, conn.cursor() as cur:
+            cur.execute("SELECT FROM ingested_files WHERE file_id = %s FOR UPDATE", (file_id,))
+            if cur.rowcount == 0:
+                return None
+            cur.execute("SELECT DISTINCT sensor_id FROM sensor_metrics WHERE file_id = %s", (file_id,))
+            overlaps.lock(cur, [sensor for (sensor,) in cur.fetchall()])
+            cur.execute("DELETE FROM sensor_readings WHERE file_id = %s", (file_id,))
+            readings = cur.rowcount
+            cur.execute("DELETE FROM ingested_files WHERE file_id = %s", (file_id,))  # its metrics go with it (ON DELETE CASCADE)
+            return readings
+
     def set_archive_path(self, file_id: int, archive_path: str) -> None:
         """Correct the recorded destination when the planned name was taken (bookkeeping)."""
         self.query("UPDATE ingested_files SET archive_path = %s WHERE file_id = %s", (archive_path, file_id), durable=False)
@@ -224,7 +257,7 @@ class Database:
         conn = self.connection()
         try:
             with translated(), conn, conn.cursor() as cur:
-                columns = zip(*((m.name, m.sha256, m.size, m.modified_at, m.started_at, m.worker) for m in metas), strict=True)
+                columns = zip(*((m.name, m.sha256, m.size, m.modified_at, m.started_at, m.worker, m.source) for m in metas), strict=True)
                 cur.execute(_LEDGER_ROWS, [list(column) for column in columns])
                 load = Load(cur, dict(cur.fetchall()), self._copier)
                 try:
@@ -304,4 +337,6 @@ class Load:
     def finish(self, counts: list[Counts]) -> None:
         """Each file's counts, and where it is about to be moved: recorded before the move, in the same commit."""
         self.wait()
-        self.cursor.execute(_COUNTS, [[getattr(c, f.name) for c in counts] for f in fields(Counts)])
+        columns = [[getattr(c, f.name) for c in counts] for f in fields(Counts) if f.name != "overlap"]
+        overlap = [[c.overlap.skipped for c in counts], [c.overlap.conflicting for c in counts], [c.overlap.replaced for c in counts]]
+        self.cursor.execute(_COUNTS, [*columns, *overlap])

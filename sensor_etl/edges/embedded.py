@@ -13,6 +13,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -66,7 +68,7 @@ class EmbeddedPostgres:
         """Initialise (first time), start (unless already running) and create the database."""
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
-        if not (self.pgdata / "PG_VERSION").exists():
+        if not self.initialised:
             self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions")
         if not self.is_running():
             self._prepare_socket_dir()
@@ -79,6 +81,31 @@ class EmbeddedPostgres:
         """Stop the server; ``mode`` is pg_ctl's (smart, fast, immediate)."""
         if self.is_running():
             self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", mode, "stop")
+
+    @property
+    def initialised(self) -> bool:
+        """Whether the cluster exists (the daemon ran here before)."""
+        return (self.pgdata / "PG_VERSION").exists()
+
+    @contextmanager
+    def borrowed(self) -> Iterator[str]:
+        """The server for a short session (``status``, ``sql``): started if it is not running, and then
+        stopped again, unless another client (a daemon started meanwhile) is connected by then."""
+        was_running = self.is_running()
+        dsn = self.start()
+        try:
+            yield dsn
+        finally:
+            if not was_running and not self._other_clients():
+                self.stop()
+
+    def _other_clients(self) -> bool:
+        admin = f"postgresql://postgres@/postgres?host={self.socket_dir}"
+        query = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        try:
+            return self._run("psql", admin, "-tAc", query).strip() != "0"
+        except RuntimeError:  # the server went away meanwhile: nothing to stop
+            return False
 
     def is_running(self) -> bool:
         if not (self.pgdata / "postmaster.pid").exists():

@@ -27,51 +27,82 @@ _READ_CHARS = 1 << 20  # pieces of a line copied into a rejects file
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file in the inbox as one scan saw it."""
+    """A file in the inbox as one scan saw it; ``name`` is its path relative to the inbox (``tmy3/x.csv``),
+    the name its claim, ledger row, logs and archived copy go by."""
 
     path: Path
+    name: str
     size: int
     mtime_ns: int
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """An inbox entry that looks like input but cannot be taken, and why."""
+    """An inbox entry that looks like input but cannot be taken, and why (``name`` as in ``Candidate``)."""
 
     path: Path
+    name: str
     reason: str
 
 
 def is_input_name(name: str) -> bool:
     """``*.csv`` (any case), not hidden, not a temporary or partial download."""
     lowered = name.lower()
-    return lowered.endswith(".csv") and not name.startswith(".") and not lowered.endswith(_TEMP_SUFFIXES)
+    return lowered.endswith(".csv") and is_scanned_folder(name)
 
 
-def scan(folder: Path) -> tuple[list[Candidate], list[Skipped]]:
-    """Input files in ``folder`` (not recursive), oldest first; plus entries skipped with a reason."""
+def is_scanned_folder(name: str) -> bool:
+    """A subfolder of the inbox that is scanned: not hidden (``.git``), not temporary (``x.tmp``, ``x~``)."""
+    return not name.startswith(".") and not name.lower().endswith(_TEMP_SUFFIXES)
+
+
+def scan(folder: Path, exclude: Iterable[Path] = ()) -> tuple[list[Candidate], list[Skipped]]:
+    """Input files in ``folder`` and its subfolders, oldest first; plus entries skipped with a reason.
+
+    Hidden and temporary folders are not entered, a symbolic link to a folder is not followed (it is
+    skipped with a reason), and the folders in ``exclude`` (processed/ or quarantine/ kept inside the
+    inbox) are left out."""
+    excluded = {_identity(path) for path in exclude if path.is_dir()}
     found: list[Candidate] = []
     skipped: list[Skipped] = []
-    with os.scandir(folder) as entries:
+    pending = [(folder, "")]
+    while pending:
+        current, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            if current == folder:
+                raise
+            if not isinstance(exc, FileNotFoundError):  # else removed since it was listed: nothing to say
+                skipped.append(Skipped(current, prefix.rstrip("/"), f"cannot read the folder: {exc.strerror or exc}"))
+            continue
         for entry in entries:
-            if not is_input_name(entry.name):
-                continue
-            path = Path(entry.path)
+            path, name = Path(entry.path), prefix + entry.name
             try:
                 info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    if is_scanned_folder(entry.name) and (info.st_dev, info.st_ino) not in excluded:
+                        pending.append((path, name + "/"))
+                    continue
+                if stat.S_ISLNK(info.st_mode) and is_scanned_folder(entry.name) and path.is_dir():
+                    skipped.append(Skipped(path, name, f"symbolic link to {os.readlink(path)!r}: linked folders are not followed"))
+                    continue
+                if not is_input_name(entry.name):
+                    continue
                 reason = skip_reason(path, info)
             except FileNotFoundError:
                 continue  # vanished between listing and stat
             if reason is not None:
-                skipped.append(Skipped(path, reason))
+                skipped.append(Skipped(path, name, reason))
                 continue
-            found.append(Candidate(path, info.st_size, info.st_mtime_ns))
+            found.append(Candidate(path, name, info.st_size, info.st_mtime_ns))
     found.sort(key=lambda c: (c.mtime_ns, c.name))
     return found, skipped
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    info = folder.stat()
+    return info.st_dev, info.st_ino
 
 
 def skip_reason(path: Path, info: os.stat_result) -> str | None:
@@ -214,7 +245,7 @@ def move_unique(
     (a link never replaces an existing name). Across filesystems: copy to a temporary name, fsync,
     link into place, then unlink. ``preferred`` is tried first. A link left by an interrupted move
     (``linked_copy``) only needs the unlink; ``fresh`` as for ``link_unique``."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
     fsync_dir(folder)  # the new name is durable before the old one goes
     source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
@@ -242,7 +273,7 @@ class Moves:
     ) -> Path:
         """``move_unique``, but for the fsync and the unlink, which ``finish`` does for the whole batch."""
         if folder not in self._folders:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
         self._sources.append(source)
         self._folders.add(folder)
@@ -298,6 +329,15 @@ def _copy_across(source: Path, folder: Path, target: Path, taken: Taken) -> Path
                 target = unique_target(folder, source.name, taken)
     finally:
         os.unlink(temp)
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each new name made durable (a file moved into a folder
+    that a crash then loses would be lost with it)."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in reversed(missing):
+        fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

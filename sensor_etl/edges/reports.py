@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sensor_etl.edges import files
@@ -159,19 +159,21 @@ def error_report(report: Mapping[str, Any]) -> files.Sidecar:
 
 
 # -- the rejects of a partial load ----------------------------------------------------------------
-def write_rejects(source: Path, folder: Path, *, sha256: str, file_id: int, findings: Findings, encoding: str) -> Path:
+def write_rejects(source: Path, folder: Path, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> Path:
     """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the
     rejected lines, as they were) and then ``<name>.rejects.json`` (every problem of every rejected
-    row), each atomically; returns the CSV's path. A name used by another content gets ``__2``...;
-    the same content (a retry) reuses its own."""
-    base = _rejects_base(folder, source.name, sha256)
-    base.parent.mkdir(parents=True, exist_ok=True)
+    row), each atomically, into ``folder`` (a file of a subfolder of the inbox, ``name`` ``tmy3/x.csv``,
+    into its subfolder); returns the CSV's path. A name used by another content gets ``__2``...; the
+    same content (a retry) reuses its own."""
+    relative = PurePosixPath(name)
+    base = _rejects_base(folder / relative.parent, relative.name, sha256)
+    files.make_folder(base.parent)
     head = set(range(1, findings.data_line))  # preamble, header, units: the same settings read the rejects file the same way
     target = rejects_csv_path(base)
     original = files.read_lines(source, head | findings.rejected_lines(), encoding)
     files.write_atomic(target, original, prefix=".rejects-", encoding=encoding, newline="")
     report = {
-        "file": source.name,
+        "file": name,
         "sha256": sha256,
         "file_id": file_id,
         "rows_total": findings.rows,

@@ -1,13 +1,21 @@
-"""One line per event, as ``key=value`` text or as JSON (LOG_FORMAT)."""
+"""One line per event, as ``key=value`` text or as JSON (LOG_FORMAT); listeners see every event.
+
+The events are the daemon's record of what it did (docs/operations.md "Logs"). ``listen`` hands each
+one, whatever LOG_LEVEL filters out of the log, to the metrics (``ops.metrics``): what the metrics
+count is what the log says, with no second bookkeeping inside the daemon.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 LOGGER = logging.getLogger("sensor_etl")
+Listener = Callable[[str, Mapping[str, object]], None]
+_listeners: list[Listener] = []
 
 
 def _value(value: object) -> str:
@@ -38,17 +46,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+class _TerminalHandler(logging.StreamHandler):
+    """On a terminal each line first clears the line it starts on, so a worker's line wipes the
+    supervisor's progress line (redrawn below it) instead of being glued to its end."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\r\x1b[K" + super().format(record)
+
+
 def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _TerminalHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level)
     LOGGER.propagate = False
 
 
+def listen(listener: Listener) -> None:
+    """Call ``listener(name, fields)`` for every event from now on, at any level; it must be quick (an
+    error it raises is logged as ``listener_failed`` and ignored)."""
+    _listeners.append(listener)
+
+
+def unlisten(listener: Listener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
 def event(level: int, name: str, **fields: object) -> None:
     """Log ``name`` with its fields (those that are None are left out); the event name is a stable, greppable word."""
-    LOGGER.log(level, name, extra={"fields": {k: v for k, v in fields.items() if v is not None}})
+    kept = {k: v for k, v in fields.items() if v is not None}
+    for listener in _listeners:
+        try:
+            listener(name, kept)
+        except Exception as exc:  # counting an event must never change what the daemon does about it
+            LOGGER.warning("listener_failed", extra={"fields": {"event": name, "error": repr(exc)}})
+    LOGGER.log(level, name, extra={"fields": kept})
+
+
+def debug(name: str, **fields: object) -> None:
+    event(logging.DEBUG, name, **fields)
 
 
 def info(name: str, **fields: object) -> None:

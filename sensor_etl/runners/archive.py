@@ -1,5 +1,6 @@
 """Where a file goes once its fate is decided: PROCESSED_FOLDER after its commit (or as a duplicate),
-QUARANTINE_FOLDER with its report.
+QUARANTINE_FOLDER with its report; a file of a subfolder of the inbox keeps its relative path there
+(``data/tmy3/x.csv`` goes to ``processed/tmy3/x.csv``).
 
 Moves never overwrite, and a name that a report still holds counts as taken (``reports.name_taken``).
 A move that fails (processed/ missing, unwritable or full) is logged as ``move_failed`` and the file
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sensor_etl.edges import files, reports
@@ -28,8 +29,10 @@ class Archive:
         self._moves: files.Moves | None = None
 
     def plan(self, name: str) -> Path:
-        """Where a file about to be loaded will go; the load records it in its own transaction."""
-        return files.unique_target(self.processed, name, reports.name_taken)
+        """Where a file about to be loaded (``name``: its path relative to the inbox) will go; the load
+        records it in its own transaction."""
+        relative = PurePosixPath(name)
+        return files.unique_target(self.processed / relative.parent, relative.name, reports.name_taken)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -45,26 +48,27 @@ class Archive:
             except OSError as exc:  # the files stay in the inbox too: a later scan finishes their moves
                 logs.error("move_failed", error=exc.strerror or exc, action="files stay in the inbox; retried next scan")
 
-    def committed(self, path: Path, file_id: int, planned: Path, *, fresh: bool = False) -> None:
+    def committed(self, path: Path, name: str, file_id: int, planned: Path, *, fresh: bool = False) -> None:
         """Move a committed file to where the ledger says it went (or, if that name got taken, next to it).
         ``fresh``: committed just now, so no earlier move of it can have begun."""
-        target = self._move(path, self.processed, lambda: self._relocate(path, self.processed, preferred=planned, fresh=fresh))
+        folder = planned.parent
+        target = self._move(name, folder, lambda: self._relocate(path, folder, preferred=planned, fresh=fresh))
         if target is None or target == planned or target.resolve() == planned:
             return
         try:
             self.db.set_archive_path(file_id, str(target.resolve()))
         except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
-            logs.warning("archive_not_recorded", file=path.name, file_id=file_id, error=exc)
+            logs.warning("archive_not_recorded", file=name, file_id=file_id, error=exc)
 
-    def duplicate(self, path: Path) -> Path | None:
+    def duplicate(self, path: Path, name: str) -> Path | None:
         """Set a content that is already loaded aside, into PROCESSED_FOLDER; None if it could not move."""
-        return self._move(path, self.processed, lambda: self._relocate(path, self.processed))
+        folder = self.processed / PurePosixPath(name).parent
+        return self._move(name, folder, lambda: self._relocate(path, folder))
 
-    def quarantine(self, path: Path, report: Mapping[str, Any]) -> Path | None:
+    def quarantine(self, path: Path, name: str, report: Mapping[str, Any]) -> Path | None:
         """Move a file into QUARANTINE_FOLDER with its report; None if it could not move."""
-        return self._move(
-            path, self.quarantine_folder, lambda: self._relocate(path, self.quarantine_folder, sidecar=reports.error_report(report))
-        )
+        folder = self.quarantine_folder / PurePosixPath(name).parent
+        return self._move(name, folder, lambda: self._relocate(path, folder, sidecar=reports.error_report(report)))
 
     def _relocate(
         self, path: Path, folder: Path, *, preferred: Path | None = None, sidecar: files.Sidecar | None = None, fresh: bool = False
@@ -74,11 +78,11 @@ class Archive:
         return files.move_unique(path, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
 
     @staticmethod
-    def _move(path: Path, folder: Path, move: Callable[[], Path]) -> Path | None:
+    def _move(name: str, folder: Path, move: Callable[[], Path]) -> Path | None:
         try:
             return move()
         except OSError as exc:
             logs.error(
-                "move_failed", file=path.name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
+                "move_failed", file=name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
             )
             return None

@@ -1,16 +1,18 @@
 """Checking one file, the same way for the daemon and for the ``validate`` command.
 
 ``check_file`` takes a file through the daemon's steps, in the daemon's order — its name, what it is
-(a link, not a regular file), its encoding (checked while hashing), then its header, rows and the
-reject limit (``pipeline``) — and raises the daemon's typed errors. The daemon passes its load
-transaction as the ``sink``, so the valid rows are loaded as they are checked; ``validate`` passes
-none, so its dry run is the real run without the writes and the two cannot drift apart.
+(a link, not a regular file), its encoding (checked while hashing), what its source needs, then its
+header, rows and the reject limit (``pipeline``), under the rules of the source it matched — and
+raises the daemon's typed errors. The daemon passes its load transaction as the ``sink``, so the
+valid rows are loaded as they are checked; ``validate`` passes none (or ``Preview``, which keeps the
+first rows for ``--show``), so its dry run is the real run without the writes and the two cannot
+drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +24,7 @@ from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files
 from sensor_etl.errors import InvalidFile, NotTaken, Problem
 from sensor_etl.runners import pipeline
+from sensor_etl.sources import Match
 
 IGNORED = "the daemon takes *.csv names that are not hidden or temporary"
 
@@ -48,28 +51,33 @@ def check_file(
     settings: Settings,
     now: datetime,
     *,
+    match: Match | None = None,
     fp: files.Fingerprint | None = None,
     sink: Sink | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> pipeline.Outcome:
     """Check ``path`` as the daemon does and, with a sink, load its valid rows into it.
 
-    ``fp`` is the fingerprint the caller already took (the daemon hashes a file before its ledger
-    check); without it the file is hashed here. Raises ``NotTaken`` (the daemon would leave it
-    where it is), ``InvalidFile`` (it would be quarantined), ``OSError`` (it cannot be read), and
-    whatever the sink raises."""
+    ``match`` is what the file follows (``Sources.rules_for``; without it, the global settings).
+    ``fp`` is the fingerprint the caller already took with the match's encoding (the daemon hashes
+    a file before its ledger check); without it the file is hashed here. Raises ``NotTaken`` (the
+    daemon would leave it where it is), ``InvalidFile`` (it would be quarantined), ``OSError`` (it
+    cannot be read), and whatever the sink raises."""
+    match = match or Match(None, settings.rules)
     if not files.is_input_name(path.name):
         raise NotTaken(IGNORED, ignored=True)
     if fp is None:  # refuses a link or anything but a regular file, like the daemon's own fingerprint
-        fp = files.fingerprint(path, settings.rules.encoding)
+        fp = files.fingerprint(path, match.rules.encoding)
     if fp.problem is not None:
         raise InvalidFile(fp.problem)
+    if match.problem is not None:
+        raise InvalidFile(match.problem)
     if sink is None:
-        return pipeline.run(path, settings.rules, now, block_bytes=settings.read_block_bytes, should_stop=should_stop)
+        return pipeline.run(path, match.rules, now, block_bytes=settings.read_block_bytes, should_stop=should_stop)
     with sink.begin() as file_id:
         outcome = pipeline.run(
             path,
-            settings.rules,
+            match.rules,
             now,
             block_bytes=settings.read_block_bytes,
             file_id=file_id,
@@ -78,6 +86,31 @@ def check_file(
         )
         sink.complete(outcome)
     return outcome
+
+
+class Preview:
+    """The sink of ``validate --show N``: keeps the first ``rows`` transformed rows, exactly as the
+    daemon would store them, and writes nothing (file_id 0)."""
+
+    def __init__(self, rows: int) -> None:
+        self.limit = rows
+        self.kept: list[pa.Table] = []
+
+    @contextmanager
+    def begin(self) -> Iterator[int]:
+        yield 0
+
+    def rows(self, readings: pa.Table) -> None:
+        room = self.limit - sum(table.num_rows for table in self.kept)
+        if room > 0:
+            self.kept.append(readings.slice(0, room))
+
+    def complete(self, outcome: pipeline.Outcome) -> None:
+        """Nothing follows the rows: there is no transaction."""
+
+    def table(self) -> pa.Table | None:
+        """The rows kept, without file_id (given at the load); None: no row would be stored."""
+        return pa.concat_tables(self.kept).drop_columns(["file_id"]) if self.kept else None
 
 
 def internal_problem(exc: Exception) -> Problem:

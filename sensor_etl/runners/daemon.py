@@ -10,14 +10,18 @@ This is the one place where typed errors become decisions:
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
 - ``Interrupted`` → rolled back, the file waits, the daemon exits.
 
-Every file is handled under a claim (``claims``), so any number of workers may share the inbox.
+Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
+file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
+matches (``sources``).
 
 When several small files are ready, they go as a batch (``handle_batch``: BATCH_FILES, BATCH_BYTES,
 BATCH_SECONDS): claimed and released in one statement each, checked together (``lean``), the valid
 ones loaded in one transaction (``BatchLoad``), moved with one fsync per folder. Each file still
 gets its own decision from the list above; a decision the batch cannot take for one file alone
-(``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` in the batch's transaction) rolls the batch
-back and takes its files one at a time, so only the guilty file meets its fate.
+(``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` or an ON_OVERLAP=reject ``InvalidFile`` in the
+batch's transaction) rolls the batch back and takes its files one at a time, so only the guilty file
+meets its fate. A file holding a reading (sensor, time) of an earlier file of its batch waits for the
+batch's commit and then goes alone, so ON_OVERLAP sees the two in the order a scan without batches would.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any
 
 from tenacity import Retrying
 
-from sensor_etl.config import Settings
+from sensor_etl.config import Rules, Settings
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.claims import Claims
@@ -63,6 +67,7 @@ from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
 from sensor_etl.runners.load import BatchLoad, FileLoad, Loading
 from sensor_etl.runners.pipeline import Outcome
+from sensor_etl.sources import Match, Sources
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
 ONCE_BUSY_POLL = 0.1  # --once: seconds between scans while other workers finish the files they hold (a batch takes ~BATCH_SECONDS)
@@ -93,13 +98,23 @@ class Pass:
         return not self.waiting and not self.busy
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A file of a batch once fingerprinted, with the source it follows."""
+
+    candidate: files.Candidate
+    fp: files.Fingerprint
+    match: Match
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class Daemon:
-    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None) -> None:
+    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None, sources: Sources | None = None) -> None:
         self.settings = settings
+        self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -136,6 +151,7 @@ class Daemon:
                 except FatalDatabaseError as exc:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     return 1
+                logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
                 if once:
                     if left.settled:
                         return 0
@@ -157,7 +173,9 @@ class Daemon:
     def scan_once(self) -> Pass:
         """Offer every ready file to ``handle`` once; report what is left for later."""
         try:
-            candidates, skipped = files.scan(self.settings.data_folder)
+            candidates, skipped = files.scan(
+                self.settings.data_folder, exclude=(self.settings.processed_folder, self.settings.quarantine_folder)
+            )
         except OSError as exc:
             logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
             return Pass(waiting=True)
@@ -200,7 +218,7 @@ class Daemon:
             key = (item.path, item.reason)
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
-                logs.warning("file_skipped", file=item.path.name, reason=item.reason)
+                logs.warning("file_skipped", file=item.name, reason=item.reason)
 
     # -- one file -----------------------------------------------------------------------------
     def handle(self, candidate: files.Candidate) -> Result:
@@ -222,11 +240,12 @@ class Daemon:
 
     def _handle_claimed(self, candidate: files.Candidate) -> Result:
         started = utcnow()
-        fp, result = self._fingerprint(candidate)
+        match = self.sources.rules_for(candidate.name)
+        fp, result = self._fingerprint(candidate, match.rules.encoding)
         if fp is None:
             return result
         try:
-            return self._retrying_file(candidate.name)(self._process, candidate, fp, started)
+            return self._retrying_file(candidate.name)(self._process, candidate, fp, match, started)
         except Exception as exc:
             return self._fate(candidate, fp, exc)
 
@@ -236,7 +255,7 @@ class Daemon:
         try:
             raise error
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate.path, str(exc))
+            self._skip_once(candidate, str(exc))
             return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
@@ -266,13 +285,13 @@ class Daemon:
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
 
-    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, started: datetime) -> Result:
+    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, match: Match, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
-        load = FileLoad(self.db, self.claims, self.settings, candidate.path, fp, planned=planned, started=started, worker=self.worker)
+        load = FileLoad(self.db, self.claims, self.settings, candidate, fp, match, planned=planned, started=started, worker=self.worker)
         clock = time.perf_counter()
         try:
-            outcome = check_file(candidate.path, self.settings, started, fp=fp, sink=load, should_stop=self.stop.is_set)
+            outcome = check_file(candidate.path, self.settings, started, match=match, fp=fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
             return self._archive_known(candidate, fp)
         seconds = time.perf_counter() - clock
@@ -280,9 +299,13 @@ class Daemon:
             "file_loaded",
             file=name,
             file_id=load.file_id,
-            rows=outcome.loaded,
+            source=match.source,
+            rows=outcome.loaded - load.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
             rejects=load.rejects.name if load.rejects else None,
+            rows_skipped=load.overlap.skipped,
+            rows_conflicting=load.overlap.conflicting,
+            rows_replaced=load.overlap.replaced,
             sensors=len(outcome.sensors),
             layout=outcome.where or None,
             seconds=round(seconds, 3),
@@ -290,7 +313,7 @@ class Daemon:
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, load.file_id, planned, fresh=True)
+        self.archive.committed(candidate.path, name, load.file_id, planned, fresh=True)
         return Result.LOADED
 
     def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
@@ -302,9 +325,9 @@ class Daemon:
             planned = Path(entry.archive_path)
             if not planned.exists() or files.same_file(candidate.path, planned):
                 logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self.archive.committed(candidate.path, entry.file_id, planned)
+                self.archive.committed(candidate.path, candidate.name, entry.file_id, planned)
                 return Result.LOADED
-        target = self.archive.duplicate(candidate.path)
+        target = self.archive.duplicate(candidate.path, candidate.name)
         if target is None:
             return Result.WAITING
         logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
@@ -312,14 +335,14 @@ class Daemon:
 
     def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
-        target = self.archive.quarantine(candidate.path, report)
+        target = self.archive.quarantine(candidate.path, candidate.name, report)
         if target is None:
             return Result.WAITING
         logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
         return Result.QUARANTINED
 
-    def _skip_once(self, path: Path, reason: str) -> None:
-        self._report_skips([files.Skipped(path, reason)])
+    def _skip_once(self, candidate: files.Candidate, reason: str) -> None:
+        self._report_skips([files.Skipped(candidate.path, candidate.name, reason)])
 
     def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
         logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
@@ -356,110 +379,127 @@ class Daemon:
         archive each: loaded, quarantined, duplicate (a content twice in the batch is loaded once)."""
         started = utcnow()
         results: list[Result] = []
-        seen: list[tuple[files.Candidate, files.Fingerprint]] = []
+        seen: list[Seen] = []
         for candidate in batch:
-            fp, result = self._fingerprint(candidate, keep=self.settings.batch_bytes)
+            match = self.sources.rules_for(candidate.name)
+            fp, result = self._fingerprint(candidate, match.rules.encoding, keep=self.settings.batch_bytes)
             if fp is None:
                 results.append(result)
             else:
-                seen.append((candidate, fp))
-        firsts = {fp.sha256: candidate for candidate, fp in reversed(seen)}
-        unique = [(candidate, fp) for candidate, fp in seen if firsts[fp.sha256] is candidate]
+                seen.append(Seen(candidate, fp, match))
+        firsts = {item.fp.sha256: item.candidate for item in reversed(seen)}
+        unique = [item for item in seen if firsts[item.fp.sha256] is item.candidate]
         try:
-            loading, checks, indexes, failed = self._check_batch(unique, started)
+            loading, failed = self._check_batch(unique, started)
         except Interrupted:
             logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
             return results + [Result.WAITING] * len(seen)
         except Exception:  # a bug of the batch path must not stop the daemon: each file alone, on the path of one
             LOGGER.exception("internal_error", extra={"fields": {"files": len(seen), "action": "checking the files one at a time"}})
-            return results + [self._handle_claimed(candidate) for candidate, _ in seen]
+            return results + [self._handle_claimed(item.candidate) for item in seen]
+        later = lean.sharing_keys([(f.checks, f.index) for f in loading if f.checks is not None])
+        loading, after = (
+            [f for f in loading if (id(f.checks), f.index) not in later],
+            [f for f in loading if (id(f.checks), f.index) in later],
+        )
         load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
-        results += self._load_batch(load, loading, checks, indexes)
+        results += self._load_batch(load, loading)
         if PAUSE_AFTER_COMMIT and load.file_ids:
             self.stop.wait(PAUSE_AFTER_COMMIT)
         with self.archive.batch():
             for position, file_id in load.file_ids.items():
-                self.archive.committed(loading[position].path, file_id, loading[position].planned, fresh=True)
+                f = loading[position]
+                self.archive.committed(f.candidate.path, f.candidate.name, file_id, f.planned, fresh=True)
             results += [Result.LOADED] * len(load.file_ids)
             for position, f in enumerate(loading):
                 if load.committed and position not in load.file_ids:  # its content was committed by another worker meanwhile
-                    results.append(self._archive_known(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns), f.fp))
-            results += [self._fate(candidate, fp, error) for candidate, fp, error in failed]
-            results += [self._archive_known(candidate, fp) for candidate, fp in seen if firsts[fp.sha256] is not candidate]
-        return results
+                    results.append(self._archive_known(f.candidate, f.fp))
+            results += [self._fate(item.candidate, item.fp, error) for item, error in failed]
+        # alone, once the batch is committed: a content twice in the batch (a duplicate now, or like its
+        # twin quarantined), and a file sharing readings with an earlier file of the batch
+        twins = [item.candidate for item in seen if firsts[item.fp.sha256] is not item.candidate]
+        return results + [self._handle_claimed(candidate) for candidate in [*twins, *(f.candidate for f in after)]]
 
-    def _check_batch(
-        self, unique: list[tuple[files.Candidate, files.Fingerprint]], started: datetime
-    ) -> tuple[list[Loading], lean.Checks, list[int], list[tuple[files.Candidate, files.Fingerprint, Exception]]]:
-        """The lean check of the batch: the files to load (with their planned archive paths and their
-        places in the check), and the others with the error that decides their fate."""
-        failed: list[tuple[files.Candidate, files.Fingerprint, Exception]] = [
-            (candidate, fp, InvalidFile(fp.problem))
-            for candidate, fp in unique
-            if fp.problem is not None  # not text: not parsed
-        ]
-        text = [(candidate, fp) for candidate, fp in unique if fp.problem is None]
-        checks = lean.check(
-            [candidate.path for candidate, _ in text],
-            self.settings.rules,
-            started,
-            block_bytes=self.settings.read_block_bytes,
-            contents=[fp.content for _, fp in text],
-            should_stop=self.stop.is_set,
-        )
-        loading, indexes = [], []
-        for index, ((candidate, fp), outcome) in enumerate(zip(text, checks.outcomes, strict=True)):
-            if isinstance(outcome, Outcome):
-                loading.append(Loading(candidate.path, fp, outcome, self.archive.plan(candidate.name)))
-                indexes.append(index)
-            else:
-                failed.append((candidate, fp, outcome))
-        return loading, checks, indexes, failed
+    def _check_batch(self, unique: list[Seen], started: datetime) -> tuple[list[Loading], list[tuple[Seen, Exception]]]:
+        """The lean check of the batch, one per set of rules (sources): the files to load (with their
+        planned archive paths and where their rows wait), and the others with the error that decides their fate."""
+        failed: list[tuple[Seen, Exception]] = []
+        by_rules: list[tuple[Rules, list[Seen]]] = []
+        for item in unique:
+            problem = item.fp.problem or item.match.problem  # not text, or its source cannot serve it: not parsed
+            if problem is not None:
+                failed.append((item, InvalidFile(problem)))
+                continue
+            group = next((members for rules, members in by_rules if rules == item.match.rules), None)
+            if group is None:
+                by_rules.append((item.match.rules, group := []))
+            group.append(item)
+        loading = []
+        for rules, members in by_rules:
+            checks = lean.check(
+                [item.candidate.path for item in members],
+                rules,
+                started,
+                block_bytes=self.settings.read_block_bytes,
+                contents=[item.fp.content for item in members],
+                should_stop=self.stop.is_set,
+            )
+            for index, (item, outcome) in enumerate(zip(members, checks.outcomes, strict=True)):
+                if isinstance(outcome, Outcome):
+                    loading.append(
+                        Loading(item.candidate, item.fp, item.match, outcome, self.archive.plan(item.candidate.name), checks, index)
+                    )
+                else:
+                    failed.append((item, outcome))
+        order = {item.candidate.name: number for number, item in enumerate(unique)}
+        return sorted(loading, key=lambda f: order[f.candidate.name]), failed  # scan order, as files load one by one
 
-    def _load_batch(self, load: BatchLoad, loading: list[Loading], checks: lean.Checks, indexes: list[int]) -> list[Result]:
+    def _load_batch(self, load: BatchLoad, loading: list[Loading]) -> list[Result]:
         """Commit the batch's valid files (``load.file_ids`` then says which); the results of those that
         were not: waiting after an outage or a stop, or taken one at a time after a rollback."""
         if not loading:
             return []
         clock = time.perf_counter()
         try:
-            self._retrying_file(f"batch of {len(loading)}")(load.run, loading, checks, indexes)
+            self._retrying_file(f"batch of {len(loading)}")(load.run, loading)
         except TransientDatabaseError as exc:
-            return [self._deferred(f.path.name, exc) for f in loading]
+            return [self._deferred(f.candidate.name, exc) for f in loading]
         except Interrupted:
             logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
             return [Result.WAITING] * len(loading)
         except FatalDatabaseError:
             raise
-        except (DataDatabaseError, FileChanged, ClaimLost) as exc:  # rolled back: each file alone meets the error that is its own
+        except (
+            DataDatabaseError,
+            FileChanged,
+            ClaimLost,
+            InvalidFile,
+        ) as exc:  # rolled back: each file alone meets the error that is its own
             logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
-            return self._one_at_a_time(loading)
+            return [self._handle_claimed(f.candidate) for f in loading]
         except Exception:  # a bug of the batch path must not stop the daemon
             LOGGER.exception(
                 "internal_error", extra={"fields": {"files": len(loading), "action": "rolled back, loading the files one at a time"}}
             )
-            return self._one_at_a_time(loading)
-        seconds = time.perf_counter() - clock
+            return [self._handle_claimed(f.candidate) for f in loading]
+        share = (time.perf_counter() - clock) / len(loading)
         for position, file_id in load.file_ids.items():
-            self._log_loaded(loading[position], file_id, load.rejects.get(position), len(load.file_ids), seconds)
+            self._log_loaded(loading[position], file_id, load, position, share)
         return []
 
-    def _one_at_a_time(self, loading: list[Loading]) -> list[Result]:
-        return [self._handle_claimed(files.Candidate(f.path, f.fp.size, f.fp.mtime_ns)) for f in loading]
-
-    def _fingerprint(self, candidate: files.Candidate, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
+    def _fingerprint(self, candidate: files.Candidate, encoding: str, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
         """The file's fingerprint (with its bytes, up to ``keep``), or None and what to do about a file
         that cannot be read or is still being written."""
         try:
-            fp = files.fingerprint(candidate.path, self.settings.rules.encoding, keep)
+            fp = files.fingerprint(candidate.path, encoding, keep)
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=candidate.name)
             return None, Result.GONE
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate.path, str(exc))
+            self._skip_once(candidate, str(exc))
             return None, Result.WAITING
         except OSError as exc:
-            self._skip_once(candidate.path, f"cannot read: {exc.strerror or exc}")
+            self._skip_once(candidate, f"cannot read: {exc.strerror or exc}")
             return None, Result.WAITING
         if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
             logs.info("file_changing", file=candidate.name)
@@ -467,16 +507,22 @@ class Daemon:
         logs.info("file_seen", file=candidate.name, bytes=fp.size, sha256=fp.sha256[:12])
         return fp, Result.LOADED
 
-    def _log_loaded(self, f: Loading, file_id: int, rejects: Path | None, batch: int, seconds: float) -> None:
-        outcome = f.outcome
+    def _log_loaded(self, f: Loading, file_id: int, load: BatchLoad, position: int, seconds: float) -> None:
+        """``file_loaded`` of a file of a batch: ``seconds`` is its share of the batch's load."""
+        outcome, overlap, rejects = f.outcome, load.overlaps[position], load.rejects.get(position)
         logs.info(
             "file_loaded",
-            file=f.path.name,
+            file=f.candidate.name,
             file_id=file_id,
-            rows=outcome.loaded,
+            source=f.match.source,
+            rows=outcome.loaded - overlap.skipped,
             rows_rejected=outcome.invalid_rows,
             rejects=rejects.name if rejects else None,
+            rows_skipped=overlap.skipped,
+            rows_conflicting=overlap.conflicting,
+            rows_replaced=overlap.replaced,
             sensors=len(outcome.sensors),
-            batch=batch,
-            seconds=round(seconds, 3),
+            layout=outcome.where or None,
+            batch=len(load.file_ids),
+            seconds=round(seconds, 4),
         )

@@ -87,6 +87,31 @@ class Checks:
         return tables
 
 
+def sharing_keys(files: Sequence[tuple[Checks, int]]) -> set[tuple[int, int]]:
+    """The files of ``files`` (``(id(checks), index)``, in the order they would load one by one) that
+    hold a reading (sensor, time) an earlier one of them holds: ON_OVERLAP must see such a file after
+    the earlier one has committed, as it would without batches."""
+    position = {(id(checks), index): number for number, (checks, index) in enumerate(files)}
+    owners, sensors, times = [], [], []
+    for checks in {id(checks): checks for checks, _ in files}.values():
+        for group in checks.groups:
+            rows = group.loads[group.checked.parts]
+            number = np.array([position.get((id(checks), int(index)), -1) for index in group.files], dtype=np.int64)[group.checked.parts]
+            rows &= number >= 0
+            owners.append(number[rows])
+            sensors.extend(pc.filter(group.checked.sensor_id, pa.array(rows)).chunks)
+            times.append(group.checked.observed_at[rows].view(np.int64))
+    if not owners or len(position) < 2:
+        return set()
+    owner, at = np.concatenate(owners), np.concatenate(times)
+    code = pc.dictionary_encode(pa.chunked_array(sensors, pa.string())).combine_chunks().indices.to_numpy().astype(np.int64)
+    order = np.lexsort((owner, at, code))
+    same = (code[order][1:] == code[order][:-1]) & (at[order][1:] == at[order][:-1])
+    first = np.maximum.accumulate(np.where(np.concatenate(([True], ~same)), np.arange(len(order)), 0))
+    later = owner[order] != owner[order][first]
+    return {key for key, number in position.items() if number in set(owner[order][later].tolist())}
+
+
 def check(
     paths: Sequence[Path],
     rules: Rules,

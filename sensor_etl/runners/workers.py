@@ -21,7 +21,9 @@ from typing import Any
 from sensor_etl.config import Settings
 from sensor_etl.edges.db import Database
 from sensor_etl.ops import logs
+from sensor_etl.runners import monitor
 from sensor_etl.runners.daemon import Daemon
+from sensor_etl.sources import Sources
 
 RESTART_DELAY = 1.0  # seconds before a dead worker is replaced: a crash loop costs one restart a second
 EXIT_FATAL = 1  # a worker's Daemon.run gave up for good (database refused us): restarting cannot help
@@ -38,12 +40,12 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def supervise(settings: Settings, connect: Mapping[str, Any], stop: threading.Event, once: bool) -> int:
+def supervise(settings: Settings, sources: Sources, connect: Mapping[str, Any], stop: threading.Event, once: bool) -> int:
     """Run ``settings.workers`` worker processes until stopped (or, with ``once``, until all are done)."""
     context = multiprocessing.get_context("spawn")
 
     def start(index: int) -> BaseProcess:
-        process = context.Process(target=work, args=(settings, connect, once), name=f"sensor-etl-worker-{index}")
+        process = context.Process(target=work, args=(settings, sources, connect, once), name=f"sensor-etl-worker-{index}")
         process.start()
         logs.info("worker_started", worker=index, pid=process.pid)
         return process
@@ -86,15 +88,16 @@ def _cause(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def work(settings: Settings, connect: Mapping[str, Any], once: bool) -> None:
+def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once: bool) -> None:
     """A worker process: the single-process daemon, which also stops when its supervisor dies."""
     logs.configure(settings.log_level, settings.log_format)
+    monitor.record_in_worker()
     stop = threading.Event()
     stop_on_signals(stop)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_stop_when_gone, args=(parent.sentinel, stop), name="supervisor-watch", daemon=True).start()
-    sys.exit(Daemon(settings, Database(connect), stop).run(once))
+    sys.exit(Daemon(settings, Database(connect), stop, sources).run(once))
 
 
 def _stop_when_gone(sentinel: int, stop: threading.Event) -> None:

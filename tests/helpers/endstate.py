@@ -20,8 +20,12 @@ def data_rows(content: bytes) -> int:
 
 
 def inbox_files(folder: Path) -> list[Path]:
-    """Input files in a folder: regular files, without quarantine reports."""
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.endswith(REPORT_SUFFIXES) and not p.name.startswith(".")]
+    """Input files in a folder and its subfolders: regular files, without quarantine reports or hidden names."""
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.endswith(REPORT_SUFFIXES) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
 
 
 def assert_exactly_once(
@@ -37,23 +41,26 @@ def assert_exactly_once(
     """``inputs``: the content of every file dropped into the inbox (repeats allowed).
 
     Each content neither quarantined nor waiting has exactly one ``ingested_files`` row whose
-    ``rows_loaded`` and readings both equal its data rows, and nothing else is in the database; each
+    ``rows_loaded`` equals its readings and, with the readings another file holds (``rows_skipped``),
+    its data rows; nothing else is in the database, and no sensor has two readings at one time. Each
     dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
-    or data/ (waiting). With ``clean_stop``, each ledger row's ``archive_path`` is where its file
-    now is, and no claim is left behind. ``rows`` counts a content's data rows (default: its lines
-    after the header)."""
+    or data/ (waiting), in any subfolder. With ``clean_stop``, each ledger row's ``archive_path`` is
+    where its file now is, and no claim is left behind. ``rows`` counts a content's data rows
+    (default: its lines after the header)."""
     inputs = list(inputs)
     quarantined_shas = {sha(c) for c in quarantined}
     waiting_shas = {sha(c) for c in waiting}
     loaded = {sha(c): rows(c) for c in inputs if sha(c) not in quarantined_shas | waiting_shas}
 
     ledger = db.rows(
-        "SELECT sha256, rows_loaded, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archive_path"
+        "SELECT sha256, rows_loaded, rows_skipped, (SELECT count(*) FROM sensor_readings r WHERE r.file_id = f.file_id), archive_path"
         " FROM ingested_files f"
     )
-    assert {row[0]: (row[1], row[2]) for row in ledger} == {key: (rows, rows) for key, rows in loaded.items()}
+    assert {key: rows_loaded + skipped for key, rows_loaded, skipped, _, _ in ledger} == loaded
+    assert [(key, rows_loaded) for key, rows_loaded, _, readings, _ in ledger if readings != rows_loaded] == []
     assert len(ledger) == len(loaded)
-    assert db.value("SELECT count(*) FROM sensor_readings") == sum(loaded.values())
+    assert db.value("SELECT count(*) FROM sensor_readings") == sum(row[1] for row in ledger)
+    assert db.rows("SELECT sensor_id, observed_at FROM sensor_readings GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 5") == []
 
     placed = {folder: Counter(sha(p.read_bytes()) for p in inbox_files(folder)) for folder in (ws.processed, ws.quarantine, ws.data)}
     assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one folder"
@@ -63,7 +70,7 @@ def assert_exactly_once(
     for path in inbox_files(ws.quarantine):
         assert Path(f"{path}.error.json").is_file(), f"{path.name} is quarantined without a report"
     if clean_stop:
-        for key, _, _, archive_path in ledger:
+        for key, _, _, _, archive_path in ledger:
             archived = Path(archive_path)
-            assert archived.parent == ws.processed.resolve() and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
+            assert ws.processed.resolve() in archived.parents and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
         assert db.rows("SELECT name, owner FROM file_claims") == []

@@ -10,12 +10,16 @@ from sensor_etl.config import settings_from
 from sensor_etl.edges.db import Database
 from sensor_etl.ops import logs
 from sensor_etl.runners.daemon import Daemon
+from sensor_etl.sources import load_sources
 
 
 def start_daemon(root: Path, dsn: str, **env: str) -> tuple[Daemon, io.StringIO]:
-    """A connected daemon over root/{data,processed,quarantine}; its log lines go to the returned buffer."""
+    """A connected daemon over root/{data,processed,quarantine} (and root/sources.toml when there is
+    one); its log lines go to the returned buffer."""
+    sources_file = {"SOURCES_FILE": str(root / "sources.toml")} if (root / "sources.toml").exists() else {}
     settings = settings_from(
         {
+            **sources_file,
             "DATABASE_URL": dsn,
             "DATA_FOLDER": str(root / "data"),
             "PROCESSED_FOLDER": str(root / "processed"),
@@ -32,7 +36,7 @@ def start_daemon(root: Path, dsn: str, **env: str) -> tuple[Daemon, io.StringIO]
     logs.LOGGER.handlers[:] = [handler]
     logs.LOGGER.setLevel("INFO")
     logs.LOGGER.propagate = False
-    daemon = Daemon(settings, Database(settings.connection_kwargs()))
+    daemon = Daemon(settings, Database(settings.connection_kwargs()), sources=load_sources(settings))
     daemon.connect(3)
     return daemon, buffer
 

@@ -72,7 +72,9 @@ class Workspace:
         return self.root / "quarantine"
 
     def write(self, name: str, content: str | bytes) -> Path:
+        """``data/name``; a name with folders (``station_a/x.csv``) gets them."""
         path = self.data / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
         return path
 
