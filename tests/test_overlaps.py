@@ -200,9 +200,9 @@ def test_a_database_of_the_previous_version_gets_the_new_columns_and_keeps_its_r
     db.execute(  # the ledger as the previous version made it
         "ALTER TABLE ingested_files DROP COLUMN preamble, DROP COLUMN source, DROP COLUMN rows_skipped, DROP COLUMN rows_conflicting,"
         " DROP COLUMN rows_replaced;"
-        " DROP INDEX sensor_metrics_sensor_day"
+        " DROP INDEX sensor_metrics_sensor_day_end"
     )
     workspace.write("second.csv", SECOND)
     run_once(workspace.root, db.dsn)  # applies the schema at start-up, then loads
     assert _ledger(db) == [("first.csv", 5, 0, 0, 0), ("second.csv", 2, 3, 1, 0)]
-    assert db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'sensor_metrics_sensor_day'") == 1
+    assert db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'sensor_metrics_sensor_day_end'") == 1
