@@ -109,6 +109,14 @@ def _span(micros: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, pa.Array]:
     )
 
 
+def spans(summary: pa.Table) -> pa.Table:
+    """Per file, sensor and day of a ``summarize(by_file=True)`` summary: the first and last instant
+    of any of its metrics (what the overlap check of a batch compares)."""
+    keys = ["file_id", "sensor_id", "day"]
+    grouped = summary.group_by(keys, use_threads=False).aggregate([("first_at", "min"), ("last_at", "max")])
+    return grouped.select([*keys, "first_at_min", "last_at_max"]).rename_columns([*keys, "first_at", "last_at"])
+
+
 def merge(summaries: list[pa.Table]) -> pa.Table:
     """Combine partial summaries that share sensor, day and metric into one exact summary."""
     parts = [s for s in summaries if s.num_rows]

@@ -180,12 +180,13 @@ class BatchLoad:
         with self.db.load_many([f.meta(self.started, self.worker) for f in loading]) as load:
             new = {position: load.file_ids[f.fp.sha256] for position, f in enumerate(loading) if f.fp.sha256 in load.file_ids}
             readings = _readings(loading, new)
+            meeting: set[int] = set()
             if readings:
                 load.copy_readings(pa.concat_tables(readings))  # on the copier thread, while the statistics are computed here
-                load.write_metrics(pa.concat_tables([aggregate.summarize(group, by_file=True) for group in readings]))
-            load.wait()
-            sensors = {sensor for position in new for sensor in loading[position].outcome.sensors}
-            meeting = overlaps.meeting(load.cursor, list(new.values()), sensors)
+                summary = pa.concat_tables([aggregate.summarize(group, by_file=True) for group in readings])
+                load.wait()
+                meeting = overlaps.meeting(load.cursor, aggregate.spans(summary))  # before the batch's own metrics are there
+                load.write_metrics(summary)
             found = {
                 position: resolve_overlap(load.cursor, file_id, loading[position].match.rules) if file_id in meeting else Overlap()
                 for position, file_id in new.items()
