@@ -182,7 +182,10 @@ class Daemon:
         self._report_skips(skipped)
         ready = self.settle.ready(candidates, time.time_ns())
         waiting, busy = len(ready) < len(candidates), False
-        if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
+        if self.settings.workers > 1 and self.settings.batch_files == 1 and ready:
+            # one file at a time, workers start at different points of the list instead of racing for the
+            # same files. Batches are claimed in one statement, so racing costs little there, and oldest
+            # first keeps the files in time order: a load's overlap check then looks at few other files.
             start = zlib.crc32(self.claims.owner.encode()) % len(ready)
             ready = ready[start:] + ready[:start]
         pending = deque(ready)
