@@ -80,3 +80,9 @@ class Server:
     def __exit__(self, *exc_info: object) -> None:
         if self._embedded is not None:
             self._embedded.destroy()
+
+    def postmaster_pid(self) -> int | None:
+        """The embedded server's main process (None for an external server): its CPU is measurable here."""
+        if self._embedded is None:
+            return None
+        return int((self._embedded.pgdata / "postmaster.pid").read_text().split()[0])

@@ -132,7 +132,25 @@ def multi_chunk(start: np.datetime64, first_row: int, rows: int) -> pa.Table:
     )
 
 
-def _write_rows(path: Path, header: str, chunks) -> None:
+def sensors_chunk(first_row: int, rows: int) -> pa.Table:
+    """Rows of the multi-sensor format with a different sensor on every row (``sensor-0000001``...):
+    one group of statistics per row, the shape of a fleet's daily export (issue 14)."""
+    rng = np.random.default_rng([SEED, first_row])
+    index = first_row + np.arange(rows)
+    seconds = MULTI_START.astype("int64") + index
+    iso = pc.cast(pa.array(seconds, pa.timestamp("s")), pa.string())
+    return pa.table(
+        {
+            "timestamp": pc.binary_join_element_wise(pc.utf8_replace_slice(iso, 10, 11, "T"), "Z", ""),
+            "sensor_id": pc.binary_join_element_wise("sensor-", pc.utf8_lpad(pc.cast(pa.array(index + 1), pa.string()), 7, "0"), ""),
+            "temperature": _round2(np.clip(18.0 + rng.normal(0, 6.0, rows), -90, 60)),
+            "humidity": _round2(np.clip(60.0 + rng.normal(0, 10.0, rows), 0, 100)),
+            "pressure": _round2(np.clip(1013.0 + rng.normal(0, 4.0, rows), 300, 1100)),
+        }
+    )
+
+
+def write_rows(path: Path, header: str, chunks) -> None:
     """Write header + chunks to a temporary name, then rename: a cached file is always complete."""
     partial = path.with_name(f".{path.name}.partial")
     with open(partial, "wb") as out:
@@ -147,7 +165,7 @@ def seed_file(cache: Path, rows: int) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
-        _write_rows(
+        write_rows(
             path,
             SEED_HEADER,
             (seed_chunk(s, min(CHUNK_ROWS, rows - s)) for s in starts),
@@ -168,7 +186,17 @@ def multi_file(cache: Path, rows: int) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         starts = range(0, rows, CHUNK_ROWS)
         chunks = (multi_chunk(MULTI_START, s, min(CHUNK_ROWS, rows - s)) for s in starts)
-        _write_rows(path, MULTI_HEADER, chunks)
+        write_rows(path, MULTI_HEADER, chunks)
+    return path
+
+
+def sensors_file(cache: Path, rows: int) -> Path:
+    """One multi-sensor-format file of ``rows`` rows, each of its own sensor (shape e)."""
+    path = cache / f"sensors-{rows}-v{GENERATOR_VERSION}.csv"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        starts = range(0, rows, CHUNK_ROWS)
+        write_rows(path, MULTI_HEADER, (sensors_chunk(s, min(CHUNK_ROWS, rows - s)) for s in starts))
     return path
 
 

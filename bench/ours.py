@@ -63,7 +63,8 @@ def daemon_environment(dsn: str, folders: Folders, workers: int, settle_seconds:
         "WORKERS": str(workers),
         "FILE_SETTLE_SECONDS": str(settle_seconds),
         "MONITOR_INTERVAL": "1",
-        "LOG_LEVEL": "WARNING",
+        # INFO with workers: each process logs its own peak RSS at exit, which bench/measure.py adds up
+        "LOG_LEVEL": "INFO" if workers > 1 else "WARNING",
     }
 
 
@@ -73,15 +74,22 @@ def copy_inputs(files: list[Path], folder: Path) -> None:
         shutil.copyfile(path, folder / path.name)
 
 
-def load_once(admin_dsn: str, files: list[Path], rows: int, folders: Folders, workers: int) -> tuple[Measurement, str]:
-    """One timed ``etl_pipeline.py --once`` over a fresh copy of ``files`` into a fresh database.
+def load_once(
+    admin_dsn: str, files: list[Path], rows: int, folders: Folders, workers: int, *, spark_master: str | None = None
+) -> tuple[Measurement, str]:
+    """One timed ``etl_pipeline.py --once`` (or, with ``spark_master``, ``etl_pipeline.py spark DATA
+    --master ...``) over a fresh copy of ``files`` into a fresh database.
 
     Returns the measurement and why the run does not count ("" when every row was loaded).
     """
     dsn = recreate_database(admin_dsn, RUN_DATABASE)
     copy_inputs(files, folders.fresh().data)
     environment = daemon_environment(dsn, folders, workers, settle_seconds=0)
-    measurement = run_measured([sys.executable, str(DAEMON), "--once"], env=environment, cwd=REPO)
+    command = ["--once"]
+    if spark_master is not None:
+        command = ["spark", str(folders.data), "--master", spark_master, "--conf", "spark.ui.enabled=false"]
+        environment.update(PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    measurement = run_measured([sys.executable, str(DAEMON), *command], env=environment, cwd=REPO)
     try:
         return measurement, _check_load(dsn, measurement, folders, len(files), rows)
     finally:

@@ -2,7 +2,8 @@
 
 Shapes: (a) one 1M-row seed-format file, (b) one 1M-row multi-sensor file, (c) 2,000 files of 100
 rows with WORKERS=2 and (c1) the same with WORKERS=1, (d) one ~2 GB seed-format file (peak memory),
-and the pickup latency of an idle daemon.
+(e) one 1M-row file with a different sensor on every row (peak memory with as many statistics groups
+as rows), and the pickup latency of an idle daemon.
 Reference and daemon runs alternate, on the same server, so that background load hits both alike.
 See bench/README.md.
 """
@@ -29,9 +30,19 @@ from bench.measure import Measurement
 
 BENCH = Path(__file__).resolve().parent
 MB = 1024 * 1024
+
+
+def rss_bound_mb(read_block_bytes: int = 4 << 20, max_line_bytes: int = 16 << 20) -> float:
+    """The documented bound of one worker's peak RSS, MiB (docs/operations.md#memory), whatever the
+    file's size, line structure and number of sensor-day groups: about 170 MiB + 35 x READ_BLOCK_BYTES
+    + 12 x MAX_LINE_BYTES."""
+    return 170 + (35 * read_block_bytes + 12 * max_line_bytes) / MB
+
+
+MANY_GROUPS_RSS_MB = rss_bound_mb()
 LATENCY_SETTLE_SECONDS = 0.5
 LATENCY_ROWS = 100
-SHAPE_KEYS = ["a", "b", "c", "c1", "d", "latency"]
+SHAPE_KEYS = ["a", "b", "c", "c1", "d", "e", "latency"]
 REFERENCE_DATABASE = "bench_reference"
 
 
@@ -71,6 +82,15 @@ SHAPES = {
         min_ratio=None,
         max_rss_mb=300,
     ),
+    "e": Shape(
+        "e",
+        "1 file, a different sensor on every row (memory)",
+        "multi",
+        "rows/s",
+        1,
+        min_ratio=None,
+        max_rss_mb=MANY_GROUPS_RSS_MB,
+    ),
 }
 
 
@@ -80,6 +100,7 @@ class Sizes:
 
     seed_rows: int
     multi_rows: int
+    sensor_rows: int
     many_files: int
     big_file_bytes: int
     latency_samples: int
@@ -88,6 +109,7 @@ class Sizes:
 FULL = Sizes(
     seed_rows=1_000_000,
     multi_rows=1_000_000,
+    sensor_rows=1_000_000,
     many_files=2_000,
     big_file_bytes=2_000_000_000,
     latency_samples=10,
@@ -95,6 +117,7 @@ FULL = Sizes(
 SMOKE = Sizes(
     seed_rows=2_000,
     multi_rows=2_000,
+    sensor_rows=2_000,
     many_files=20,
     big_file_bytes=5_000_000,
     latency_samples=3,
@@ -106,7 +129,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--shapes",
         default=",".join(SHAPE_KEYS),
-        help="comma-separated subset of a,b,c,c1,d,latency",
+        help="comma-separated subset of a,b,c,c1,d,e,latency",
     )
     parser.add_argument(
         "--runs",
@@ -153,6 +176,8 @@ def inputs(shape: Shape, sizes: Sizes, cache: Path) -> tuple[list[Path], int]:
     if shape.key in ("c", "c1"):
         folder = generate.multi_files(cache, sizes.many_files, 100)
         return generate.csv_files(folder), sizes.many_files * 100
+    if shape.key == "e":
+        return [generate.sensors_file(cache, sizes.sensor_rows)], sizes.sensor_rows
     rows = generate.seed_rows_for_size(sizes.big_file_bytes)
     return [generate.seed_file(cache, rows)], rows
 

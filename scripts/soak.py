@@ -261,6 +261,9 @@ def main() -> int:
         FILE_SETTLE_SECONDS="0.5",
         MONITOR_INTERVAL="0.5",
         LEASE_SECONDS="5",
+        # the soak's random kills are not the files' fault: a file met by three of them in a row would be
+        # quarantined as a poison file (rule worker_died, docs/operations.md#poison-files-max_file_attempts)
+        MAX_FILE_ATTEMPTS="100",
         RETRY_ATTEMPTS="3",
         RETRY_MAX_WAIT="1",
         PYTHONPATH=str(REPO),

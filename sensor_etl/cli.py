@@ -1,5 +1,6 @@
 """Command line: run the daemon (default), ``validate`` files without loading, ``requeue`` quarantined files,
-``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database."""
+``unload`` loaded files, ``status`` of the daemon's database and folders, ``sql`` on its database, drop old
+months (``retention``), load a backlog on Apache Spark (``spark``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -21,16 +23,25 @@ import pyarrow as pa
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from sensor_etl import __version__
-from sensor_etl.config import ConfigError, Settings, load_settings, redact
-from sensor_etl.edges import files, reports, state
+from sensor_etl.config import ConfigError, Location, S3Location, Settings, load_settings, redact
+from sensor_etl.edges import files, inbox, memory, reports, state
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.embedded import POSTGRES_BIN_PATH, EmbeddedPostgres
-from sensor_etl.errors import DatabaseError, InvalidFile, NotTaken, Problem
+from sensor_etl.errors import (
+    DatabaseError,
+    FatalDatabaseError,
+    FatalStorageError,
+    InvalidFile,
+    NotTaken,
+    Problem,
+    StorageError,
+    TransientDatabaseError,
+    TransientStorageError,
+)
 from sensor_etl.ops import logs
 from sensor_etl.ops import status as status_view
-from sensor_etl.runners import monitor, pipeline, workers
+from sensor_etl.runners import monitor, pipeline, retention, retry, spark, workers
 from sensor_etl.runners.check import Preview, check_file, internal_problem
-from sensor_etl.runners.daemon import Daemon
 from sensor_etl.sources import Match, Sources, load_sources
 
 
@@ -63,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_between(1, 64), metavar="N", help="worker processes sharing the folder (overrides WORKERS)")
     parser.add_argument("--quiet", action="store_true", help="no progress line and no summary table on a terminal (the log is unchanged)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check = commands.add_parser("validate", help="dry run: report what would happen to FILEs, touching neither database nor folders")
+    check = commands.add_parser(
+        "validate",
+        help="dry run: report what would happen to FILEs (paths, s3://bucket/key, or every input object under s3://bucket/prefix/), "
+        "touching neither database nor folders",
+    )
     check.add_argument("--show", type=_between(1), metavar="N", help="also print the first N rows as they would be stored")
-    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("files", nargs="+", metavar="FILE")
     requeue = commands.add_parser("requeue", help="move quarantined files back to the inbox (after fixing the file or the rules)")
     requeue.add_argument("names", nargs="+", metavar="NAME")
     unload = commands.add_parser("unload", help="remove loaded files' readings, metrics and ledger rows (to load them again)")
@@ -80,7 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql = commands.add_parser("sql", help="psql on the daemon's database (the embedded one is started for the session if needed)")
     sql.add_argument("query", nargs="?", metavar="QUERY", help="run this one query, print its result and exit (else: interactive psql)")
+    keep = commands.add_parser("retention", help="drop the months of sensor_readings older than MONTHS months (metrics are kept)")
+    keep.add_argument("months", type=_between(1), metavar="MONTHS")
+    keep.add_argument("--dry-run", action="store_true", help="list the months that would be dropped, drop nothing")
+    backlog = commands.add_parser(
+        "spark",
+        help="load the files of INPUT folders on Apache Spark (a backlog), each exactly once, then exit (exit codes as --once)",
+    )
+    backlog.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="a folder of input files (instead of DATA_FOLDER)")
+    backlog.add_argument("--master", help="Spark master URL, e.g. local[2] or yarn (default: spark-submit's, else local[*])")
+    backlog.add_argument("--tasks", type=_between(1, 64), metavar="N", help="tasks to spread the files over (default: 4 per core)")
+    backlog.add_argument(
+        "--conf", action="append", type=_spark_setting, default=[], metavar="KEY=VALUE", help="a Spark setting, as with spark-submit"
+    )
     return parser
+
+
+def _spark_setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError("expected KEY=VALUE, e.g. spark.ui.enabled=false")
+    return key.strip(), value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,103 +139,269 @@ def main(argv: list[str] | None = None) -> int:
         return show_status(settings, as_json=args.json, last=args.last)
     if args.command == "sql":
         return sql(settings, args.query)
+    if args.command == "retention":
+        return drop_old_months(settings, args.months, dry_run=args.dry_run)
+    if args.command == "spark":
+        return run_spark(settings, sources, args.inputs, master=args.master, tasks=args.tasks, conf=dict(args.conf))
     return run(settings, sources, once=args.once, show=sys.stderr.isatty() and not args.quiet)
 
 
-def _prepare_folders(settings: Settings) -> None:
-    for variable, folder in (
-        ("DATA_FOLDER", settings.data_folder),
-        ("PROCESSED_FOLDER", settings.processed_folder),
-        ("QUARANTINE_FOLDER", settings.quarantine_folder),
-    ):
+def _open_inbox(settings: Settings, stop: threading.Event) -> inbox.Inbox[Any]:
+    """The inbox of DATA_FOLDER, with its folders created or its buckets checked (raises
+    ``ConfigError``, ``FatalStorageError``)."""
+    opened = inbox.open_inbox(settings, retry.storage_retrier(settings, stop))
+    opened.prepare()
+    return opened
+
+
+def _with_database_secret(settings: Settings, stop: threading.Event) -> Settings:
+    """DATABASE_URL read from DATABASE_URL_SECRET, when that is set (``edges.secrets``: the s3 extra)."""
+    if not settings.database_url_secret:
+        return settings
+    try:
+        from sensor_etl.edges import secrets
+    except ImportError as exc:
+        raise ConfigError(
+            "DATABASE_URL_SECRET", settings.database_url_secret, "no secret unless the s3 extra is installed: pip install 'sensor-etl[s3]'"
+        ) from exc
+    return secrets.with_database_secret(settings, retry.storage_retrier(settings, stop))
+
+
+@contextmanager
+def database_server(settings: Settings, *, own: bool = False) -> Iterator[tuple[Mapping[str, object] | None, str]]:
+    """The database a command works on: (connection arguments, which server, safe to log), or (None,
+    why there is none). The one way every command gets its database.
+
+    With no server configured it is the embedded one. The daemon and ``spark`` own it (``own``): they
+    create it the first time, start it and stop it when they end. The other commands (``unload``,
+    ``status``, ``sql``, ``retention``) borrow it: started for the command if it is not running, left
+    as found, never created."""
+    if not settings.embedded:
+        target = f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
+        yield settings.connection_kwargs(), redact(settings.database_url) if settings.database_url else target
+        return
+    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    described = f"embedded ({server.pgdata})"
+    if not own and not server.initialised:
+        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
+        return
+    with ExitStack() as stack:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(variable, str(folder), f"a folder that exists or can be created ({exc.strerror})") from exc
-        if not folder.is_dir():
-            raise ConfigError(variable, str(folder), "a folder, not a file")
+            dsn = stack.enter_context(_owned(server) if own else server.borrowed())
+        except (OSError, RuntimeError) as exc:
+            yield None, f"{described}: cannot be started: {exc}"
+            return
+        yield {"dsn": dsn}, described
+
+
+@contextmanager
+def _owned(server: EmbeddedPostgres) -> Iterator[str]:
+    """The embedded server for a run of the daemon or ``spark``: started (created the first time), then stopped."""
+    try:
+        dsn = server.start()
+    except (OSError, RuntimeError) as exc:
+        logs.error("embedded_postgres_failed", pgdata=server.pgdata, error=exc)
+        raise
+    logs.info("embedded_postgres_started", pgdata=server.pgdata.resolve(), connect=server.psql_command)
+    try:
+        yield dsn
+    finally:
+        server.stop()
+        logs.info("embedded_postgres_stopped")
 
 
 def run(settings: Settings, sources: Sources, once: bool, show: bool = False) -> int:
     """The daemon; ``show``: a person watches (progress line with ``once``, summary table)."""
+    stop = threading.Event()
+    workers.stop_on_signals(stop)
     try:
-        _prepare_folders(settings)
+        _open_inbox(settings, stop)
+        settings = _with_database_secret(settings, stop)
+        memory_limit = memory.worker_limit(settings.worker_memory_limit, settings.workers)
     except ConfigError as exc:
         print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    workers.stop_on_signals(stop)
-
-    server: EmbeddedPostgres | None = None
-    connect: Mapping[str, object]
-    if settings.embedded:
-        server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
+    except FatalStorageError as exc:
+        logs.error("storage_refused", inbox=settings.data_folder, error=exc)
+        return 1
+    except TransientStorageError as exc:
+        logs.error("secret_unreadable", secret=settings.database_url_secret, error=exc)
+        return 1
+    with database_server(settings, own=True) as (connect, described):
+        if connect is None:
+            return 1  # logged: embedded_postgres_failed
+        logs.info(
+            "daemon_started",
+            data=settings.data_folder,
+            database=described,
+            interval_s=settings.monitor_interval,
+            workers=settings.workers,
+            memory_limit=memory.size_text(memory_limit) if memory_limit else "off",
+            mode="once" if once else "watch",
+            sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
+        )
         try:
-            dsn = server.start()
-        except (OSError, RuntimeError) as exc:
-            logs.error("embedded_postgres_failed", pgdata=settings.pgdata_folder, error=exc)
-            return 1
-        logs.info("embedded_postgres_started", pgdata=settings.pgdata_folder.resolve(), connect=server.psql_command)
-        connect = {"dsn": dsn}
-    else:
-        connect = settings.connection_kwargs()
-    target = (
-        redact(settings.database_url)
-        if settings.database_url
-        else f"{settings.db_user}@{settings.db_host}:{settings.db_port}/{settings.db_name}"
-    )
-    logs.info(
-        "daemon_started",
-        data=settings.data_folder,
-        database="embedded" if server else target,
-        interval_s=settings.monitor_interval,
-        workers=settings.workers,
-        mode="once" if once else "watch",
-        sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
-    )
-    try:
-        with monitor.watched(settings, connect, once=once, show=show):
-            if settings.workers > 1:
-                code = workers.supervise(settings, sources, connect, stop, once)
-            else:
-                code = Daemon(settings, Database(connect), stop, sources).run(once)
-    except ConfigError as exc:
-        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
-        code = 2
-    finally:
-        if server is not None:
-            server.stop()
-            logs.info("embedded_postgres_stopped")
-    logs.info("daemon_stopped", exit_code=code)
+            with monitor.watched(settings, connect, once=once, show=show):
+                if settings.workers > 1:
+                    code = workers.supervise(settings, sources, connect, stop, once, memory_limit)
+                else:
+                    memory.limit(memory_limit)  # the one worker is this process; the embedded server started before, unlimited
+                    code = workers.runner(settings, Database(connect), stop, sources).run(once)
+        except ConfigError as exc:
+            print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+            code = 2
+    logs.info("daemon_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
     return code
 
 
-def validate_files(settings: Settings, sources: Sources, paths: list[Path], show: int | None = None) -> int:
+def run_spark(
+    settings: Settings, sources: Sources, inputs: list[Path], *, master: str | None, tasks: int | None, conf: Mapping[str, str]
+) -> int:
+    """``spark INPUT...``: every file of the INPUT folders through the daemon's per-file path on Spark,
+    under the same sources (SOURCES_FILE) as the daemon, then a summary line on stdout; exit code as ``--once``."""
+    try:
+        for folder in inputs:
+            if not folder.is_dir():
+                raise ConfigError("INPUT", str(folder), "a folder (s3:// prefixes come with the S3 inbox)")
+        if settings.embedded and master and not spark.local_master(master):
+            raise ConfigError("DATABASE_URL", "", f"a server every executor can reach (master {master}: the embedded one is local)")
+        spark.inboxes(settings, inputs)  # creates PROCESSED_FOLDER and QUARANTINE_FOLDER
+        spark.require()
+    except ConfigError as exc:
+        print(f"sensor-etl: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except spark.SparkUnavailable as exc:
+        print(f"sensor-etl: {exc}", file=sys.stderr)
+        return 2
+    with database_server(settings, own=True) as (connect, described):
+        if connect is None:
+            return 1  # logged: embedded_postgres_failed
+        clock = time.perf_counter()
+        session = spark.session(master, conf)
+        context = session.sparkContext
+        logs.info(
+            "spark_started",
+            master=context.master,
+            app_id=context.applicationId,
+            cores=context.defaultParallelism,
+            seconds=round(time.perf_counter() - clock, 2),
+            inputs=len(inputs),
+            database=described,
+            sources=f"{sources.file} ({len(sources.sources)})" if sources.file else None,
+        )
+        try:
+            summary = spark.run_job(session, settings, connect, inputs, sources=sources, tasks=tasks)
+        except TransientDatabaseError as exc:
+            logs.error("database_unreachable", error=exc, attempts=settings.retry_attempts)
+            return 1
+        except FatalDatabaseError as exc:
+            logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
+            return 1
+        except spark.JobFailed as exc:
+            logs.error("spark_job_failed", error=exc, action="files not loaded wait in INPUT; run the command again")
+            return 1
+        finally:
+            session.stop()
+    print(f"spark: {summary.line()}")
+    done = summary.done
+    logs.info(
+        "spark_finished",
+        loaded=done.count(spark.Result.LOADED),
+        duplicate=done.count(spark.Result.DUPLICATE),
+        quarantined=done.count(spark.Result.QUARANTINED),
+        waiting=summary.waiting + summary.busy,
+        rows=done.rows,
+        seconds=round(summary.seconds, 2),
+        exit_code=summary.exit_code,
+    )
+    return summary.exit_code
+
+
+def drop_old_months(settings: Settings, months: int, *, dry_run: bool) -> int:
+    """``retention MONTHS``: one line per month partition dropped (or that would be); exit 1 when there
+    is no database, the table is not partitioned or the database fails. The embedded server is
+    borrowed (``database_server``): a daemon running on it keeps it."""
+    with database_server(settings) as (connect, described):
+        if connect is None:
+            print(f"sensor-etl: retention: no database to drop months from: {described}", file=sys.stderr)
+            return 1
+        database = Database(connect)
+        try:
+            database.apply_schema()
+            dropped = retention.drop_months(database, months, datetime.now(UTC), dry_run=dry_run)
+        except retention.NotPartitioned as exc:
+            print(f"sensor-etl: {exc}: nothing to drop; docs/schema.md shows how to migrate it", file=sys.stderr)
+            return 1
+        except DatabaseError as exc:
+            print(f"sensor-etl: database error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            database.close()
+    verb = "would drop" if dry_run else "dropped"
+    for name in dropped:
+        print(f"{verb} {name}")
+    if not dropped:
+        print(f"no month older than {months} month(s)")
+    return 0
+
+
+def validate_files(settings: Settings, sources: Sources, targets: list[str], show: int | None = None) -> int:
     """Print, per file, what the daemon would do and every problem found; exit 0 when all would load.
 
     Same checks as the daemon, in the same order, under the settings of the source the file matches,
     without the database (so a content already loaded is not recognised as a duplicate, nor an overlap
-    with other files) and without moving or writing anything. With sources (or ``show``) each verdict
-    names the source; ``show`` prints the first rows as they would be stored."""
+    with other files) and without moving or writing anything. An s3:// target is an object, or (a
+    URL ending in ``/``) every input object under that prefix, each read into a temporary file as the
+    daemon reads it. With sources (or ``show``) each verdict names the source; ``show`` prints the
+    first rows as they would be stored."""
     all_good = True
     now = datetime.now(UTC)
-    for path in paths:
-        shown = _printable(str(path))
-        relative = _in_folder(settings.data_folder, path)
-        match = sources.rules_for(relative or path.as_posix())
-        preview = Preview(show) if show else None
-        verdict, problems, more = _dry_run(settings, path, relative or path.name, match, now, preview)
-        all_good &= verdict.startswith("would LOAD")
-        source = f" [source: {match.source or 'none'}]" if sources.sources or show else ""
-        print(f"{shown}: {verdict}{source}")
-        if preview is not None and (table := preview.table()) is not None:
-            for line in _rows_text(table):
-                print("    " + line)
-        for error in problems:
-            print("  " + _describe(shown, error))
-        if more:
-            print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
+    for target in targets:
+        for shown, path, name, match, fp in _checked(settings, sources, target):
+            preview = Preview(show) if show else None
+            verdict, problems, more = _dry_run(settings, path, name, match, now, preview, fp) if path else (name, [], 0)
+            all_good &= verdict.startswith("would LOAD")
+            source = f" [source: {match.source or 'none'}]" if path and (sources.sources or show) else ""
+            print(f"{shown}: {verdict}{source}")
+            if preview is not None and (table := preview.table()) is not None:
+                for line in _rows_text(table):
+                    print("    " + line)
+            for error in problems:
+                print("  " + _describe(shown, error))
+            if more:
+                print(f"  ... and {more} more problem(s): only the first {pipeline.MAX_DETAILS} are listed")
     return 0 if all_good else 1
+
+
+Checked = tuple[str, Path | None, str, Match, files.Fingerprint | None]
+
+
+def _checked(settings: Settings, sources: Sources, target: str) -> Iterator[Checked]:
+    """(the file as shown, a local file to check, the name the daemon would know it by — its path in
+    the inbox —, the source it matches, its fingerprint if taken) for a path, an object, or each
+    object under a prefix; for what cannot be read, no file and the verdict in place of the name."""
+    if not target.lower().startswith("s3://"):
+        path = Path(target)
+        relative = _in_folder(settings.data_folder, path) if isinstance(settings.data_folder, Path) else None
+        yield _printable(target), path, relative or path.name, sources.rules_for(relative or path.as_posix()), None
+        return
+    unread = Match(None, settings.rules)
+    try:
+        for url, fetch in inbox.objects_at(target, retry.storage_retrier(settings, threading.Event())):
+            inbox_url = settings.data_folder.url() if isinstance(settings.data_folder, S3Location) else None
+            name = url.removeprefix(inbox_url) if inbox_url and url.startswith(inbox_url) else url.rpartition("/")[2]
+            match = sources.rules_for(name)
+            try:
+                with fetch(match.rules.encoding) as fetched:
+                    yield _printable(url), fetched.path, name, match, fetched.fp
+            except (OSError, StorageError) as exc:
+                yield _printable(url), None, f"cannot be read: {_reason(exc)}", unread, None
+    except (OSError, StorageError, ConfigError) as exc:
+        yield _printable(target), None, f"cannot be read: {_reason(exc)}", unread, None
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.strerror or exc) if isinstance(exc, OSError) else str(exc)
 
 
 def _in_folder(folder: Path, path: Path) -> str | None:
@@ -210,14 +411,14 @@ def _in_folder(folder: Path, path: Path) -> str | None:
 
 
 def _dry_run(
-    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None
+    settings: Settings, path: Path, name: str, match: Match, now: datetime, preview: Preview | None, fp: files.Fingerprint | None = None
 ) -> tuple[str, list[dict[str, Any]], int]:
     """(what would happen, the problems to list, how many more there are); ``name`` is the name the
-    daemon would know the file by (its path in the inbox)."""
+    daemon would know the file by (its path in the inbox); ``fp``, its fingerprint if already taken."""
     if not all(files.is_scanned_folder(folder) for folder in PurePosixPath(name).parts[:-1]):
         return "would be IGNORED: the daemon does not enter hidden or temporary folders of the inbox", [], 0
     try:
-        outcome = check_file(path, settings, now, match=match, sink=preview)
+        outcome = check_file(path, settings, now, match=match, fp=fp, sink=preview)
     except NotTaken as exc:
         return f"would be {'IGNORED' if exc.ignored else 'SKIPPED'}: {exc}", [], 0
     except InvalidFile as exc:
@@ -229,12 +430,16 @@ def _dry_run(
         problem = internal_problem(exc)
         return f"would be QUARANTINED: {problem.message} [{problem.rule}]", [], 0
     where = f"; {outcome.where}" if outcome.where else ""
-    loaded = f"would LOAD {outcome.loaded} rows from {len(outcome.sensors)} sensor(s) (dates: {outcome.date_format}{where})"
+    loaded = f"would LOAD {outcome.loaded} rows from {outcome.sensors} sensor(s) (dates: {outcome.date_format}{where})"
     if not outcome.invalid_rows:
         return loaded, [], 0
-    rejects = reports.rejects_csv_path(settings.quarantine_folder / name)
+    rejects = _within(settings.quarantine_folder, reports.rejects_csv_name(name))
     verdict = f"{loaded} and REJECT {outcome.invalid_rows} invalid row(s) to {rejects} (MAX_INVALID_ROWS={match.rules.max_invalid_rows})"
     return verdict, outcome.details, sum(outcome.rule_counts.values()) - len(outcome.details)
+
+
+def _within(location: Location, name: str) -> str:
+    return location.url(name) if isinstance(location, S3Location) else str(location / name)
 
 
 def _rows_text(table: pa.Table) -> list[str]:
@@ -268,24 +473,29 @@ def requeue(settings: Settings, names: list[str]) -> int:
     """Move quarantined files back to DATA_FOLDER (into the subfolder they came from) and drop their reports.
 
     NAME is a path in QUARANTINE_FOLDER (``tmy3/x.csv``), or a path to a file there as typed from the
-    current folder (``quarantine/tmy3/x.csv``). A quarantined file loses its ``.error.json``; a
-    rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new input and loses its ``.rejects.json``."""
+    current folder (``quarantine/tmy3/x.csv``; for an s3:// quarantine, its URL). A quarantined file
+    loses its ``.error.json``; a rejects file (``x.csv.rejects.csv``, fixed by hand) goes back as new
+    input and loses its ``.rejects.json``."""
+    try:
+        opened = _open_inbox(settings, threading.Event())
+    except (ConfigError, FatalStorageError) as exc:
+        print(f"sensor-etl: cannot requeue: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     code = 0
     for name in names:
-        relative = PurePosixPath(_quarantined(settings.quarantine_folder, name) or ".")
-        source = settings.quarantine_folder / relative
-        if not files.is_input_name(source.name) or not source.is_file() or source.is_symlink():
-            print(f"{_printable(name)}: no quarantined *.csv file of that name in {settings.quarantine_folder}", file=sys.stderr)
-            code = 1
-            continue
+        quarantine = settings.quarantine_folder
+        relative = _quarantined(quarantine, name) if isinstance(quarantine, Path) else name.removeprefix(quarantine.url())
         try:
-            target = files.move_unique(source, settings.data_folder / relative.parent, taken=reports.name_taken)
-        except OSError as exc:
-            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {exc.strerror or exc}", file=sys.stderr)
+            target = opened.requeue(relative) if relative else None
+        except (OSError, StorageError) as exc:
+            print(f"{_printable(name)}: cannot move to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
             code = 1
             continue
-        reports.report_of(source).unlink(missing_ok=True)
-        print(f"{_printable(name)}: requeued as {_printable(str(target))}")
+        if target is None:
+            print(f"{_printable(name)}: no quarantined *.csv file of that name in {quarantine}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"{_printable(name)}: requeued as {_printable(target)}")
     return code
 
 
@@ -303,8 +513,8 @@ def unload(settings: Settings, keys: list[str], *, requeue_files: bool) -> int:
     """Remove loaded files' readings, metrics and ledger rows, each in one transaction, so that a file
     loaded with wrong settings can be loaded again; with ``requeue_files`` also move each file from
     PROCESSED_FOLDER back to the inbox (its subfolder and name as it was loaded). A key that is not a
-    loaded file is refused (exit 1). The embedded server is borrowed like for ``status`` (``_database``)."""
-    with _database(settings) as (connect, described):
+    loaded file is refused (exit 1). The embedded server is borrowed (``database_server``)."""
+    with database_server(settings) as (connect, described):
         if connect is None:
             print(f"sensor-etl: unload: no database to unload from: {described}", file=sys.stderr)
             return 1
@@ -337,52 +547,26 @@ def _unload_one(settings: Settings, database: Database, key: str, requeue_file: 
     if not requeue_file:
         print(done)
         return 0
-    archived = Path(entry.archive_path) if entry.archive_path else None
-    if archived is None or not archived.is_file() or archived.is_symlink():
-        print(f"{done}; not requeued: its archived copy {archived} is not there", file=sys.stderr)
-        return 1
     relative = PurePosixPath(entry.file_name)
     if relative.is_absolute() or ".." in relative.parts:  # not a name a scan gives: keep the file name only
         relative = PurePosixPath(relative.name)
-    folder = settings.data_folder / relative.parent
     try:
-        target = files.move_unique(archived, folder, taken=reports.name_taken, preferred=folder / relative.name)
-    except OSError as exc:
-        print(f"{done}; not requeued: cannot move {archived} to {folder}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    print(f"{done}; requeued as {_printable(str(target))}")
-    return 0
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[tuple[Mapping[str, object] | None, str]]:
-    """The database a command (``unload``, ``status``, ``sql``) works on: (connection arguments, which
-    server), or (None, why there is none).
-
-    The embedded server is borrowed: started for the command if it is not running, and left as found."""
-    if not settings.embedded:
-        yield (
-            settings.connection_kwargs(),
-            redact(settings.database_url) if settings.database_url else f"{settings.db_host}:{settings.db_port}",
+        target = inbox.open_inbox(settings, retry.storage_retrier(settings, threading.Event())).restore(
+            entry.archive_path, relative.as_posix()
         )
-        return
-    server = EmbeddedPostgres(settings.pgdata_folder, settings.db_name)
-    described = f"embedded ({server.pgdata})"
-    if not server.initialised:
-        yield None, f"{described}: no database there yet (the daemon creates it when it first starts; PGDATA_FOLDER)"
-        return
-    with ExitStack() as stack:
-        try:
-            dsn = stack.enter_context(server.borrowed())
-        except (OSError, RuntimeError) as exc:
-            yield None, f"{described}: cannot be started: {exc}"
-            return
-        yield {"dsn": dsn}, described
+    except (OSError, StorageError, ConfigError) as exc:
+        print(f"{done}; not requeued: cannot move {entry.archive_path} to {settings.data_folder}: {_reason(exc)}", file=sys.stderr)
+        return 1
+    if target is None:
+        print(f"{done}; not requeued: its archived copy {entry.archive_path} is not there", file=sys.stderr)
+        return 1
+    print(f"{done}; requeued as {_printable(target)}")
+    return 0
 
 
 def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
     """Print the daemon's state (``ops.status``); exit 0 when it can work, 1 when something stops it."""
-    with _database(settings) as (connect, described):
+    with database_server(settings) as (connect, described):
         report = state.report(settings, Database(connect, "sensor-etl-status") if connect is not None else None, described, last)
     print(status_view.to_json(report) if as_json else status_view.render(report))
     return 0 if report.ready else 1
@@ -390,7 +574,7 @@ def show_status(settings: Settings, *, as_json: bool, last: int) -> int:
 
 def sql(settings: Settings, query: str | None) -> int:
     """psql on the daemon's database: ``query`` printed, or an interactive session on this terminal."""
-    with _database(settings) as (connect, described):
+    with database_server(settings) as (connect, described):
         if connect is None:
             print(f"sensor-etl: no database to open: {described}", file=sys.stderr)
             return 1

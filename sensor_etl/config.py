@@ -83,6 +83,29 @@ NA_VALUES = ("NA", "N/A", "n/a", "#N/A", "NaN", "nan", "null", "NULL")
 
 
 @dataclass(frozen=True)
+class S3Location:
+    """``s3://bucket/prefix/``: a folder in an object store (S3 or S3-compatible), which DATA_FOLDER,
+    PROCESSED_FOLDER and QUARANTINE_FOLDER accept. The prefix is empty or ends with ``/``: a folder,
+    so ``s3://b/in`` never takes ``in2/x.csv``."""
+
+    bucket: str
+    prefix: str = ""
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def url(self, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefix}{name}"
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+Location = Path | S3Location
+"""Where files are: a local folder, or a prefix in an object store."""
+
+
+@dataclass(frozen=True)
 class Rules:
     """What a valid file is: the part of the settings the pure validate/transform code needs.
 
@@ -133,15 +156,17 @@ class Settings:
     """The daemon's whole configuration: one field per setting of ``SETTINGS``, and the rules."""
 
     database_url: str | None = None  # DATABASE_URL
+    database_url_secret: str | None = None  # DATABASE_URL_SECRET
     db_name: str = "sensor_etl"  # DB_NAME
     db_user: str = "postgres"  # DB_USER
     db_password: str = field(default="", repr=False)  # DB_PASSWORD (secret: never shown)
     db_host: str | None = None  # DB_HOST
     db_port: int = 5432  # DB_PORT
     pgdata_folder: Path = Path(".pgdata")  # PGDATA_FOLDER
-    data_folder: Path = Path("data")  # DATA_FOLDER
-    processed_folder: Path = Path("processed")  # PROCESSED_FOLDER
-    quarantine_folder: Path = Path("quarantine")  # QUARANTINE_FOLDER
+    data_folder: Location = Path("data")  # DATA_FOLDER
+    processed_folder: Location = Path("processed")  # PROCESSED_FOLDER
+    quarantine_folder: Location = Path("quarantine")  # QUARANTINE_FOLDER
+    queue_url: str | None = None  # QUEUE_URL
     sources_file: Path = Path("sources.toml")  # SOURCES_FILE
     monitor_interval: float = 5.0  # MONITOR_INTERVAL
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
@@ -150,6 +175,9 @@ class Settings:
     batch_files: int = 200  # BATCH_FILES
     batch_bytes: int = 4 << 20  # BATCH_BYTES
     batch_seconds: float = 0.5  # BATCH_SECONDS
+    worker_memory_limit: int | None = None  # WORKER_MEMORY_LIMIT, bytes; None = auto (edges/memory.py), 0 = off
+    max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
+    handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
     read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
     retry_attempts: int = 5  # RETRY_ATTEMPTS
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
@@ -162,7 +190,7 @@ class Settings:
     @property
     def embedded(self) -> bool:
         """No server configured: start the embedded one."""
-        return not self.database_url and not self.db_host
+        return not self.database_url and not self.db_host and not self.database_url_secret
 
     def connection_kwargs(self) -> dict[str, object]:
         """psycopg2.connect() arguments for the configured server (not for the embedded one)."""
@@ -230,6 +258,23 @@ def text(accepted: str = "a non-empty value") -> Parser[str]:
 
 def _path(text: str) -> Path:
     return Path(_text(text)).expanduser()
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-_]{1,254}")
+
+
+def s3_location(text: str) -> S3Location:
+    """``s3://bucket/prefix``: the prefix gets its trailing ``/`` (a folder, not the start of a name)."""
+    scheme, _, rest = text.strip().partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme.lower() != "s3" or not _BUCKET.fullmatch(bucket) or "//" in prefix:
+        raise ValueError
+    return S3Location(bucket, prefix if not prefix or prefix.endswith("/") else prefix + "/")
+
+
+def _location(text: str) -> Location:
+    text = _text(text)
+    return s3_location(text) if text.lower().startswith("s3://") else _path(text)
 
 
 def _timezone(text: str) -> str:
@@ -323,6 +368,26 @@ def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
     return roles
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+MIN_MEMORY_LIMIT = 512 << 20
+
+
+def _memory_limit(text: str) -> int | None:
+    """auto (None), off (0), or a size: 2GiB, 1536MiB, 2G (binary), 2GB (decimal), or bytes."""
+    word = text.strip().lower()
+    if word in ("auto", "off"):
+        return None if word == "auto" else 0
+    match = _SIZE.fullmatch(word)
+    if match is None:
+        raise ValueError
+    number, unit, binary = match.groups()
+    decimal = word.endswith("b") and not binary and unit != ""
+    size = int(float(number) * (1000 if decimal else 1024) ** " kmgt".index(unit or " "))
+    if size < MIN_MEMORY_LIMIT:
+        raise ValueError
+    return size
+
+
 def _reject_limit(text: str) -> RejectLimit:
     text = text.strip()
     if text.endswith("%"):
@@ -337,6 +402,7 @@ def _reject_limit(text: str) -> RejectLimit:
 
 
 FOLDER = Parser(_path, "a folder path")
+LOCATION = Parser(_location, "a folder path, or s3://bucket/prefix/ for a prefix in S3 or an S3-compatible store")
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -346,6 +412,7 @@ class Group(StrEnum):
     DATABASE = "Database"
     FOLDERS = "Folders and scanning"
     SOURCES = "Sources and overlaps"
+    OBJECTS = "Object storage and events"
     RETRIES = "Retries"
     RULES = "Validation rules"
     LOGGING = "Logging"
@@ -370,6 +437,7 @@ class Setting:
 
 _DB, _FOLDERS, _RETRIES, _RULES, _LOGGING = Group.DATABASE, Group.FOLDERS, Group.RETRIES, Group.RULES, Group.LOGGING
 _SOURCES, _MONITORING = Group.SOURCES, Group.MONITORING
+_OBJECTS = Group.OBJECTS
 
 SETTINGS: tuple[Setting, ...] = (
     # --- Database
@@ -380,6 +448,16 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "The server to load into; wins over the DB_* variables. Leave it and DB_HOST empty to start the embedded "
         "PostgreSQL (data in PGDATA_FOLDER).",
+        _DB,
+    ),
+    Setting(
+        "DATABASE_URL_SECRET",
+        "database_url_secret",
+        text("an AWS Secrets Manager secret name or ARN"),
+        "",
+        "A secret holding the server to load into, read at start-up and winning over DATABASE_URL: a libpq URI, or "
+        "the JSON of an RDS secret (host, port, username, password, dbname). Needs the s3 extra; for the AWS Lambda "
+        "handler and workers on AWS (docs/s3.md).",
         _DB,
     ),
     Setting(
@@ -407,12 +485,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # --- Folders and scanning
     Setting(
-        "DATA_FOLDER", "data_folder", FOLDER, "./data", "The inbox: every *.csv file dropped here is loaded (created if missing).", _FOLDERS
+        "DATA_FOLDER",
+        "data_folder",
+        LOCATION,
+        "./data",
+        "The inbox: every *.csv file dropped here is loaded (created if missing). An s3:// inbox needs s3:// "
+        "PROCESSED_FOLDER and QUARANTINE_FOLDER too (docs/s3.md).",
+        _FOLDERS,
     ),
     Setting(
         "PROCESSED_FOLDER",
         "processed_folder",
-        FOLDER,
+        LOCATION,
         "./processed",
         "Loaded and duplicate files are moved here (created if missing).",
         _FOLDERS,
@@ -420,7 +504,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "QUARANTINE_FOLDER",
         "quarantine_folder",
-        FOLDER,
+        LOCATION,
         "./quarantine",
         "Invalid files are moved here, each with <name>.error.json saying what to fix (created if missing).",
         _FOLDERS,
@@ -482,12 +566,35 @@ SETTINGS: tuple[Setting, ...] = (
         _FOLDERS,
     ),
     Setting(
+        "WORKER_MEMORY_LIMIT",
+        "worker_memory_limit",
+        Parser(_memory_limit, "auto, off, or a size of at least 512MiB such as 1536MiB or 4GiB (K, M, G, T: binary; KB, MB, GB: decimal)"),
+        "auto",
+        "Most memory each worker process may map (RLIMIT_AS: address space, which a worker's resident memory never exceeds); "
+        "a file that needs more fails that attempt (MAX_FILE_ATTEMPTS), not the host or PostgreSQL. auto: half the machine's "
+        "memory (or of its cgroup limit) divided by WORKERS, and at least the worker's address space at start-up plus 1 GiB. "
+        "See docs/operations.md#memory.",
+        _FOLDERS,
+    ),
+    Setting(
+        "MAX_FILE_ATTEMPTS",
+        "max_file_attempts",
+        integer(1, 100),
+        "3",
+        "Attempts on one content that may end abnormally (its worker killed or crashed, or out of WORKER_MEMORY_LIMIT) "
+        "before the file is quarantined with rule worker_died instead of being tried again. Retries after a database "
+        "outage or a stop do not count. A worker that dies holding a batch (BATCH_FILES) counts an attempt on each of its "
+        "files, since which one killed it cannot be told; each such file is then loaded alone, so keep this at 2 or more "
+        "with batches.",
+        _FOLDERS,
+    ),
+    Setting(
         "READ_BLOCK_BYTES",
         "read_block_bytes",
         integer(1 << 16, 1 << 30),
         str(4 << 20),
-        "Bytes read per chunk: bounds memory on huge files (peak RSS is about 150 MiB + 25 times this + 12 times "
-        "MAX_LINE_BYTES, docs/operations.md; the rows of one file still load in one transaction).",
+        "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 170 MiB + 35 times this + "
+        "12 times MAX_LINE_BYTES, docs/operations.md#memory; the rows of one file still load in one transaction).",
         _FOLDERS,
     ),
     # --- Sources and overlaps
@@ -511,6 +618,25 @@ SETTINGS: tuple[Setting, ...] = (
         "nothing), replace stores the new one and removes the old (last wins), reject quarantines the file. Counted "
         "on the file's ledger row (rows_skipped, rows_conflicting, rows_replaced).",
         _SOURCES,
+    ),
+    # --- Object storage and events
+    Setting(
+        "QUEUE_URL",
+        "queue_url",
+        text("an SQS queue URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/sensor-etl"),
+        "",
+        "With an s3:// DATA_FOLDER: workers take the inbox's S3 event notifications from this SQS queue instead of "
+        "listing the bucket (docs/s3.md). A message is deleted once its object has left the inbox.",
+        _OBJECTS,
+    ),
+    Setting(
+        "HANDLER_RESERVE_SECONDS",
+        "handler_reserve_seconds",
+        number(0, 900),
+        "30",
+        "The AWS Lambda handler starts no object when its invocation has less time left than this; the object is left "
+        "for redelivery (docs/s3.md).",
+        _OBJECTS,
     ),
     # --- Retries
     Setting(
@@ -770,6 +896,19 @@ def _pairs(rules: Rules) -> None:
             raise ConfigError(f"{low.upper()}_MIN", lo, f"a value below {low.upper()}_MAX ({hi} {unit})")
 
 
+def _same_kind(settings: Settings) -> None:
+    """The inbox and the folders files move to are all local, or all in an object store (a move is a
+    link there, a copy here); an object inbox is not its own archive."""
+    remote = isinstance(settings.data_folder, S3Location)
+    for variable, location in (("PROCESSED_FOLDER", settings.processed_folder), ("QUARANTINE_FOLDER", settings.quarantine_folder)):
+        if isinstance(location, S3Location) != remote:
+            raise ConfigError(variable, str(location), f"{'an s3://' if remote else 'a local'} location, as DATA_FOLDER is")
+        if remote and location == settings.data_folder:
+            raise ConfigError(variable, str(location), "a prefix other than DATA_FOLDER's")
+    if settings.queue_url and not remote:
+        raise ConfigError("QUEUE_URL", settings.queue_url, "no queue unless DATA_FOLDER is an s3:// location")
+
+
 def _rows(rules: Rules) -> None:
     """HEADER_ROW, UNITS_ROW, DATA_ROW and COLUMN_NAMES fit together: lines in order, names for a file without a header."""
     if rules.header_row == "none" and not rules.column_names:
@@ -799,7 +938,9 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     rule_values, setting_values = _parse(env)
     rules = Rules(**rule_values)
     check_rules(rules)
-    return Settings(rules=rules, **setting_values)
+    settings = Settings(rules=rules, **setting_values)
+    _same_kind(settings)
+    return settings
 
 
 def load_settings(env_file: Path | None = None) -> Settings:

@@ -86,6 +86,18 @@ class FatalDatabaseError(DatabaseError):
     """Authentication, permissions, a broken schema: retrying cannot help, the daemon stops."""
 
 
+class StorageError(EtlError):
+    """An object store (S3) failure, already classified (``s3.classify``)."""
+
+
+class TransientStorageError(StorageError):
+    """Throttling, a 5xx answer, a connection reset or timeout: retried with backoff, then the file waits."""
+
+
+class FatalStorageError(StorageError):
+    """Access denied, a missing bucket, no credentials: retrying cannot help, the daemon stops."""
+
+
 class AlreadyLoaded(EtlError):
     """The content's sha256 is already in the ledger (maybe committed by another worker just now)."""
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sensor_etl.edges.embedded import EmbeddedPostgres
-from tests.helpers.workspace import REPO, Db, Server, Workspace
+from tests.helpers.s3servers import FaultProxy, MotoServer, SeaweedFS
+from tests.helpers.workspace import REPO, Db, ObjectWorkspace, Server, Workspace
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +43,73 @@ def db(server: Server) -> Db:
     return helper
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """SeaweedFS on loopback for the whole session (started on first use, a few seconds)."""
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    store.start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """moto's S3 + SQS server on loopback for the whole session."""
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, db: Db) -> Iterator[Workspace]:
     for name in ("data", "processed", "quarantine"):
         (tmp_path / name).mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL"))}
+    ws = Workspace(tmp_path, _daemon_env(tmp_path, db))
+    yield ws
+    _kill_daemons(ws)
+
+
+@pytest.fixture
+def s3_workspace(request: pytest.FixtureRequest, tmp_path: Path, db: Db, seaweed: SeaweedFS) -> Iterator[ObjectWorkspace]:
+    """A new bucket on SeaweedFS with incoming/, processed/ and quarantine/ prefixes; the daemon
+    reaches it through a fault proxy (``ws.proxy``) that passes everything until told otherwise."""
+    host, port = seaweed.endpoint.removeprefix("http://").split(":")
+    proxy = FaultProxy((host, int(port)))
+    ws = ObjectWorkspace(tmp_path, _daemon_env(tmp_path, db), endpoint=seaweed.endpoint, bucket=_bucket_name(request), proxy=proxy)
+    ws.s3.create_bucket(Bucket=ws.bucket)
+    yield ws
+    _kill_daemons(ws)
+    proxy.close()
+
+
+@pytest.fixture
+def moto_workspace(request: pytest.FixtureRequest, tmp_path: Path, db: Db, moto_server: MotoServer) -> Iterator[ObjectWorkspace]:
+    """A new bucket on moto (for its S3 -> SQS notifications and queues)."""
+    ws = ObjectWorkspace(tmp_path, _daemon_env(tmp_path, db), endpoint=moto_server.endpoint, bucket=_bucket_name(request))
+    ws.s3.create_bucket(Bucket=ws.bucket)
+    yield ws
+    _kill_daemons(ws)
+
+
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    """A bucket name of its own per test: lowercase, digits and hyphens, at most 63 characters."""
+    slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    return f"t-{slug}-{os.urandom(4).hex()}"
+
+
+def _kill_daemons(ws: Workspace) -> None:
+    for daemon in ws.daemons:
+        if daemon.alive():
+            daemon.kill()
+
+
+def _daemon_env(tmp_path: Path, db: Db) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL", "AWS_"))}
     env.update(
         DATABASE_URL=db.dsn,
         DATA_FOLDER=str(tmp_path / "data"),
@@ -59,11 +122,7 @@ def workspace(tmp_path: Path, db: Db) -> Iterator[Workspace]:
         LOG_LEVEL="INFO",
         PYTHONPATH=str(REPO),
     )
-    ws = Workspace(tmp_path, env)
-    yield ws
-    for daemon in ws.daemons:
-        if daemon.alive():
-            daemon.kill()
+    return env
 
 
 @pytest.fixture(params=["batches", "single"])

@@ -7,6 +7,7 @@ batches too (and without: BATCH_FILES=1); these are the faults only a batch can 
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timedelta
 
@@ -113,7 +114,7 @@ def test_a_file_appended_to_during_its_batch_is_rolled_back_and_loaded_whole(wor
 
 @pytest.mark.slow
 def test_database_crash_in_the_middle_of_a_batch_leaves_nothing_and_loads_once(workspace, db, server):
-    contents = [sample(i, sensors=10, per_sensor=100) for i in range(150)]  # 1,000 rows each, one batch
+    contents = [sample(i, sensors=10, per_sensor=96) for i in range(150)]  # 960 rows each, a day apart (no shared reading): one batch
     for i, content in enumerate(contents):
         workspace.write(f"f{i:03d}.csv", content)
     daemon = workspace.start(BATCH_BYTES=str(64 << 20), BATCH_SECONDS="60")
@@ -200,3 +201,53 @@ def test_a_file_sharing_readings_with_an_earlier_file_of_its_batch_is_loaded_aft
     assert db.value("SELECT count(*) FROM sensor_readings") == 2 * rows
     assert db.value("SELECT count(*) FROM (SELECT sensor_id, observed_at FROM sensor_readings GROUP BY 1, 2 HAVING count(*) > 1) d") == 0
     assert_exactly_once(workspace, db, [first, other, second])
+
+
+CRASH = "SENSOR_ETL_TEST_CRASH_ON"
+
+
+@pytest.mark.slow
+def test_a_poison_file_in_a_batch_is_quarantined_alone_and_its_batch_mates_load(workspace, db):
+    """WORKERS=1, restarted like systemd: the first death is the whole batch's (each file gets an
+    attempt, since which one killed the worker cannot be told), then each file goes alone: the poison
+    file dies alone until MAX_FILE_ATTEMPTS, the others load and their attempts are forgotten."""
+    poison = sample(99)
+    path = workspace.write("poison.csv", poison)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # the oldest: first in the batch, first alone
+    good = [sample(i) for i in range(4)]
+    for i, content in enumerate(good):
+        workspace.write(f"good{i}.csv", content)
+    codes, logs = [], []
+    while len(codes) < 8:
+        result = workspace.cli("--once", LEASE_SECONDS="5", **{CRASH: "poison.csv"})
+        codes.append(result.returncode)
+        logs.append(result.stderr)
+        if result.returncode == 0:
+            break
+    assert codes == [-9, -9, -9, 0], logs
+    assert " batch=" not in "".join(logs)  # the first batch died; after it, every file went alone
+    assert logs[1].count(" attempt_failed ") == 5  # the batch's death: one attempt on each of its files
+    assert " file_quarantined file=poison.csv rule=worker_died" in logs[-1]
+    assert "".join(logs).count(" file_loaded ") == 4
+    report = json.loads((workspace.quarantine / "poison.csv.error.json").read_text())
+    assert report["rule"] == "worker_died" and len(report["attempts"]) == 3
+    assert db.rows("SELECT * FROM file_attempts") == []  # the loaded files' attempts went with their load
+    assert_exactly_once(workspace, db, [poison, *good], quarantined=[poison])
+
+
+def test_a_batch_spanning_two_months_creates_both_partitions_in_its_transaction(workspace, db):
+    """Files of January and of February, and one that spans the turn of the month, in one batch."""
+    january = multi_csv(3, 4, start=datetime(2023, 1, 10), seed=1).encode()
+    february = multi_csv(3, 4, start=datetime(2023, 2, 10), seed=2).encode()
+    turn = multi_csv(2, 48, start=datetime(2023, 1, 31, 18), seed=3).encode()  # every 15 minutes, from January into February
+    for name, content in (("jan.csv", january), ("feb.csv", february), ("turn.csv", turn)):
+        workspace.write(name, content)
+    log = run_once(workspace.root, db.dsn)
+    assert log.count(" batch=3 ") == 3, log
+    assert log.count(" partition_created ") == 2 and " files=3" in log
+    assert db.rows(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'sensor_readings'::regclass AND c.relname LIKE 'sensor_readings_2023_%%' ORDER BY 1"
+    ) == [("sensor_readings_2023_01",), ("sensor_readings_2023_02",)]
+    assert db.rows("SELECT count(*) FROM ONLY sensor_readings_2023_02 WHERE observed_at < '2023-02-01'") == [(0,)]
+    assert_exactly_once(workspace, db, [january, february, turn])

@@ -210,7 +210,7 @@ def test_unload_refuses_what_is_not_loaded_and_a_name_that_is_not_one_file(works
 
 
 @pytest.mark.slow
-def test_unload_starts_the_embedded_server_when_no_database_is_configured(tmp_path: Path) -> None:
+def test_unload_and_retention_borrow_the_embedded_server_when_no_database_is_configured(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "m.csv").write_text(good("embedded"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL"))}
@@ -221,8 +221,15 @@ def test_unload_starts_the_embedded_server_when_no_database_is_configured(tmp_pa
 
     embedded = EmbeddedPostgres(tmp_path / ".pgdata")
     try:
+        nothing = cli("retention", "1")
+        assert (nothing.returncode, nothing.stdout) == (1, "")
+        assert nothing.stderr.startswith("sensor-etl: retention: no database to drop months from: embedded (")
+        assert not embedded.initialised, "retention creates no database"
         assert cli("--once").returncode == 0
         assert not embedded.is_running()
+        dry = cli("retention", "1", "--dry-run")
+        assert (dry.returncode, dry.stdout) == (0, "would drop sensor_readings_2024_03\n"), dry.stderr
+        assert not embedded.is_running(), "retention stops the server it started"
         result = cli("unload", "--requeue", "m.csv")
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"m.csv: unloaded file_id 1 (m.csv): 2 readings and their metrics; requeued as {Path('data') / 'm.csv'}\n"

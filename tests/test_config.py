@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_db_variables_select_a_server() -> None:
         ("DATE_FORMAT", "dd.mm.yyyy", "strftime codes"),
         ("CSV_DELIMITER", ";;", "one character"),
         ("ENCODING", "klingon", "a Python codec name"),
+        ("WORKER_MEMORY_LIMIT", "lots", "auto, off, or a size of at least 512MiB"),
+        ("WORKER_MEMORY_LIMIT", "100MiB", "auto, off, or a size of at least 512MiB"),
+        ("MAX_FILE_ATTEMPTS", "0", "an integer from 1 to 100"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, accepted: str) -> None:
@@ -72,6 +76,22 @@ def test_rules_settings_are_parsed() -> None:
     assert RejectLimit(count=3).allows(3, 10) and not RejectLimit(count=3).allows(4, 10)
 
 
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("auto", None),
+        ("off", 0),
+        ("2GiB", 2 << 30),
+        ("1536MiB", 1536 << 20),
+        ("2G", 2 << 30),
+        ("2GB", 2_000_000_000),
+        ("3000000000", 3_000_000_000),
+    ],
+)
+def test_worker_memory_limit_reads_sizes(text: str, limit: int | None) -> None:
+    assert settings_from({"WORKER_MEMORY_LIMIT": text}).worker_memory_limit == limit
+
+
 def test_env_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / "custom.env"
     env_file.write_text("MONITOR_INTERVAL=7\nDATA_FOLDER=/srv/inbox\n")
@@ -90,6 +110,17 @@ def test_password_is_redacted() -> None:
     assert redact("postgresql://etl:s3cret@db:5432/x") == "postgresql://etl:***@db:5432/x"
     assert redact("host=db password=s3cret dbname=x") == "host=db password=*** dbname=x"
     assert "s3cret" not in repr(settings_from({"DB_PASSWORD": "s3cret", "DB_HOST": "h"}))
+
+
+def test_a_memory_limit_below_a_workers_start_up_address_space_exits_2_naming_the_least(workspace) -> None:
+    result = workspace.cli("--once", WORKER_MEMORY_LIMIT="1GiB")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert re.fullmatch(
+        r"sensor-etl: configuration error: WORKER_MEMORY_LIMIT='1\.0 GiB' is invalid: expected at least \d\.\d GiB:"
+        r" a worker's address space is \d\.\d GiB at start-up",
+        line,
+    ), line
 
 
 def test_cli_bad_config_exits_2_with_one_line(workspace) -> None:

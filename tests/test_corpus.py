@@ -19,10 +19,13 @@ from tests.helpers.corpus import CASES, HOSTILE_HEADERS, ODD_NAME, SETTINGS_CASE
 from tests.helpers.inprocess import run_once, start_daemon
 from tests.helpers.workspace import Db, Server, Workspace
 
+# Month partitions of sensor_readings come and go with the data: the schema is everything else.
 SCHEMA_QUERY = """
+WITH parts AS (SELECT inhrelid::regclass::text AS name FROM pg_inherits)
 SELECT c.table_name, c.column_name, c.data_type, c.is_nullable, coalesce(c.column_default, '')
-FROM information_schema.columns AS c WHERE c.table_schema = 'public'
-UNION ALL SELECT 'index', indexname, indexdef, '', '' FROM pg_indexes WHERE schemaname = 'public'
+FROM information_schema.columns AS c WHERE c.table_schema = 'public' AND c.table_name NOT IN (SELECT name FROM parts)
+UNION ALL SELECT 'index', indexname, indexdef, '', '' FROM pg_indexes
+WHERE schemaname = 'public' AND tablename NOT IN (SELECT name FROM parts) AND indexname NOT IN (SELECT name FROM parts)
 ORDER BY 1, 2"""
 
 
@@ -73,6 +76,7 @@ class CorpusRun(Results):
     seconds: float
     schema_before: list[tuple]
     schema_after: list[tuple]
+    partitions: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +120,7 @@ def corpus(server: Server, tmp_path_factory: pytest.TempPathFactory) -> CorpusRu
         seconds=seconds,
         schema_before=schema_before,
         schema_after=db.rows(SCHEMA_QUERY),
+        partitions=[name for (name,) in db.rows("SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r' ORDER BY 1")],
     )
 
 
@@ -206,6 +211,8 @@ def test_the_schema_is_unchanged_by_hostile_names_and_values(corpus: CorpusRun) 
     assert corpus.schema_after == corpus.schema_before
     tables = {t for t, *_ in corpus.schema_after}
     assert {"ingested_files", "sensor_readings", "sensor_metrics"} <= tables
+    months = {f"sensor_readings_{at:%Y_%m}" for rows in corpus.readings.values() for _, at, *_ in rows}
+    assert set(corpus.partitions) == months  # one partition per month that received rows, none for the rest
 
 
 def test_sql_looking_text_is_stored_and_reported_verbatim(corpus: CorpusRun) -> None:

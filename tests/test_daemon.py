@@ -349,3 +349,16 @@ def test_a_refusing_server_stops_the_daemon_instead_of_retrying_forever(workspac
         and 'database \\"no_such_database\\" does not exist' in result.stderr
     )
     assert "db_retry" not in result.stderr
+
+
+def test_a_schema_the_daemon_cannot_write_stops_it_mid_file_and_quarantines_nothing(workspace: Workspace, db: Db) -> None:
+    """A refusal met in the middle of a file (SQLSTATE class 42: an altered table) is the database's, not the file's."""
+    content = multi_csv().encode()
+    assert workspace.cli("--once").returncode == 0  # the schema exists
+    db.execute("ALTER TABLE sensor_readings RENAME COLUMN extra TO extra_renamed")
+    workspace.write("f.csv", content)
+    result = workspace.cli("--once")
+    assert result.returncode == 1
+    assert " database_refused " in result.stderr and "sqlstate=42703" in result.stderr
+    assert workspace.names(workspace.data) == ["f.csv"] and workspace.names(workspace.quarantine) == []
+    assert db.value("SELECT count(*) FROM ingested_files") == 0

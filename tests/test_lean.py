@@ -117,6 +117,19 @@ def test_station_files_in_a_batch_check_as_each_file_alone(tmp_path: Path, stati
         same(result, alone(path, rules))
 
 
+class Rows:
+    """A ``pipeline.Loader`` that keeps the rows it is handed (the statistics are summarized from them)."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+
+    def rows(self, readings: pa.Table) -> None:
+        self.tables.append(readings)
+
+    def statistics(self, flushed: aggregate.Flushed) -> None:
+        pass
+
+
 @pytest.mark.parametrize("station", ["default", *STATIONS])
 def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path, station: str) -> None:
     settings, text = STATIONS.get(station, ({}, ""))
@@ -131,13 +144,14 @@ def test_the_readings_and_metrics_of_a_batch_are_each_files_own(tmp_path: Path, 
     readings = pa.concat_tables(groups)
     summary = pa.concat_tables([aggregate.summarize(group, by_file=True) for group in groups])
     for index, file_id in ids.items():
-        rows: list[pa.Table] = []
-        expected = pipeline.run(paths[index], rules, NOW, block_bytes=BLOCK, file_id=file_id, sink=rows.append)
+        rows = Rows()
+        pipeline.run(paths[index], rules, NOW, block_bytes=BLOCK, file_id=file_id, sink=rows)
+        expected = aggregate.merge([aggregate.summarize(table) for table in rows.tables])
         mine = readings.filter(pa.compute.equal(readings.column("file_id"), file_id))
-        assert mine.to_pylist() == pa.concat_tables(rows).to_pylist()
+        assert mine.to_pylist() == pa.concat_tables(rows.tables).to_pylist()
         theirs = summary.filter(pa.compute.equal(summary.column("file_id"), file_id)).drop_columns("file_id")
         assert theirs.sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")]).to_pylist() == (
-            expected.summary().sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")]).to_pylist()
+            expected.sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")]).to_pylist()
         )
 
 

@@ -146,13 +146,18 @@ def test_files_whose_days_meet_but_whose_readings_do_not_keep_every_reading(work
 def test_two_workers_loading_overlapping_files_at_once_keep_each_reading_once(workspace: Workspace, db: Db) -> None:
     """Both files are read and COPYed while the test holds the sensors' overlap lock: both loads are in
     flight at the same time and both wait at the check. Released, they take turns, and the second one
-    sees the first one's readings (without the lock, each would find nothing committed and keep all)."""
+    sees the first one's readings (without the lock, each would find nothing committed and keep all).
+    March's partition is made first: a load that creates a month's partition holds the table's partition
+    lock to its commit, so the other load would wait there (test_partitions), not at the check."""
     rows = [f"2024-03-01T{h:02d}:{m:02d}:00Z,s{s},{20 + s},50" for h in range(24) for m in range(0, 60, 5) for s in range(4)]
     one, two = (end.join([HEADER, *rows]) + end for end in ("\n", "\r\n"))
+    march = f"{HEADER}\n2024-03-02T00:00:00Z,other,20,50\n"
+    workspace.write("march.csv", march)
+    run_once(workspace.root, db.dsn)
     holder = psycopg2.connect(db.dsn)
     holder.autocommit = True
     with holder.cursor() as cur:
-        for bucket in overlaps._buckets(f"s{s}" for s in range(4)):
+        for bucket in sorted(overlaps.buckets(f"s{s}" for s in range(4))):
             cur.execute("SELECT pg_advisory_lock(%s, %s)", (overlaps.LOCK_SPACE, bucket))
     daemon = workspace.start("--workers", "2", BATCH_FILES="1")  # one file per worker (a batch would take both, one after the other)
     daemon.wait_for("database_ready", count=2)  # a worker applying the schema would wait for the other's load
@@ -160,15 +165,16 @@ def test_two_workers_loading_overlapping_files_at_once_keep_each_reading_once(wo
     workspace.write("two.csv", two)
     try:
         _wait_for(lambda: db.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 2, daemon)
-        assert db.value("SELECT count(*) FROM sensor_readings") == 0  # nothing committed yet: both wait at the check
+        # nothing committed yet: both wait at the check
+        assert db.value("SELECT count(*) FROM sensor_readings WHERE sensor_id <> 'other'") == 0
     finally:
         holder.close()  # releases the locks
     workspace.wait_until_empty(daemon)
     assert daemon.stop() == 0
-    assert sorted(row[1:3] for row in _ledger(db)) == [(0, len(rows)), (len(rows), 0)]
-    assert db.value("SELECT count(*) FROM sensor_readings") == len(rows)
-    assert db.value("SELECT sum(n) FROM sensor_metrics_daily WHERE metric = 'temperature_k'") == len(rows)
-    assert_exactly_once(workspace, db, [one.encode(), two.encode()])
+    assert sorted(row[1:3] for row in _ledger(db)[1:]) == [(0, len(rows)), (len(rows), 0)]
+    assert db.value("SELECT count(*) FROM sensor_readings WHERE sensor_id <> 'other'") == len(rows)
+    assert db.value("SELECT sum(n) FROM sensor_metrics_daily WHERE metric = 'temperature_k' AND sensor_id <> 'other'") == len(rows)
+    assert_exactly_once(workspace, db, [march.encode(), one.encode(), two.encode()])
 
 
 def _wait_for(condition, daemon, timeout: float = 60) -> None:

@@ -19,7 +19,7 @@ from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.edges import files
 from sensor_etl.errors import InvalidFile
 from sensor_etl.runners import pipeline
-from tests.helpers.inprocess import run_once
+from tests.helpers.inprocess import Received, run_once
 from tests.helpers.workspace import REPO, Db, Workspace
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -74,14 +74,14 @@ def test_any_bytes_end_loaded_or_quarantined_with_a_documented_rule(content: byt
     if fingerprint.problem is not None:
         assert fingerprint.problem.rule == "encoding"
         return
-    received: list[pa.Table] = []
+    received = Received()
     try:
-        outcome = pipeline.run(path, Rules(max_invalid_rows=limit), NOW, block_bytes=1 << 16, sink=received.append)
+        outcome = pipeline.run(path, Rules(max_invalid_rows=limit), NOW, block_bytes=1 << 16, sink=received)
     except InvalidFile as exc:
         assert exc.problem.rule in DOCUMENTED_RULES
         assert exc.problem.line is None or exc.problem.line >= 1
         return
-    lines = [n for t in received for n in t.column("line_no").to_pylist()]
+    lines = [n for t in received.readings for n in t.column("line_no").to_pylist()]
     assert outcome.loaded == len(lines) == outcome.rows - outcome.invalid_rows > 0
     assert lines == sorted(set(lines)) and lines[0] >= 2
     assert not set(lines) & outcome.rejected_lines()
@@ -182,10 +182,10 @@ def test_a_valid_file_round_trips_through_the_pipeline(valid: ValidFile) -> None
     content, _ = valid.render()
     path = SCRATCH / "valid.csv"
     path.write_bytes(content)
-    received: list[pa.Table] = []
-    outcome = pipeline.run(path, Rules(), NOW, block_bytes=1 << 16, sink=received.append)
+    received = Received()
+    outcome = pipeline.run(path, Rules(), NOW, block_bytes=1 << 16, sink=received)
     assert (outcome.invalid_rows, outcome.loaded) == (0, len(valid.readings))
-    assert _as_rows(received) == valid.expected()
+    assert _as_rows(received.readings) == valid.expected()
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

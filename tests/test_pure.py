@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sensor_etl.config import Rules
@@ -181,11 +182,11 @@ def test_structure_rules(tmp_path: Path) -> None:
 
 def test_three_shapes_read_with_lines_and_units(tmp_path: Path) -> None:
     seed = _run(tmp_path, seed_csv(5), name="seed.csv")
-    assert (seed.loaded, seed.sensors, seed.date_format) == (5, {"default"}, "ISO8601")
+    assert (seed.loaded, seed.sensors, seed.date_format) == (5, 1, "ISO8601")
     station = _run(tmp_path, station_csv(5), name="station.csv")
     assert (station.loaded, station.date_format, station.plan.units["pressure"]) == (5, "%d.%m.%Y %H:%M:%S", "mbar")
     multi = _run(tmp_path, multi_csv(3, 4), name="multi.csv")
-    assert (multi.loaded, len(multi.sensors)) == (12, 3)
+    assert (multi.loaded, multi.sensors) == (12, 3)
 
 
 def test_blank_lines_are_skipped_and_line_numbers_stay_physical(tmp_path: Path) -> None:
@@ -202,8 +203,6 @@ def test_summary_matches_numpy_and_merges_exactly() -> None:
     times = pd.date_range("2024-01-01", periods=n, freq="37min", tz="UTC")
     sensors = np.where(rng.random(n) < 0.5, "a", "b")
     temps = rng.normal(290, 5, n)
-    import pyarrow as pa
-
     table = pa.table(
         {
             "observed_at": pa.array(times),
@@ -229,3 +228,57 @@ def test_summary_matches_numpy_and_merges_exactly() -> None:
             if len(values) > 1:
                 assert math.isclose(row["std"], values.std(ddof=1), rel_tol=1e-9)
                 assert math.isclose(row["m2"], ((values - values.mean()) ** 2).sum(), rel_tol=1e-9)
+
+
+def _readings(sensors: int, per_sensor: int, seed: int = 5) -> pa.Table:
+    """Rows in time order, every sensor once per 6 hours: a sensor's groups recur all through the table."""
+    rng = np.random.default_rng(seed)
+    n = sensors * per_sensor
+    times = np.repeat(pd.date_range("2024-01-01", periods=per_sensor, freq="6h", tz="UTC").to_numpy(), sensors)
+    return pa.table(
+        {
+            "observed_at": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "sensor_id": pa.array([f"s{i:05d}" for i in range(sensors)] * per_sensor),
+            "temperature_k": pa.array(rng.normal(290, 5, n)),
+            "humidity_pct": pa.nulls(n, pa.float64()),
+            "pressure_hpa": pa.array(rng.normal(1000, 10, n)),
+        }
+    )
+
+
+def _keys(table: pa.Table) -> list[tuple]:
+    return list(zip(*(table.column(name).to_pylist() for name in ("sensor_id", "day", "metric")), strict=True))
+
+
+def test_statistics_past_the_bound_are_flushed_once_as_new_then_as_again_and_merge_to_the_whole() -> None:
+    table = _readings(sensors=500, per_sensor=8)  # 500 sensors x 2 days x 2 metrics = 2,000 groups, each in 4 chunks
+    statistics = aggregate.Statistics(max_bytes=20_000)  # about 200 groups
+    flushed = [f for start in range(0, table.num_rows, 400) if (f := statistics.add(aggregate.summarize(table.slice(start, 400))))]
+    flushed.append(statistics.rest())
+    assert len(flushed) > 4 and all(f.new.num_rows + f.again.num_rows <= 200 + 800 for f in flushed)  # held ones and one chunk's
+    new = [key for f in flushed for key in _keys(f.new)]
+    again = [key for f in flushed for key in _keys(f.again)]
+    assert len(new) == len(set(new)) == 2000  # every group written once as new...
+    assert set(again) <= set(new) and again  # ...and merged into later (false positives aside, none here)
+    whole = aggregate.summarize(table).sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")])
+    parts = aggregate.merge([t for f in flushed for t in (f.new, f.again)])
+    parts = parts.sort_by([("sensor_id", "ascending"), ("day", "ascending"), ("metric", "ascending")])
+    for name in ("sensor_id", "day", "metric", "n", "min", "max", "first_at", "last_at"):
+        assert parts.column(name).equals(whole.column(name)), name
+    np.testing.assert_allclose(parts.column("mean").to_numpy(), whole.column("mean").to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(parts.column("m2").to_numpy(), whole.column("m2").to_numpy(), rtol=1e-9)
+
+
+def test_statistics_that_fit_once_merged_are_held_and_never_flushed() -> None:
+    table = _readings(sensors=20, per_sensor=400)  # 20 sensors x 100 days x 2 metrics, 4 readings a day
+    statistics = aggregate.Statistics(max_bytes=1 << 20)
+    assert all(statistics.add(aggregate.summarize(table.slice(start, 100))) is None for start in range(0, table.num_rows, 100))
+    rest = statistics.rest()
+    assert rest.again.num_rows == 0 and rest.new.num_rows == 20 * 100 * 2
+
+
+def test_seen_groups_never_forget_a_group() -> None:
+    seen = aggregate.SeenGroups(1024)  # 8,192 bits for 12,000 keys: crowded, so false positives occur
+    first = aggregate.summarize(_readings(sensors=3000, per_sensor=4))
+    assert seen.check_and_add(first).sum() < first.num_rows  # mostly new
+    assert seen.check_and_add(first).all()  # every one seen: no false negative

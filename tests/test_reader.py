@@ -21,6 +21,7 @@ from sensor_etl.edges import files, reader
 from sensor_etl.edges.reader import _Overlong, _rows, _Unclosed
 from sensor_etl.errors import InvalidFile
 from sensor_etl.runners import pipeline
+from tests.helpers.inprocess import Received
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 HEADER = "timestamp,sensor_id,temperature,note"
@@ -194,12 +195,12 @@ def test_a_quote_never_closed_is_the_last_row_and_one_left_open_too_long_loses_o
 def _read(tmp_path: Path, content: bytes | str, block: int = 1 << 16, **env: str) -> pipeline.Outcome | InvalidFile:
     path = tmp_path / "x.csv"
     path.write_bytes(content.encode() if isinstance(content, str) else content)
-    got: list = []
+    got = Received()
     try:
-        outcome = pipeline.run(path, rules(**env), NOW, block_bytes=block, sink=got.append)
+        outcome = pipeline.run(path, rules(**env), NOW, block_bytes=block, sink=got)
     except InvalidFile as exc:
         return exc
-    outcome.readings = got  # type: ignore[attr-defined]
+    outcome.readings = got.readings  # type: ignore[attr-defined]
     return outcome
 
 

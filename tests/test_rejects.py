@@ -145,7 +145,8 @@ def test_a_duplicate_key_across_read_blocks_is_caught_by_the_database(workspace:
     run_once(workspace.root, db.dsn, MAX_INVALID_ROWS="10", READ_BLOCK_BYTES="65536")
     assert workspace.names(workspace.quarantine) == ["dup.csv", "dup.csv.error.json"]
     report = json.loads((workspace.quarantine / "dup.csv.error.json").read_text())
-    assert report["rule"] == "duplicate_key" and "sensor_readings_sensor_time" in report["reason"]
+    # the unique index of the month's partition (sensor_readings_sensor_time on sensor_readings)
+    assert report["rule"] == "duplicate_key" and "sensor_readings_2024_03_sensor_id_observed_at_file_id_idx" in report["reason"]
     assert db.value("SELECT count(*) FROM ingested_files") == 0
 
 

@@ -23,6 +23,7 @@ from sensor_etl.core.units import to_hpa, to_kelvin, to_percent
 from sensor_etl.core.values import missing_tokens
 from sensor_etl.errors import ConfigError, InvalidFile
 from sensor_etl.runners import pipeline
+from tests.helpers.inprocess import Received
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 UNITS = {"temperature": "C", "pressure": "hPa", "humidity": "percent"}
@@ -35,9 +36,9 @@ def rules(**env: str) -> Rules:
 def run(tmp_path: Path, text: str, **env: str) -> tuple[pipeline.Outcome, pa.Table]:
     path = tmp_path / "f.csv"
     path.write_text(text, encoding="utf-8", newline="")
-    received: list[pa.Table] = []
-    outcome = pipeline.run(path, rules(**env), NOW, sink=received.append)
-    return outcome, pa.concat_tables(received) if received else pa.table({})
+    received = Received()
+    outcome = pipeline.run(path, rules(**env), NOW, sink=received)
+    return outcome, pa.concat_tables(received.readings) if received.readings else pa.table({})
 
 
 def refused(tmp_path: Path, text: str, **env: str) -> InvalidFile:
@@ -419,9 +420,9 @@ def test_missing_values_become_null_where_they_were(tmp_path_factory: pytest.Tem
     }
     path = tmp_path_factory.mktemp("missing") / "f.csv"
     path.write_text(text, encoding="utf-8")
-    received: list[pa.Table] = []
+    received = Received()
     try:
-        outcome = pipeline.run(path, rules(**env), NOW, sink=received.append)
+        outcome = pipeline.run(path, rules(**env), NOW, sink=received)
     except InvalidFile as exc:  # every row without a measure: nothing to load
         assert all(all(v.strip() in MISSING_TOKENS for v in row) for row in rows) and exc.problem.rule == "missing_value"
         return
@@ -434,10 +435,10 @@ def test_missing_values_become_null_where_they_were(tmp_path_factory: pytest.Tem
         for i, (t, h, p) in enumerate(rows)
         if not all(v.strip() in MISSING_TOKENS for v in (t, h, p))
     ]
-    table = pa.concat_tables(received)
+    table = pa.concat_tables(received.readings)
     got = list(zip(*(table.column(c).to_pylist() for c in ("line_no", "temperature_k", "humidity_pct", "pressure_hpa")), strict=True))
     assert got == expected
     assert outcome.invalid_rows == len(rows) - len(expected)
-    counts = {r["metric"]: r["n"] for r in outcome.summary().to_pylist()}
+    counts = {r["metric"]: r["n"] for r in outcome.statistics.new.to_pylist()}  # a small file: its statistics all held to its end
     for index, metric in enumerate(("temperature_k", "humidity_pct", "pressure_hpa"), start=1):
         assert counts.get(metric, 0) == sum(row[index] is not None for row in expected)

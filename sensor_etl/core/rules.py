@@ -16,6 +16,7 @@ class Rule(StrEnum):
 
     ENCODING = "encoding"
     SOURCE = "source"
+    WORKER_DIED = "worker_died"
     EMPTY_FILE = "empty_file"
     NO_HEADER = "no_header"
     HEADER = "header"
@@ -64,6 +65,14 @@ RULES: dict[Rule, RuleDoc] = {
         "a file of a source with `sensor_id_pattern` (in `SOURCES_FILE`) has a name the pattern finds a non-empty sensor id in",
         "rename the file, or correct the source's `sensor_id_pattern` or `match` ([sources](sources.md))",
         ("SOURCES_FILE",),
+    ),
+    Rule.WORKER_DIED: RuleDoc(
+        "loading the file did not end abnormally `MAX_FILE_ATTEMPTS` times: its worker killed (by a signal, such as the "
+        "kernel's out-of-memory killer) or crashed while it held the file, or the file needing more than `WORKER_MEMORY_LIMIT`; "
+        "the report's `attempts` say how each ended",
+        "read `attempts` and the log: for memory, a smaller `READ_BLOCK_BYTES` or a larger `WORKER_MEMORY_LIMIT`; for a crash, "
+        "report the bug with the file; then requeue the file",
+        ("MAX_FILE_ATTEMPTS", "WORKER_MEMORY_LIMIT", "READ_BLOCK_BYTES"),
     ),
     Rule.EMPTY_FILE: RuleDoc(
         "the file has at least a header",

@@ -143,14 +143,35 @@ class Fingerprint:
     content: bytes | None = field(default=None, repr=False)  # the bytes hashed, when asked to keep them (a batch's small files)
 
 
+class Hashing:
+    """The sha256 of a content and its first encoding problem, fed block by block as the content is
+    read (a file here, an object as it downloads: ``s3``), so it is read once; the content itself too
+    when it is at most ``keep`` bytes (so a small file of a batch is parsed from the bytes hashed)."""
+
+    def __init__(self, encoding: str, keep: int = 0) -> None:
+        self._digest = hashlib.sha256()
+        self._checker = TextChecker(encoding)
+        self._keep = keep
+        self._kept: bytes | None = b"" if keep else None
+
+    def feed(self, block: bytes) -> None:
+        self._digest.update(block)
+        self._checker.feed(block)
+        if self._kept is not None:
+            self._kept = self._kept + block if len(self._kept) + len(block) <= self._keep else None
+
+    def result(self, size: int, mtime_ns: int) -> Fingerprint:
+        self._checker.feed(b"", final=True)
+        return Fingerprint(self._digest.hexdigest(), size, mtime_ns, self._checker.problem, self._kept)
+
+
 def fingerprint(path: Path, encoding: str, keep: int = 0) -> Fingerprint:
-    """sha256 of the content and the first encoding problem, in one streaming pass; the content itself
-    too when it is at most ``keep`` bytes (so a small file of a batch is parsed from the bytes hashed).
+    """sha256 of the content and the first encoding problem, in one streaming pass (``Hashing``, which
+    keeps the content too when it is at most ``keep`` bytes).
 
     Opened without following a link, and refused (``NotTaken``) unless it is a regular file: an entry
     replaced by a link or a directory since the scan is found by this open, with no stat of its own."""
-    digest = hashlib.sha256()
-    checker = TextChecker(encoding)
+    hashing = Hashing(encoding, keep)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the daemon
     except OSError as exc:
@@ -162,14 +183,9 @@ def fingerprint(path: Path, encoding: str, keep: int = 0) -> Fingerprint:
         reason = skip_reason(path, before)
         if reason is not None:
             raise NotTaken(reason)
-        kept: bytes | None = b"" if keep else None
         while block := handle.read(_READ_BYTES):
-            digest.update(block)
-            checker.feed(block)
-            if kept is not None:
-                kept = kept + block if len(kept) + len(block) <= keep else None
-        checker.feed(b"", final=True)
-    return Fingerprint(digest.hexdigest(), before.st_size, before.st_mtime_ns, checker.problem, kept)
+            hashing.feed(block)
+    return hashing.result(before.st_size, before.st_mtime_ns)
 
 
 def check_unchanged(path: Path, fp: Fingerprint) -> None:
@@ -180,13 +196,20 @@ def check_unchanged(path: Path, fp: Fingerprint) -> None:
         raise FileChanged(f"{path.name} changed while it was being loaded ({fp.size} -> {info.st_size} bytes)")
 
 
-def numbered(folder: Path, name: str) -> Iterator[Path]:
-    """``folder/name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order."""
-    yield folder / name
-    stem, dot, suffix = name.rpartition(".")
-    stem, suffix = (stem, dot + suffix) if dot else (name, "")
+def numbered_names(name: str) -> Iterator[str]:
+    """``name``, then ``name__2.csv``, ``name__3.csv``...: the names to try, in order, in a folder or a
+    prefix; in a subfolder's name (``tmy3/x.csv``) the file's own name is numbered (``tmy3/x__2.csv``)."""
+    yield name
+    folder, slash, base = name.rpartition("/")
+    stem, dot, suffix = base.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if dot else (base, "")
     for counter in itertools.count(2):
-        yield folder / f"{stem}__{counter}{suffix}"
+        yield f"{folder}{slash}{stem}__{counter}{suffix}"
+
+
+def numbered(folder: Path, name: str) -> Iterator[Path]:
+    """``folder/name``, then ``folder/name__2.csv``...: ``numbered_names`` in a folder."""
+    return (folder / numbered_name for numbered_name in numbered_names(name))
 
 
 Taken = Callable[[Path], bool]
@@ -229,11 +252,12 @@ def linked_copy(source: Path, folder: Path, taken: Taken, preferred: Path | None
 
 class Sidecar(Protocol):
     """A file written next to a target name before the moved file arrives there (a quarantine
-    report), so the file is never without it; removed again when that name cannot be used."""
+    report), so the file is never without it; removed again when that name cannot be used. It is
+    given the target's name: its folder (or prefix) is the sidecar's own."""
 
-    def write(self, target: Path) -> None: ...
+    def write(self, target: str) -> None: ...
 
-    def remove(self, target: Path) -> None: ...
+    def remove(self, target: str) -> None: ...
 
 
 def move_unique(
@@ -297,17 +321,17 @@ def link_unique(
     while target is None:
         candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name, taken), None)
         if sidecar is not None:
-            sidecar.write(candidate)
+            sidecar.write(candidate.name)
         try:
             os.link(source, candidate)
             target = candidate
         except FileExistsError:  # the name is taken (by another file, or another process meanwhile): try the next
             if sidecar is not None:
-                sidecar.remove(candidate)
+                sidecar.remove(candidate.name)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
                 if sidecar is not None:
-                    sidecar.remove(candidate)
+                    sidecar.remove(candidate.name)
                 raise
             target = _copy_across(source, folder, candidate, taken)
     return target
@@ -361,6 +385,33 @@ def write_atomic(path: Path, parts: Iterable[str], *, prefix: str, encoding: str
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class LocalFolder:
+    """A local folder as a ``reports.Folder``: reports are written atomically, then made durable by ``sync``."""
+
+    path: Path
+
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self.path / name)  # a link too, even a dangling one: one lstat
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            return (self.path / name).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            return None
+
+    def write_text(self, name: str, parts: Iterable[str], *, encoding: str = "utf-8", newline: str | None = None) -> None:
+        target = self.path / name  # a name of a subfolder's file (tmy3/x.csv.error.json) goes into that subfolder
+        make_folder(target.parent)
+        write_atomic(target, parts, prefix=".report-", encoding=encoding, newline=newline)
+
+    def remove(self, name: str) -> None:
+        (self.path / name).unlink(missing_ok=True)
+
+    def sync(self, name: str) -> None:
+        fsync_dir((self.path / name).parent)
 
 
 def read_lines(path: Path, wanted: set[int], encoding: str) -> Iterator[str]:

@@ -143,16 +143,22 @@ class FirstOverlap:
     readings: int  # how many of the file's readings overlap in all
 
 
+def buckets(sensors: Iterable[str]) -> set[int]:
+    """The lock buckets of some sensor ids; a load gathers its file's chunk by chunk (at most LOCK_BUCKETS
+    of them, however many sensors the file has)."""
+    return {zlib.crc32(sensor.encode("utf-8", "surrogatepass")) % LOCK_BUCKETS for sensor in sensors}
+
+
 def lock(cursor: psycopg2.extensions.cursor, sensors: Iterable[str]) -> None:
     """Take the sensors' advisory locks (until the transaction ends), in ascending bucket order."""
-    cursor.execute(_LOCK, {"space": LOCK_SPACE, "buckets": _buckets(sensors)})
+    cursor.execute(_LOCK, {"space": LOCK_SPACE, "buckets": sorted(buckets(sensors))})
 
 
-def check(cursor: psycopg2.extensions.cursor, file_id: int, sensors: Iterable[str]) -> bool:
-    """Lock the file's sensors, then say whether another file's metrics meet this file's (its metrics
-    are written). One round trip; the check is a statement of its own, so it sees what was committed
-    while the locks were awaited."""
-    cursor.execute(f"{_LOCK}; {_CHECK}", {"space": LOCK_SPACE, "buckets": _buckets(sensors), "file_id": file_id})
+def check(cursor: psycopg2.extensions.cursor, file_id: int, locks: set[int]) -> bool:
+    """Lock the file's sensors (their ``buckets``), then say whether another file's metrics meet this
+    file's (its metrics are written). One round trip; the check is a statement of its own, so it sees
+    what was committed while the locks were awaited."""
+    cursor.execute(f"{_LOCK}; {_CHECK}", {"space": LOCK_SPACE, "buckets": sorted(locks), "file_id": file_id})
     row = cursor.fetchone()
     return bool(row and row[0])
 
@@ -166,7 +172,7 @@ def meeting(cursor: psycopg2.extensions.cursor, spans: pa.Table) -> set[int]:
     whatever one of them meets; a file found this way that shares no reading finds nothing to skip."""
     columns = {"files": "file_id", "sensors": "sensor_id", "days": "day", "firsts": "first_at", "lasts": "last_at"}
     params = {key: spans.column(name).to_pylist() for key, name in columns.items()}
-    cursor.execute(f"{_LOCK}; {_MEETING_SPANS}", {"space": LOCK_SPACE, "buckets": _buckets(set(params["sensors"])), **params})
+    cursor.execute(f"{_LOCK}; {_MEETING_SPANS}", {"space": LOCK_SPACE, "buckets": sorted(buckets(params["sensors"])), **params})
     return {file_id for (file_id,) in cursor.fetchall()}
 
 
@@ -199,7 +205,3 @@ def first_overlap(cursor: psycopg2.extensions.cursor, file_id: int) -> FirstOver
 def _recompute(cursor: psycopg2.extensions.cursor, parts: list[tuple[int, str, date, int, int]]) -> None:
     if parts:
         cursor.execute(_RECOMPUTE, {"files": [p[0] for p in parts], "sensors": [p[1] for p in parts], "days": [p[2] for p in parts]})
-
-
-def _buckets(sensors: Iterable[str]) -> list[int]:
-    return sorted({zlib.crc32(sensor.encode("utf-8", "surrogatepass")) % LOCK_BUCKETS for sensor in sensors})

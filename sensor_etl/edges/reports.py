@@ -7,17 +7,18 @@ Two kinds, both next to the file in QUARANTINE_FOLDER (README "The quarantine re
   of those lines) for a file loaded in part under MAX_INVALID_ROWS (``write_rejects``).
 
 This is the one module that builds a report document or a report's file name: the daemon, the
-pipeline (``InvalidFile.details``), ``validate`` and ``requeue`` all come here.
+pipeline (``InvalidFile.details``), ``validate`` and ``requeue`` all come here. Reports are written
+through a ``Folder``: a local folder (``files.LocalFolder``) or a prefix in an object store
+(``s3.Prefix``), so both kinds of inbox get the same reports under the same names.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sensor_etl.edges import files
@@ -29,6 +30,30 @@ if TYPE_CHECKING:
 ERROR_REPORT = ".error.json"
 REJECTS_CSV = ".rejects.csv"
 REJECTS_REPORT = ".rejects.json"
+
+
+class Folder(Protocol):
+    """Where reports are written and looked up, by name."""
+
+    def exists(self, name: str) -> bool:
+        """Something has this name (a file, a link, an object)."""
+        ...
+
+    def read_text(self, name: str) -> str | None:
+        """Its text, or None when there is nothing of that name (or it cannot be read)."""
+        ...
+
+    def write_text(self, name: str, parts: Iterable[str], *, encoding: str = "utf-8", newline: str | None = None) -> None:
+        """Write (or replace) it whole: a reader sees all of it or none of it."""
+        ...
+
+    def remove(self, name: str) -> None:
+        """Remove it, if it is there."""
+        ...
+
+    def sync(self, name: str) -> None:
+        """Make the writes so far to names beside ``name`` durable."""
+        ...
 
 
 class Findings(Protocol):
@@ -60,33 +85,28 @@ class Findings(Protocol):
 
 
 # -- names --------------------------------------------------------------------------------------
-def error_report_path(target: Path) -> Path:
-    """``<target>.error.json``: the report of the quarantined file ``target``."""
-    return Path(f"{target}{ERROR_REPORT}")
+def rejects_csv_name(name: str) -> str:
+    """``<name>.rejects.csv``: where the rejected lines of the file ``name`` go (in QUARANTINE_FOLDER)."""
+    return name + REJECTS_CSV
 
 
-def rejects_csv_path(base: Path) -> Path:
-    """``<base>.rejects.csv``: the rejected lines of the file ``base`` names (in QUARANTINE_FOLDER)."""
-    return Path(f"{base}{REJECTS_CSV}")
-
-
-def rejects_report_path(base: Path) -> Path:
-    """``<base>.rejects.json``: the problems of those lines."""
-    return Path(f"{base}{REJECTS_REPORT}")
+def taken(folder: Folder, name: str) -> bool:
+    """A name a move must not use: something has it, or a quarantine report of that name is still
+    there (the report of a file a person removed must not describe the next one)."""
+    return folder.exists(name) or folder.exists(name + ERROR_REPORT)
 
 
 def name_taken(target: Path) -> bool:
-    """A name a move must not use: a file or link (even a dangling one) has it, or a quarantine report
-    of that name is still there (the report of a file a person removed must not describe the next one)."""
-    return os.path.lexists(target) or error_report_path(target).exists()
+    """``taken`` for a path in a local folder (``files.Taken``)."""
+    return taken(files.LocalFolder(target.parent), target.name)
 
 
-def report_of(quarantined: Path) -> Path:
-    """The report that goes with a file in quarantine: its ``.error.json``, or for a rejects file
-    (``x.csv.rejects.csv``) without one, ``x.csv.rejects.json``. It may not exist."""
-    report = error_report_path(quarantined)
-    if not report.exists() and quarantined.name.endswith(REJECTS_CSV):
-        report = rejects_report_path(Path(str(quarantined).removesuffix(REJECTS_CSV)))
+def report_of(folder: Folder, quarantined: str) -> str:
+    """The name of the report that goes with a file in quarantine: its ``.error.json``, or for a
+    rejects file (``x.csv.rejects.csv``) without one, ``x.csv.rejects.json``. It may not exist."""
+    report = quarantined + ERROR_REPORT
+    if not folder.exists(report) and quarantined.endswith(REJECTS_CSV):
+        report = quarantined.removesuffix(REJECTS_CSV) + REJECTS_REPORT
     return report
 
 
@@ -103,6 +123,13 @@ def rows_details(findings: Findings, limit: RejectLimit) -> dict[str, Any]:
         "errors_shown": len(findings.details),
         "date_format": findings.date_format or None,
     }
+
+
+def attempts_details(failures: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """``InvalidFile.details`` of a file whose attempts kept ending abnormally (rule worker_died):
+    the verdict and each attempt (when, which worker, how it ended)."""
+    endings = "; ".join(str(failure.get("ended")) for failure in failures)
+    return {"reason": f"{len(failures)} attempts to load it ended abnormally (MAX_FILE_ATTEMPTS={limit}): {endings}", "attempts": failures}
 
 
 def _rows_reason(findings: Findings, limit: RejectLimit) -> str:
@@ -136,42 +163,36 @@ def quarantine_report(name: str, problem: Problem, details: Mapping[str, Any], *
         "rows_invalid": details.get("rows_invalid"),
         "rule_counts": rule_counts,
         "errors": errors,
+        **({"attempts": details["attempts"]} if "attempts" in details else {}),
     }
 
 
 @dataclass(frozen=True)
-class _ErrorReport:
-    """The ``files.Sidecar`` of a quarantine move: the report is in place before the file arrives."""
+class ErrorReport:
+    """The ``files.Sidecar`` of a quarantine move: the report is in ``folder`` before the file arrives."""
 
+    folder: Folder
     document: Mapping[str, Any]
 
-    def write(self, target: Path) -> None:
-        _write_json(error_report_path(target), {**self.document, "quarantined_as": target.name})
+    def write(self, target: str) -> None:
+        _write_json(self.folder, target + ERROR_REPORT, {**self.document, "quarantined_as": target})
 
-    def remove(self, target: Path) -> None:
-        error_report_path(target).unlink(missing_ok=True)
-
-
-def error_report(report: Mapping[str, Any]) -> files.Sidecar:
-    """``report`` as the ``.error.json`` of a quarantine move (``files.move_unique(sidecar=...)``):
-    written before the file arrives, so a quarantined file is never without its reason."""
-    return _ErrorReport(report)
+    def remove(self, target: str) -> None:
+        self.folder.remove(target + ERROR_REPORT)
 
 
 # -- the rejects of a partial load ----------------------------------------------------------------
-def write_rejects(source: Path, folder: Path, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> Path:
+def write_rejects(source: Path, folder: Folder, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> str:
     """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the
-    rejected lines, as they were) and then ``<name>.rejects.json`` (every problem of every rejected
-    row), each atomically, into ``folder`` (a file of a subfolder of the inbox, ``name`` ``tmy3/x.csv``,
-    into its subfolder); returns the CSV's path. A name used by another content gets ``__2``...; the
-    same content (a retry) reuses its own."""
-    relative = PurePosixPath(name)
-    base = _rejects_base(folder / relative.parent, relative.name, sha256)
-    files.make_folder(base.parent)
+    rejected lines of ``source``, as they were) and then ``<name>.rejects.json`` (every problem of
+    every rejected row) into ``folder``, each whole (a file of a subfolder of the inbox, ``name``
+    ``tmy3/x.csv``, into its subfolder); returns the CSV's name. A name used by another content gets
+    ``__2``...; the same content (a retry) reuses its own."""
+    base = _rejects_base(folder, name, sha256)
     head = set(range(1, findings.data_line))  # preamble, header, units: the same settings read the rejects file the same way
-    target = rejects_csv_path(base)
+    target = rejects_csv_name(base)
     original = files.read_lines(source, head | findings.rejected_lines(), encoding)
-    files.write_atomic(target, original, prefix=".rejects-", encoding=encoding, newline="")
+    folder.write_text(target, original, encoding=encoding, newline="")
     report = {
         "file": name,
         "sha256": sha256,
@@ -182,29 +203,28 @@ def write_rejects(source: Path, folder: Path, *, name: str, sha256: str, file_id
         "rule_counts": findings.counts(),
         "date_format": findings.date_format or None,
         "errors": findings.rejected_problems(),
-        "rejects_file": target.name,
+        "rejects_file": target,
     }
-    _write_json(rejects_report_path(base), report)
-    files.fsync_dir(base.parent)
+    _write_json(folder, base + REJECTS_REPORT, report)
+    folder.sync(target)
     return target
 
 
-def _rejects_base(folder: Path, name: str, sha256: str) -> Path:
-    """``folder/name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
+def _rejects_base(folder: Folder, name: str, sha256: str) -> str:
+    """``name`` for ``<name>.rejects.csv`` and ``.rejects.json``; a name already used by another
     content gets ``__2``, ``__3``... A retry of the same content (same sha256) reuses its own names."""
-    return next(base for base in files.numbered(folder, name) if _free_or_ours(base, sha256))
+    return next(base for base in files.numbered_names(name) if _free_or_ours(folder, base, sha256))
 
 
-def _free_or_ours(base: Path, sha256: str) -> bool:
-    report = rejects_report_path(base)
-    if not report.exists() and not rejects_csv_path(base).exists():
+def _free_or_ours(folder: Folder, base: str, sha256: str) -> bool:
+    if not folder.exists(base + REJECTS_REPORT) and not folder.exists(base + REJECTS_CSV):
         return True
     try:
-        return json.loads(report.read_text(encoding="utf-8")).get("sha256") == sha256
-    except (OSError, ValueError, AttributeError):
+        return json.loads(folder.read_text(base + REJECTS_REPORT) or "").get("sha256") == sha256
+    except (ValueError, AttributeError):
         return False  # no readable report: not ours
 
 
-def _write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Write a report atomically: a reader sees the whole report or none."""
-    files.write_atomic(path, [json.dumps(document, indent=2, ensure_ascii=False, default=str), "\n"], prefix=".report-")
+def _write_json(folder: Folder, name: str, document: Mapping[str, Any]) -> None:
+    """Write a report whole: a reader sees the whole report or none."""
+    folder.write_text(name, [json.dumps(document, indent=2, ensure_ascii=False, default=str), "\n"])

@@ -1,6 +1,7 @@
 """The daemon's state read from outside it: the inbox backlog, the quarantine folder, the claims and
 the ledger, and whether the database and folders are usable. Read by ``status``, by the metrics
-endpoint (its gauges, ``/readyz``) and by the progress line; none of it writes anything.
+endpoint (its gauges, ``/readyz``) and by the progress line; none of it writes anything. An s3://
+location is read by listing its prefix (``edges.s3``, one attempt per request: a probe does not wait).
 """
 
 from __future__ import annotations
@@ -11,14 +12,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from sensor_etl.config import Settings
+from tenacity import Retrying, stop_after_attempt
+
+from sensor_etl.config import Location, S3Location, Settings
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
-from sensor_etl.errors import DatabaseError
+from sensor_etl.errors import DatabaseError, StorageError
 from sensor_etl.ops.status import Activity, Backlog, Claim, Load, Quarantined, RuleGroup, Status
+
+if TYPE_CHECKING:
+    from sensor_etl.edges.s3 import S3Object, Store
 
 _CLAIMS = "SELECT name, owner, claimed_at, expires_at FROM file_claims WHERE expires_at > clock_timestamp() ORDER BY claimed_at"
 _RECENT_LOADS = """
@@ -35,7 +42,15 @@ FROM ingested_files WHERE loaded_at > now() - interval '1 day'
 def backlog(settings: Settings) -> Backlog:
     """Input files waiting in DATA_FOLDER and its subfolders, as the daemon's scan sees them (without
     PROCESSED_FOLDER and QUARANTINE_FOLDER when they lie inside it)."""
-    candidates, _ = files.scan(settings.data_folder, exclude=(settings.processed_folder, settings.quarantine_folder))
+    candidates: list[files.Candidate] | list[S3Object]
+    if isinstance(settings.data_folder, S3Location):
+        from sensor_etl.edges.s3 import S3Inbox
+
+        candidates = S3Inbox.from_settings(settings, _once).scan().ready
+    else:
+        candidates, _ = files.scan(
+            settings.data_folder, exclude=[f for f in (settings.processed_folder, settings.quarantine_folder) if isinstance(f, Path)]
+        )
     if not candidates:
         return Backlog()
     oldest = candidates[0]
@@ -55,13 +70,27 @@ class Usage:
     bytes: int
 
 
-def usage(folder: Path) -> Usage:
+def usage(folder: Location) -> Usage:
     """Its subfolders included: a file of an inbox subfolder is quarantined under the same subfolder."""
+    if isinstance(folder, S3Location):
+        found = list(_store().listing(folder))
+        return Usage(sum(files.is_input_name(PurePosixPath(obj.name).name) for obj in found), sum(obj.size for obj in found))
     count = size = 0
     for path in _files_under(folder):
         size += path.lstat().st_size
         count += files.is_input_name(path.name)
     return Usage(count, size)
+
+
+def _once(what: str) -> Retrying:
+    """One attempt, no wait: what a probe of an object store gets."""
+    return Retrying(stop=stop_after_attempt(1), reraise=True)
+
+
+def _store() -> Store:
+    from sensor_etl.edges import s3
+
+    return s3.Store(s3.client(), _once)
 
 
 def _files_under(folder: Path) -> Iterator[Path]:
@@ -79,24 +108,32 @@ def _files_under(folder: Path) -> Iterator[Path]:
                 yield path
 
 
-def quarantined(folder: Path) -> tuple[list[Quarantined], int]:
+def quarantined(folder: Location) -> tuple[list[Quarantined], int]:
     """The quarantined files (newest first, from their ``.error.json``; named by their path in the
     folder, as ``requeue`` takes them) and the number of rejects files."""
     found: list[Quarantined] = []
     rejects = 0
-    for path in _files_under(folder):
-        if not files.is_input_name(path.name):
+    if isinstance(folder, S3Location):
+        from sensor_etl.edges.s3 import Prefix
+
+        store = _store()
+        place: reports.Folder = Prefix(store, folder)
+        names = [obj.name for obj in store.listing(folder)]
+    else:
+        place, names = files.LocalFolder(folder), [path.relative_to(folder).as_posix() for path in _files_under(folder)]
+    for name in names:
+        if not files.is_input_name(PurePosixPath(name).name):
             continue
-        if path.name.endswith(reports.REJECTS_CSV):
+        if name.endswith(reports.REJECTS_CSV):
             rejects += 1
             continue
         try:
-            report = json.loads(reports.error_report_path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            report = json.loads(place.read_text(name + reports.ERROR_REPORT) or "{}")
+        except ValueError:
             report = {}
         found.append(
             Quarantined(
-                path.relative_to(folder).as_posix(),
+                name,
                 str(report.get("rule", "unknown")),
                 str(report.get("reason", "no report")),
                 report.get("quarantined_at"),
@@ -143,21 +180,29 @@ def database_bytes(db: Database) -> int:
     return int(db.query("SELECT pg_database_size(current_database())")[0][0])
 
 
-def readiness(db: Database, inbox: Path, archives: tuple[Path, ...]) -> dict[str, str]:
+def readiness(db: Database, inbox: Location, archives: tuple[Location, ...]) -> dict[str, str]:
     """What stops the daemon from doing its work now, by check (``{}``: ready): the database
-    answers, the inbox can be listed, each archive folder takes a new file."""
+    answers, the inbox can be listed, each archive folder takes a new file (for s3:// locations:
+    their buckets answer)."""
     problems: dict[str, str] = {}
     try:
         db.ping()
     except DatabaseError as exc:
         db.discard()
         problems["database"] = f"unreachable: {exc}"
+    if isinstance(inbox, S3Location):
+        for name, location in (("inbox", inbox), *((f"archive {a.prefix}", a) for a in archives if isinstance(a, S3Location))):
+            try:
+                _store().check_bucket(location.bucket)
+            except (OSError, StorageError) as exc:
+                problems[name] = f"{location}: cannot be reached: {exc}"
+        return problems
     try:
         with os.scandir(inbox):
             pass
     except OSError as exc:
         problems["inbox"] = f"{inbox}: cannot be read: {exc.strerror or exc}"
-    for folder in archives:
+    for folder in (a for a in archives if isinstance(a, Path)):
         try:  # an unnamed temporary file (O_TMPFILE): proves the folder is writable, leaves no trace
             with tempfile.TemporaryFile(dir=folder):
                 pass
@@ -174,7 +219,7 @@ def report(settings: Settings, db: Database | None, database: str, last: int) ->
     try:
         inbox = backlog(settings)
         items, rejects = quarantined(settings.quarantine_folder)
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         problems["folders"] = f"cannot be read: {exc}"
     found = Status(
         database, reachable=False, inbox=inbox, recent_quarantines=items[:last], quarantine_by_rule=by_rule(items), rejects_files=rejects

@@ -1,88 +1,78 @@
-"""Where a file goes once its fate is decided: PROCESSED_FOLDER after its commit (or as a duplicate),
-QUARANTINE_FOLDER with its report; a file of a subfolder of the inbox keeps its relative path there
-(``data/tmy3/x.csv`` goes to ``processed/tmy3/x.csv``).
+"""Where a file goes once its fate is decided: the processed location after its commit (or as a
+duplicate), quarantine with its report; a file of a subfolder of the inbox keeps its relative path
+there (``data/tmy3/x.csv`` goes to ``processed/tmy3/x.csv``).
 
-Moves never overwrite, and a name that a report still holds counts as taken (``reports.name_taken``).
-A move that fails (processed/ missing, unwritable or full) is logged as ``move_failed`` and the file
-stays in the inbox: a later scan finds it in the ledger and finishes the move. The moves of a batch
-(``batch``) share their durability step: one fsync per folder, then the unlinks.
+The moves themselves are the inbox's (``inbox.Inbox``: hard links in folders, copy then delete in an
+object store); they never overwrite, and a name that a report still holds counts as taken. A move
+that fails (processed/ missing, unwritable or full; the object store unavailable after its retries)
+is logged as ``move_failed`` and the file stays in the inbox: a later scan finds it in the ledger and
+finishes the move. The moves of a batch (``batch``) share their durability step: in folders, one
+fsync per folder, then the unlinks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sensor_etl.edges import files, reports
 from sensor_etl.edges.db import Database
-from sensor_etl.errors import DatabaseError
+from sensor_etl.edges.inbox import Candidate, Inbox
+from sensor_etl.errors import DatabaseError, FileChanged, TransientStorageError
 from sensor_etl.ops import logs
 
 
 class Archive:
-    def __init__(self, processed: Path, quarantine: Path, database: Database) -> None:
-        self.processed = processed.resolve()  # once: the planned paths the ledger records are absolute
-        self.quarantine_folder = quarantine
+    def __init__(self, inbox: Inbox[Any], database: Database) -> None:
+        self.inbox = inbox
         self.db = database
-        self._moves: files.Moves | None = None
 
-    def plan(self, name: str) -> Path:
-        """Where a file about to be loaded (``name``: its path relative to the inbox) will go; the load
-        records it in its own transaction."""
-        relative = PurePosixPath(name)
-        return files.unique_target(self.processed / relative.parent, relative.name, reports.name_taken)
+    def plan(self, name: str) -> str:
+        """Where a file about to be loaded will go; the load records it in its own transaction."""
+        return self.inbox.plan(name)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Moves made inside are linked into place at once; at the end one fsync per folder makes
-        them durable, then the files leave the inbox (``files.Moves``)."""
-        self._moves = moves = files.Moves()
+        """The moves made inside share their durability step (``Inbox.batch``); should it fail, the
+        files stay in the inbox too, and a later scan finishes their moves."""
+        moved = False
         try:
-            yield
-        finally:
-            self._moves = None
-            try:
-                moves.finish()
-            except OSError as exc:  # the files stay in the inbox too: a later scan finishes their moves
-                logs.error("move_failed", error=exc.strerror or exc, action="files stay in the inbox; retried next scan")
+            with self.inbox.batch():
+                yield
+                moved = True
+        except OSError as exc:
+            if not moved:
+                raise
+            logs.error("move_failed", error=exc.strerror or exc, action="files stay in the inbox; retried next scan")
 
-    def committed(self, path: Path, name: str, file_id: int, planned: Path, *, fresh: bool = False) -> None:
+    def committed(self, candidate: Candidate, file_id: int, planned: str, *, fresh: bool = False) -> None:
         """Move a committed file to where the ledger says it went (or, if that name got taken, next to it).
         ``fresh``: committed just now, so no earlier move of it can have begun."""
-        folder = planned.parent
-        target = self._move(name, folder, lambda: self._relocate(path, folder, preferred=planned, fresh=fresh))
-        if target is None or target == planned or target.resolve() == planned:
+        target = self._move(candidate, "PROCESSED_FOLDER", lambda: self.inbox.archive(candidate, preferred=planned, fresh=fresh))
+        if target is None or target == planned:
             return
         try:
-            self.db.set_archive_path(file_id, str(target.resolve()))
+            self.db.set_archive_path(file_id, target)
         except DatabaseError as exc:  # the rows are committed and the file is moved; this is bookkeeping
-            logs.warning("archive_not_recorded", file=name, file_id=file_id, error=exc)
+            logs.warning("archive_not_recorded", file=candidate.name, file_id=file_id, error=exc)
 
-    def duplicate(self, path: Path, name: str) -> Path | None:
-        """Set a content that is already loaded aside, into PROCESSED_FOLDER; None if it could not move."""
-        folder = self.processed / PurePosixPath(name).parent
-        return self._move(name, folder, lambda: self._relocate(path, folder))
+    def duplicate(self, candidate: Candidate) -> str | None:
+        """Set a content that is already loaded aside, into the processed location; None if it could not move."""
+        return self._move(candidate, "PROCESSED_FOLDER", lambda: self.inbox.archive(candidate))
 
-    def quarantine(self, path: Path, name: str, report: Mapping[str, Any]) -> Path | None:
-        """Move a file into QUARANTINE_FOLDER with its report; None if it could not move."""
-        folder = self.quarantine_folder / PurePosixPath(name).parent
-        return self._move(name, folder, lambda: self._relocate(path, folder, sidecar=reports.error_report(report)))
-
-    def _relocate(
-        self, path: Path, folder: Path, *, preferred: Path | None = None, sidecar: files.Sidecar | None = None, fresh: bool = False
-    ) -> Path:
-        if self._moves is not None:
-            return self._moves.move(path, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
-        return files.move_unique(path, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+    def quarantine(self, candidate: Candidate, report: Mapping[str, Any]) -> str | None:
+        """Move a file into quarantine with its report; None if it could not move."""
+        return self._move(candidate, "QUARANTINE_FOLDER", lambda: self.inbox.quarantine(candidate, report))
 
     @staticmethod
-    def _move(name: str, folder: Path, move: Callable[[], Path]) -> Path | None:
+    def _move(candidate: Candidate, folder: str, move: Callable[[], str]) -> str | None:
         try:
             return move()
-        except OSError as exc:
-            logs.error(
-                "move_failed", file=name, folder=folder, error=exc.strerror or exc, action="file stays in the inbox; retried next scan"
-            )
+        except (
+            OSError,
+            TransientStorageError,
+            FileChanged,
+        ) as exc:  # FileChanged: an object replaced since it was read stays, as new input
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            logs.error("move_failed", file=candidate.name, folder=folder, error=reason, action="file stays in the inbox; retried next scan")
             return None

@@ -20,6 +20,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from sensor_etl.config import Settings
+from sensor_etl.core import aggregate
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import files
 from sensor_etl.errors import InvalidFile, NotTaken, Problem
@@ -29,20 +30,17 @@ from sensor_etl.sources import Match
 IGNORED = "the daemon takes *.csv names that are not hidden or temporary"
 
 
-class Sink(Protocol):
-    """Where a checked file's valid rows go: the daemon's load transaction (``load.FileLoad``)."""
+class Sink(pipeline.Loader, Protocol):
+    """Where a checked file's valid rows and statistics go: the daemon's load transaction (``load.FileLoad``)."""
 
     def begin(self) -> AbstractContextManager[int]:
         """Open the file's transaction and yield its file_id. A content loaded before raises
         ``AlreadyLoaded`` here, before a byte of the file is parsed; an error inside rolls back."""
         ...
 
-    def rows(self, readings: pa.Table) -> None:
-        """Take one chunk of transformed valid rows."""
-        ...
-
     def complete(self, outcome: pipeline.Outcome) -> None:
-        """What follows the rows inside the transaction, just before its commit."""
+        """What follows the rows inside the transaction, just before its commit: the rest of the
+        statistics, and ``outcome.sensors``, counted from all of them."""
         ...
 
 
@@ -81,7 +79,7 @@ def check_file(
             now,
             block_bytes=settings.read_block_bytes,
             file_id=file_id,
-            sink=sink.rows,
+            sink=sink,
             should_stop=should_stop,
         )
         sink.complete(outcome)
@@ -90,23 +88,30 @@ def check_file(
 
 class Preview:
     """The sink of ``validate --show N``: keeps the first ``rows`` transformed rows, exactly as the
-    daemon would store them, and writes nothing (file_id 0)."""
+    daemon would store them, and writes nothing (file_id 0). Like a run without a sink, it counts the
+    distinct sensor ids (the statistics it is handed are dropped)."""
 
     def __init__(self, rows: int) -> None:
         self.limit = rows
         self.kept: list[pa.Table] = []
+        self.sensor_ids = pa.array([], pa.string())
 
     @contextmanager
     def begin(self) -> Iterator[int]:
         yield 0
 
     def rows(self, readings: pa.Table) -> None:
+        self.sensor_ids = aggregate.distinct(self.sensor_ids, readings.column("sensor_id"))
         room = self.limit - sum(table.num_rows for table in self.kept)
         if room > 0:
             self.kept.append(readings.slice(0, room))
 
+    def statistics(self, flushed: aggregate.Flushed) -> None:
+        """Nothing is stored."""
+
     def complete(self, outcome: pipeline.Outcome) -> None:
         """Nothing follows the rows: there is no transaction."""
+        outcome.sensors = len(self.sensor_ids)
 
     def table(self) -> pa.Table | None:
         """The rows kept, without file_id (given at the load); None: no row would be stored."""

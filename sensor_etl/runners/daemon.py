@@ -1,64 +1,80 @@
 """The imperative shell: scan the inbox, and for each ready file decide load, skip, retry or quarantine.
 
+The inbox is a local folder or a prefix in an object store (``edges.inbox``); the decisions are the
+same. ``Daemon.handle`` is the per-file path, also taken by the queue workers (``runners.queue``), the
+AWS Lambda handler (``sensor_etl.aws_lambda``) and the Spark tasks (``runners.spark``) for the objects
+or files they are given.
+
 This is the one place where typed errors become decisions:
 - ``InvalidFile`` / ``DataDatabaseError`` → quarantine with a report;
 - ``NotTaken`` → left where it is, logged once (a link or a directory; the scan already leaves those);
 - ``TransientDatabaseError`` → retried with backoff, then the file waits in the inbox;
 - ``FatalDatabaseError`` → the daemon stops (exit 1): retrying cannot help;
 - ``OSError`` on the input → the file waits in the inbox (disk full, permissions, vanished);
+- ``TransientStorageError`` → retried with backoff (each object-store request), then the file waits;
+- ``FatalStorageError`` → the daemon stops (exit 1): access denied, a missing bucket, no credentials;
 - ``FileChanged`` → rolled back, the file waits until it has settled again;
 - ``ClaimLost`` → rolled back, the worker that took the file over finishes it;
-- ``Interrupted`` → rolled back, the file waits, the daemon exits.
+- ``Interrupted`` → rolled back, the file waits, the daemon exits;
+- ``MemoryError`` (the file needs more than WORKER_MEMORY_LIMIT) → rolled back, a failed attempt is
+  counted on the content (``attempts``), the file waits; a claim taken over from a worker that died
+  holding the file counts one too. After MAX_FILE_ATTEMPTS the load itself refuses the content with
+  ``InvalidFile`` (rule ``worker_died``): quarantined instead of killing the next worker.
 
 Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
 file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
 matches (``sources``).
 
-When several small files are ready, they go as a batch (``handle_batch``: BATCH_FILES, BATCH_BYTES,
-BATCH_SECONDS): claimed and released in one statement each, checked together (``lean``), the valid
-ones loaded in one transaction (``BatchLoad``), moved with one fsync per folder. Each file still
-gets its own decision from the list above; a decision the batch cannot take for one file alone
-(``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` or an ON_OVERLAP=reject ``InvalidFile`` in the
-batch's transaction) rolls the batch back and takes its files one at a time, so only the guilty file
-meets its fate. A file holding a reading (sensor, time) of an earlier file of its batch waits for the
-batch's commit and then goes alone, so ON_OVERLAP sees the two in the order a scan without batches would.
+When several small files are ready, the scan takes them as a batch (``handle_batch``: BATCH_FILES,
+BATCH_BYTES, BATCH_SECONDS), whatever the inbox: claimed and released in one statement each, checked
+together (``lean``), the valid ones loaded in one transaction (``BatchLoad``), then moved (in folders,
+with one fsync per folder). Each file still gets its own decision from the list above; a decision the
+batch cannot take for one file alone (``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` or an
+ON_OVERLAP=reject ``InvalidFile`` in the batch's transaction) rolls the batch back, releases its
+claims and takes its files one at a time, so only the guilty file meets its fate. So do, once the
+batch is committed, a file holding a reading (sensor, time) of an earlier file of its batch (ON_OVERLAP
+then sees the two in the order a scan without batches would) and a content with failed attempts: a
+worker that dies holding a batch counts an attempt on each of its files (which one killed it cannot be
+told), and each is then loaded alone, so the guilty one dies alone and its batch-mates load.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import socket
 import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from tenacity import Retrying
 
 from sensor_etl.config import Rules, Settings
 from sensor_etl.core.rules import Rule
-from sensor_etl.edges import files, reports
-from sensor_etl.edges.claims import Claims
+from sensor_etl.edges import attempts, files, memory, reports
+from sensor_etl.edges.claims import Claims, Taken, worker_id
 from sensor_etl.edges.db import Database
+from sensor_etl.edges.inbox import Candidate, Fetched, Inbox, base_name, open_inbox
 from sensor_etl.errors import (
     AlreadyLoaded,
     ClaimLost,
     DatabaseError,
     DataDatabaseError,
     FatalDatabaseError,
+    FatalStorageError,
     FileChanged,
     Interrupted,
     InvalidFile,
     NotTaken,
     Problem,
     TransientDatabaseError,
+    TransientStorageError,
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
@@ -100,10 +116,10 @@ class Pass:
 
 @dataclass(frozen=True)
 class Seen:
-    """A file of a batch once fingerprinted, with the source it follows."""
+    """A file of a batch once fetched, with the source it follows."""
 
-    candidate: files.Candidate
-    fp: files.Fingerprint
+    candidate: Candidate
+    fetched: Fetched
     match: Match
 
 
@@ -112,17 +128,25 @@ def utcnow() -> datetime:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, database: Database, stop: threading.Event | None = None, sources: Sources | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        stop: threading.Event | None = None,
+        sources: Sources | None = None,
+        inbox: Inbox[Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.sources = sources or Sources(settings.rules)
         self.db = database
         self.stop = stop or threading.Event()
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_id()
+        self.inbox = inbox if inbox is not None else open_inbox(settings, retry.storage_retrier(settings, self.stop))
         # The token tells apart two lives of one pid (a restart), so a dead life's claims just expire.
-        self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds)
-        self.settle = files.Settle(settings.file_settle_seconds)
-        self.archive = Archive(settings.processed_folder, settings.quarantine_folder, database)
-        self._reported_skips: set[tuple[Path, str]] = set()
+        self.claims = Claims(database, f"{self.worker}:{secrets.token_hex(3)}", settings.lease_seconds, self.inbox.location)
+        self.archive = Archive(self.inbox, database)
+        self._reported_skips: set[tuple[str, str]] = set()
+        self.rows_loaded = 0  # rows this worker committed (the Spark runner's summary adds them up)
         self._seconds_per_file = 0.0  # of the last batch: BATCH_SECONDS / this bounds the next one
 
     # -- the loop -----------------------------------------------------------------------------
@@ -151,6 +175,9 @@ class Daemon:
                 except FatalDatabaseError as exc:
                     logs.error("database_refused", error=exc, sqlstate=exc.sqlstate)
                     return 1
+                except FatalStorageError as exc:
+                    logs.error("storage_refused", inbox=self.inbox.location, error=exc)
+                    return 1
                 logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
                 if once:
                     if left.settled:
@@ -158,10 +185,10 @@ class Daemon:
                     rounds += left.waiting  # files other workers hold settle without us: wait for them
                     if rounds >= ONCE_ROUNDS:
                         return 1
-                self.stop.wait(self._pause(once, left))
+                self.stop.wait(self.pause(left, once))
         return 0
 
-    def _pause(self, once: bool, left: Pass) -> float:
+    def pause(self, left: Pass, once: bool) -> float:
         """Seconds until the next scan: MONITOR_INTERVAL; with --once, FILE_SETTLE_SECONDS while files are
         still being written, and a short poll while other workers finish theirs (--once ends with them)."""
         if not once:
@@ -171,17 +198,15 @@ class Daemon:
         return min(self.settings.monitor_interval, ONCE_BUSY_POLL)
 
     def scan_once(self) -> Pass:
-        """Offer every ready file to ``handle`` once; report what is left for later."""
+        """Offer every ready file once, alone (``handle``) or in a batch (``handle_batch``); report what is left for later."""
         try:
-            candidates, skipped = files.scan(
-                self.settings.data_folder, exclude=(self.settings.processed_folder, self.settings.quarantine_folder)
-            )
-        except OSError as exc:
-            logs.error("inbox_unreadable", folder=self.settings.data_folder, error=exc)
+            listing = self.inbox.scan()
+        except (OSError, TransientStorageError) as exc:
+            logs.error("inbox_unreadable", folder=self.inbox.location, error=exc)
             return Pass(waiting=True)
-        self._report_skips(skipped)
-        ready = self.settle.ready(candidates, time.time_ns())
-        waiting, busy = len(ready) < len(candidates), False
+        self.report_skips((item.path.name, item.reason) for item in listing.skipped)
+        ready = listing.ready
+        waiting, busy = listing.settling, False
         if self.settings.workers > 1 and self.settings.batch_files == 1 and ready:
             # one file at a time, workers start at different points of the list instead of racing for the
             # same files. Batches are claimed in one statement, so racing costs little there, and oldest
@@ -202,7 +227,7 @@ class Daemon:
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
 
-    def _next_batch(self, pending: deque[files.Candidate]) -> list[files.Candidate]:
+    def _next_batch(self, pending: deque[Candidate]) -> list[Candidate]:
         """The next files in scan order, up to BATCH_FILES, BATCH_BYTES and as many as the last batch's
         pace fits in BATCH_SECONDS; a file larger than BATCH_BYTES goes alone (streamed)."""
         settings = self.settings
@@ -216,49 +241,79 @@ class Daemon:
             batch.append(pending.popleft())
         return batch
 
-    def _report_skips(self, skipped: list[files.Skipped]) -> None:
-        for item in skipped:
-            key = (item.path, item.reason)
+    def report_skips(self, skipped: Iterable[tuple[str, str]]) -> None:
+        """Log each (name, reason) once per daemon run."""
+        for key in skipped:
             if key not in self._reported_skips:
                 self._reported_skips.add(key)
-                logs.warning("file_skipped", file=item.name, reason=item.reason)
+                logs.warning("file_skipped", file=key[0], reason=key[1])
 
     # -- one file -----------------------------------------------------------------------------
-    def handle(self, candidate: files.Candidate) -> Result:
+    def handle(self, candidate: Candidate) -> Result:
         """Claim the file, decide its fate, and release the claim once it has left the inbox (or failed)."""
-        if not candidate.path.exists():  # gone since our scan (with several workers, routinely): not worth a log line
+        if not self.inbox.present(candidate):  # gone since our scan (with several workers, routinely): not worth a log line
             return Result.GONE
         try:
-            if not self._retrying_file(candidate.name)(self.claims.claim, candidate.name):
-                return Result.BUSY
+            taken = self._retrying_file(candidate.name)(self.claims.claim, candidate.name)
         except TransientDatabaseError as exc:
             return self._deferred(candidate.name, exc)
+        if taken is None:
+            return Result.BUSY
         try:
-            return self._handle_claimed(candidate)
+            return self._handle_claimed(candidate, taken)
         finally:
             try:
                 self.claims.release([candidate.name])
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
-    def _handle_claimed(self, candidate: files.Candidate) -> Result:
+    def _handle_claimed(self, candidate: Candidate, taken: Taken) -> Result:
         started = utcnow()
         match = self.sources.rules_for(candidate.name)
-        fp, result = self._fingerprint(candidate, match.rules.encoding)
-        if fp is None:
-            return result
-        try:
-            return self._retrying_file(candidate.name)(self._process, candidate, fp, match, started)
-        except Exception as exc:
-            return self._fate(candidate, fp, exc)
+        with ExitStack() as stack:
+            fetched, result = self._fetch(stack, candidate, taken, match.rules.encoding)
+            if fetched is None:
+                return result
+            try:
+                return self._retrying_file(candidate.name)(self._process, candidate, fetched, match, started)
+            except Exception as exc:
+                return self._fate(candidate, fetched.fp, exc)
 
-    def _fate(self, candidate: files.Candidate, fp: files.Fingerprint, error: Exception) -> Result:
+    def _fetch(self, stack: ExitStack, candidate: Candidate, taken: Taken, encoding: str, keep: int = 0) -> tuple[Fetched | None, Result]:
+        """The claimed file's bytes and fingerprint for the rest of ``stack`` (in memory too when at most
+        ``keep`` bytes), after counting the failed attempt of a previous owner that died holding it; or
+        None and what to do about a file that cannot be read or is still being written."""
+        name = candidate.name
+        try:
+            fetched = stack.enter_context(self.inbox.fetch(candidate, encoding, keep))
+        except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
+            logs.info("file_vanished", file=name)
+            return None, Result.GONE
+        except FileChanged as exc:
+            logs.info("file_changing", file=name, reason=str(exc))
+            return None, Result.WAITING
+        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
+            self._skip_once(name, str(exc))
+            return None, Result.WAITING
+        except TransientStorageError as exc:
+            logs.error("file_deferred", file=name, reason="object store unavailable after retries", error=exc)
+            return None, Result.WAITING
+        except OSError as exc:
+            self._skip_once(name, f"cannot read: {exc.strerror or exc}")
+            return None, Result.WAITING
+        logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
+        ended = taken.failed_attempt()
+        if ended is not None:
+            self._failed_attempt(name, fetched.fp, taken.previous or "", ended)
+        return fetched, Result.LOADED
+
+    def _fate(self, candidate: Candidate, fp: files.Fingerprint, error: Exception) -> Result:
         """The decision for a file whose check or load raised ``error`` (the table atop this module)."""
         name = candidate.name
         try:
             raise error
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate, str(exc))
+            self._skip_once(name, str(exc))
             return Result.WAITING
         except InvalidFile as exc:
             return self._quarantine(candidate, fp, exc.problem, exc.details)
@@ -279,25 +334,36 @@ class Daemon:
         except FileNotFoundError:
             logs.info("file_vanished", file=name)
             return Result.GONE
+        except TransientStorageError as exc:
+            logs.error("file_deferred", file=name, reason="object store unavailable after retries", error=exc)
+            return Result.WAITING
         except OSError as exc:
             logs.error("file_deferred", file=name, reason=f"I/O error: {exc}")
             return Result.WAITING
-        except FatalDatabaseError:  # the daemon stops: retrying cannot help
-            raise
+        except MemoryError:
+            limit = memory.current_limit()
+            within = f"WORKER_MEMORY_LIMIT={memory.size_text(limit)}" if limit else "the memory available"
+            self._failed_attempt(name, fp, self.claims.owner, f"ran out of memory (MemoryError: the file needs more than {within})")
+            return Result.WAITING
+        except (FatalDatabaseError, FatalStorageError):
+            raise  # retrying cannot help: the daemon stops
         except Exception as exc:  # a bug must not stop the daemon or loop on the same file forever
             LOGGER.exception("internal_error", extra={"fields": {"file": name}})
             return self._quarantine(candidate, fp, internal_problem(exc), {})
 
-    def _process(self, candidate: files.Candidate, fp: files.Fingerprint, match: Match, started: datetime) -> Result:
+    def _process(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
         name = candidate.name
         planned = self.archive.plan(name)
-        load = FileLoad(self.db, self.claims, self.settings, candidate, fp, match, planned=planned, started=started, worker=self.worker)
+        load = FileLoad(
+            self.db, self.claims, self.settings, self.inbox, candidate, fetched, match, planned=planned, started=started, worker=self.worker
+        )
         clock = time.perf_counter()
         try:
-            outcome = check_file(candidate.path, self.settings, started, match=match, fp=fp, sink=load, should_stop=self.stop.is_set)
+            outcome = check_file(fetched.path, self.settings, started, match=match, fp=fetched.fp, sink=load, should_stop=self.stop.is_set)
         except AlreadyLoaded:
-            return self._archive_known(candidate, fp)
+            return self._archive_known(candidate, fetched.fp)
         seconds = time.perf_counter() - clock
+        self.rows_loaded += outcome.loaded
         logs.info(
             "file_loaded",
             file=name,
@@ -305,47 +371,60 @@ class Daemon:
             source=match.source,
             rows=outcome.loaded - load.overlap.skipped,
             rows_rejected=outcome.invalid_rows,
-            rejects=load.rejects.name if load.rejects else None,
+            rejects=load.rejects,
             rows_skipped=load.overlap.skipped,
             rows_conflicting=load.overlap.conflicting,
             rows_replaced=load.overlap.replaced,
-            sensors=len(outcome.sensors),
+            sensors=outcome.sensors,
             layout=outcome.where or None,
             seconds=round(seconds, 3),
             rows_per_s=int(outcome.loaded / seconds) if seconds > 0 else 0,
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate.path, name, load.file_id, planned, fresh=True)
+        self.archive.committed(candidate, load.file_id, planned, fresh=True)
         return Result.LOADED
 
-    def _archive_known(self, candidate: files.Candidate, fp: files.Fingerprint) -> Result:
+    def _archive_known(self, candidate: Candidate, fp: files.Fingerprint) -> Result:
         """Content already in the ledger: finish a move that a crash interrupted, or set a duplicate aside."""
         entry = self.db.lookup(fp.sha256)
         if entry is None:  # the other loader rolled back after all: try again next scan
             return Result.WAITING
-        if entry.file_name == candidate.name and entry.archive_path:
-            planned = Path(entry.archive_path)
-            if not planned.exists() or files.same_file(candidate.path, planned):
-                logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
-                self.archive.committed(candidate.path, candidate.name, entry.file_id, planned)
-                return Result.LOADED
-        target = self.archive.duplicate(candidate.path, candidate.name)
+        same_file = entry.file_name == candidate.name and entry.inbox in (None, self.inbox.location)
+        if same_file and entry.archive_path and self.inbox.holds_copy(candidate, entry.archive_path):
+            logs.info("file_recovered", file=candidate.name, file_id=entry.file_id, reason="committed before; finishing the move")
+            self.archive.committed(candidate, entry.file_id, entry.archive_path)
+            return Result.LOADED
+        target = self.archive.duplicate(candidate)
         if target is None:
             return Result.WAITING
-        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=target.name)
+        logs.warning("file_duplicate", file=candidate.name, loaded_as=entry.file_name, file_id=entry.file_id, moved_to=base_name(target))
         return Result.DUPLICATE
 
-    def _quarantine(self, candidate: files.Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
+    def _quarantine(self, candidate: Candidate, fp: files.Fingerprint, problem: Problem, details: Mapping[str, Any]) -> Result:
         report = reports.quarantine_report(candidate.name, problem, details, sha256=fp.sha256, size=fp.size, at=utcnow())
-        target = self.archive.quarantine(candidate.path, candidate.name, report)
+        target = self.archive.quarantine(candidate, report)
         if target is None:
             return Result.WAITING
-        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=target.name)
+        logs.warning("file_quarantined", file=candidate.name, rule=problem.rule, reason=report["reason"], moved_to=base_name(target))
+        try:  # its failed attempts are in the report; a requeued copy starts afresh
+            attempts.forget(self.db, fp.sha256)
+        except DatabaseError as exc:
+            logs.warning("attempts_not_forgotten", file=candidate.name, error=exc)
         return Result.QUARANTINED
 
-    def _skip_once(self, candidate: files.Candidate, reason: str) -> None:
-        self._report_skips([files.Skipped(candidate.path, candidate.name, reason)])
+    def _failed_attempt(self, name: str, fp: files.Fingerprint, worker: str, ended: str) -> None:
+        """Count an attempt on the content that ended abnormally; the load refuses it after MAX_FILE_ATTEMPTS."""
+        try:
+            count = self._retrying_file(name)(attempts.record, self.db, fp.sha256, name, worker, ended)
+        except DatabaseError as exc:  # the database went away meanwhile: this attempt is not counted
+            logs.error("attempt_not_recorded", file=name, worker=worker, ended=ended, error=exc)
+            return
+        if count:
+            logs.warning("attempt_failed", file=name, worker=worker, ended=ended, attempts=count, max=self.settings.max_file_attempts)
+
+    def _skip_once(self, name: str, reason: str) -> None:
+        self.report_skips([(name, reason)])
 
     def _deferred(self, name: str, exc: TransientDatabaseError) -> Result:
         logs.error("file_deferred", file=name, reason="database unavailable after retries", error=exc)
@@ -359,69 +438,79 @@ class Daemon:
         return retry.retrying(what, attempts=attempts, max_wait=self.settings.retry_max_wait, stop=self.stop, before_retry=self.db.discard)
 
     # -- a batch of small files ---------------------------------------------------------------
-    def handle_batch(self, batch: list[files.Candidate]) -> list[Result]:
-        """Claim the batch in one statement, decide each file's fate, release the claims in one statement."""
+    def handle_batch(self, batch: list[Candidate]) -> list[Result]:
+        """Claim the batch in one statement, decide each file's fate, release the claims in one statement;
+        then take the files the batch left to themselves one at a time (``handle``: a claim of their own,
+        so that a worker dying on one of them holds that file alone)."""
         names = [candidate.name for candidate in batch]
         try:
-            taken = set(self._retrying_file(f"batch of {len(batch)}")(self.claims.claim_many, names))
+            taken = self._retrying_file(f"batch of {len(batch)}")(self.claims.claim_many, names)
         except TransientDatabaseError as exc:
             return [self._deferred(name, exc) for name in names]
-        mine = [candidate for candidate in batch if candidate.name in taken]
+        mine = [(candidate, taken[candidate.name]) for candidate in batch if candidate.name in taken]
         clock = time.perf_counter()
         try:
-            return [Result.BUSY] * (len(batch) - len(mine)) + self._batch_claimed(mine)
+            results, alone = self._batch_claimed(mine)
         finally:
             self._seconds_per_file = (time.perf_counter() - clock) / max(len(mine), 1)
             try:
-                self.claims.release([candidate.name for candidate in mine])
+                self.claims.release([candidate.name for candidate, _ in mine])
             except DatabaseError as exc:
                 logs.warning("claim_not_released", files=len(mine), error=exc, action="they expire after LEASE_SECONDS")
+        return [Result.BUSY] * (len(batch) - len(mine)) + results + [self.handle(candidate) for candidate in alone]
 
-    def _batch_claimed(self, batch: list[files.Candidate]) -> list[Result]:
-        """Fingerprint each file, check them together, load the valid ones in one transaction, then
-        archive each: loaded, quarantined, duplicate (a content twice in the batch is loaded once)."""
+    def _batch_claimed(self, claimed: list[tuple[Candidate, Taken]]) -> tuple[list[Result], list[Candidate]]:
+        """Fetch each file, check them together, load the valid ones in one transaction, then archive
+        each: loaded, quarantined, duplicate. Returns their results, and the files left to go alone."""
         started = utcnow()
         results: list[Result] = []
         seen: list[Seen] = []
-        for candidate in batch:
-            match = self.sources.rules_for(candidate.name)
-            fp, result = self._fingerprint(candidate, match.rules.encoding, keep=self.settings.batch_bytes)
-            if fp is None:
-                results.append(result)
-            else:
-                seen.append(Seen(candidate, fp, match))
-        firsts = {item.fp.sha256: item.candidate for item in reversed(seen)}
-        unique = [item for item in seen if firsts[item.fp.sha256] is item.candidate]
-        try:
-            loading, failed = self._check_batch(unique, started)
-        except Interrupted:
-            logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
-            return results + [Result.WAITING] * len(seen)
-        except Exception:  # a bug of the batch path must not stop the daemon: each file alone, on the path of one
-            LOGGER.exception("internal_error", extra={"fields": {"files": len(seen), "action": "checking the files one at a time"}})
-            return results + [self._handle_claimed(item.candidate) for item in seen]
-        later = lean.sharing_keys([(f.checks, f.index) for f in loading if f.checks is not None])
-        loading, after = (
-            [f for f in loading if (id(f.checks), f.index) not in later],
-            [f for f in loading if (id(f.checks), f.index) in later],
-        )
-        load = BatchLoad(self.db, self.claims, self.settings, started=started, worker=self.worker)
-        results += self._load_batch(load, loading)
-        if PAUSE_AFTER_COMMIT and load.file_ids:
-            self.stop.wait(PAUSE_AFTER_COMMIT)
-        with self.archive.batch():
-            for position, file_id in load.file_ids.items():
-                f = loading[position]
-                self.archive.committed(f.candidate.path, f.candidate.name, file_id, f.planned, fresh=True)
-            results += [Result.LOADED] * len(load.file_ids)
-            for position, f in enumerate(loading):
-                if load.committed and position not in load.file_ids:  # its content was committed by another worker meanwhile
-                    results.append(self._archive_known(f.candidate, f.fp))
-            results += [self._fate(item.candidate, item.fp, error) for item, error in failed]
-        # alone, once the batch is committed: a content twice in the batch (a duplicate now, or like its
-        # twin quarantined), and a file sharing readings with an earlier file of the batch
-        twins = [item.candidate for item in seen if firsts[item.fp.sha256] is not item.candidate]
-        return results + [self._handle_claimed(candidate) for candidate in [*twins, *(f.candidate for f in after)]]
+        with ExitStack() as stack:
+            for candidate, taken in claimed:
+                match = self.sources.rules_for(candidate.name)
+                fetched, result = self._fetch(stack, candidate, taken, match.rules.encoding, keep=self.settings.batch_bytes)
+                if fetched is None:
+                    results.append(result)
+                else:
+                    seen.append(Seen(candidate, fetched, match))
+            try:
+                tried = self._retrying_file(f"batch of {len(seen)}")(attempts.tried, self.db, [item.fetched.fp.sha256 for item in seen])
+            except TransientDatabaseError as exc:
+                return results + [self._deferred(item.candidate.name, exc) for item in seen], []
+            # alone, once the batch is committed: a content with failed attempts, and a content twice in the
+            # batch (a duplicate then, or like its twin quarantined)
+            firsts = {item.fetched.fp.sha256: item.candidate for item in reversed(seen)}
+            unique = [item for item in seen if firsts[item.fetched.fp.sha256] is item.candidate and item.fetched.fp.sha256 not in tried]
+            alone = [
+                item.candidate for item in seen if firsts[item.fetched.fp.sha256] is not item.candidate or item.fetched.fp.sha256 in tried
+            ]
+            try:
+                loading, failed = self._check_batch(unique, started)
+            except Interrupted:
+                logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
+                return results + [Result.WAITING] * len(seen), []
+            except Exception:  # a bug of the batch path must not stop the daemon: each file alone, on the path of one
+                LOGGER.exception("internal_error", extra={"fields": {"files": len(seen), "action": "checking the files one at a time"}})
+                return results, [item.candidate for item in seen]
+            # alone too: a file sharing readings with an earlier file of the batch
+            later = lean.sharing_keys([(f.checks, f.index) for f in loading if f.checks is not None])
+            alone += [f.candidate for f in loading if (id(f.checks), f.index) in later]
+            loading = [f for f in loading if (id(f.checks), f.index) not in later]
+            load = BatchLoad(self.db, self.claims, self.inbox, started=started, worker=self.worker)
+            waiting, split = self._load_batch(load, loading)
+            results += waiting
+            if PAUSE_AFTER_COMMIT and load.file_ids:
+                self.stop.wait(PAUSE_AFTER_COMMIT)
+            with self.archive.batch():
+                for position, file_id in load.file_ids.items():
+                    f = loading[position]
+                    self.archive.committed(f.candidate, file_id, f.planned, fresh=True)
+                results += [Result.LOADED] * len(load.file_ids)
+                for position, f in enumerate(loading):
+                    if load.committed and position not in load.file_ids:  # its content was committed by another worker meanwhile
+                        results.append(self._archive_known(f.candidate, f.fetched.fp))
+                results += [self._fate(item.candidate, item.fetched.fp, error) for item, error in failed]
+        return results, split + alone
 
     def _check_batch(self, unique: list[Seen], started: datetime) -> tuple[list[Loading], list[tuple[Seen, Exception]]]:
         """The lean check of the batch, one per set of rules (sources): the files to load (with their
@@ -429,7 +518,7 @@ class Daemon:
         failed: list[tuple[Seen, Exception]] = []
         by_rules: list[tuple[Rules, list[Seen]]] = []
         for item in unique:
-            problem = item.fp.problem or item.match.problem  # not text, or its source cannot serve it: not parsed
+            problem = item.fetched.fp.problem or item.match.problem  # not text, or its source cannot serve it: not parsed
             if problem is not None:
                 failed.append((item, InvalidFile(problem)))
                 continue
@@ -440,37 +529,41 @@ class Daemon:
         loading = []
         for rules, members in by_rules:
             checks = lean.check(
-                [item.candidate.path for item in members],
+                [item.fetched.path for item in members],
                 rules,
                 started,
                 block_bytes=self.settings.read_block_bytes,
-                contents=[item.fp.content for item in members],
+                contents=[item.fetched.fp.content for item in members],
                 should_stop=self.stop.is_set,
             )
             for index, (item, outcome) in enumerate(zip(members, checks.outcomes, strict=True)):
                 if isinstance(outcome, Outcome):
                     loading.append(
-                        Loading(item.candidate, item.fp, item.match, outcome, self.archive.plan(item.candidate.name), checks, index)
+                        Loading(item.candidate, item.fetched, item.match, outcome, self.archive.plan(item.candidate.name), checks, index)
                     )
                 else:
                     failed.append((item, outcome))
         order = {item.candidate.name: number for number, item in enumerate(unique)}
         return sorted(loading, key=lambda f: order[f.candidate.name]), failed  # scan order, as files load one by one
 
-    def _load_batch(self, load: BatchLoad, loading: list[Loading]) -> list[Result]:
-        """Commit the batch's valid files (``load.file_ids`` then says which); the results of those that
-        were not: waiting after an outage or a stop, or taken one at a time after a rollback."""
+    def _load_batch(self, load: BatchLoad, loading: list[Loading]) -> tuple[list[Result], list[Candidate]]:
+        """Commit the batch's valid files (``load.file_ids`` then says which). Returns the results of
+        those that were not: waiting after an outage or a stop; or, after a rollback, the files to take
+        one at a time."""
         if not loading:
-            return []
+            return [], []
         clock = time.perf_counter()
         try:
             self._retrying_file(f"batch of {len(loading)}")(load.run, loading)
         except TransientDatabaseError as exc:
-            return [self._deferred(f.candidate.name, exc) for f in loading]
+            return [self._deferred(f.candidate.name, exc) for f in loading], []
+        except TransientStorageError as exc:
+            logs.error("file_deferred", files=len(loading), reason="object store unavailable after retries", error=exc)
+            return [Result.WAITING] * len(loading), []
         except Interrupted:
             logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
-            return [Result.WAITING] * len(loading)
-        except FatalDatabaseError:
+            return [Result.WAITING] * len(loading), []
+        except (FatalDatabaseError, FatalStorageError):
             raise
         except (
             DataDatabaseError,
@@ -479,40 +572,21 @@ class Daemon:
             InvalidFile,
         ) as exc:  # rolled back: each file alone meets the error that is its own
             logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
-            return [self._handle_claimed(f.candidate) for f in loading]
+            return [], [f.candidate for f in loading]
         except Exception:  # a bug of the batch path must not stop the daemon
             LOGGER.exception(
                 "internal_error", extra={"fields": {"files": len(loading), "action": "rolled back, loading the files one at a time"}}
             )
-            return [self._handle_claimed(f.candidate) for f in loading]
+            return [], [f.candidate for f in loading]
         share = (time.perf_counter() - clock) / len(loading)
         for position, file_id in load.file_ids.items():
             self._log_loaded(loading[position], file_id, load, position, share)
-        return []
-
-    def _fingerprint(self, candidate: files.Candidate, encoding: str, keep: int = 0) -> tuple[files.Fingerprint | None, Result]:
-        """The file's fingerprint (with its bytes, up to ``keep``), or None and what to do about a file
-        that cannot be read or is still being written."""
-        try:
-            fp = files.fingerprint(candidate.path, encoding, keep)
-        except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
-            logs.info("file_vanished", file=candidate.name)
-            return None, Result.GONE
-        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
-            self._skip_once(candidate, str(exc))
-            return None, Result.WAITING
-        except OSError as exc:
-            self._skip_once(candidate, f"cannot read: {exc.strerror or exc}")
-            return None, Result.WAITING
-        if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
-            logs.info("file_changing", file=candidate.name)
-            return None, Result.WAITING
-        logs.info("file_seen", file=candidate.name, bytes=fp.size, sha256=fp.sha256[:12])
-        return fp, Result.LOADED
+        return [], []
 
     def _log_loaded(self, f: Loading, file_id: int, load: BatchLoad, position: int, seconds: float) -> None:
         """``file_loaded`` of a file of a batch: ``seconds`` is its share of the batch's load."""
-        outcome, overlap, rejects = f.outcome, load.overlaps[position], load.rejects.get(position)
+        outcome, overlap = f.outcome, load.overlaps[position]
+        self.rows_loaded += outcome.loaded
         logs.info(
             "file_loaded",
             file=f.candidate.name,
@@ -520,11 +594,11 @@ class Daemon:
             source=f.match.source,
             rows=outcome.loaded - overlap.skipped,
             rows_rejected=outcome.invalid_rows,
-            rejects=rejects.name if rejects else None,
+            rejects=load.rejects.get(position),
             rows_skipped=overlap.skipped,
             rows_conflicting=overlap.conflicting,
             rows_replaced=overlap.replaced,
-            sensors=len(outcome.sensors),
+            sensors=outcome.sensors,
             layout=outcome.where or None,
             batch=len(load.file_ids),
             seconds=round(seconds, 4),

@@ -231,14 +231,16 @@ def _check_group(files: list[_File], rules: Rules, now: datetime, outcomes: dict
     verdicts: dict[int, Outcome | Exception] = {}
     for file in files:
         outcome = Outcome(layout=file.layout, date_format=file.date_format)
+        loaded: set[str] = set()  # the sensors of its loaded rows
         for _ in file.chunks:
             outcome.rows += int(valid[part] + rejected_rows[part])
             outcome.add_problems(problems[part], rejected[part], keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
             if limit.may_allow(outcome.invalid_rows) and valid[part]:
                 loads[part] = True
                 outcome.loaded += int(valid[part])
-                outcome.sensors.update(sensors[part])
+                loaded.update(sensors[part])
             part += 1
+        outcome.sensors = len(loaded)
         verdicts[file.index] = _verdict(outcome, file.layout, rules)
     for index, result in verdicts.items():  # only once the whole group went through
         outcomes[index] = result

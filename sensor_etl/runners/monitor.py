@@ -25,7 +25,7 @@ from sensor_etl import __version__
 from sensor_etl.config import ConfigError, Settings
 from sensor_etl.edges import state
 from sensor_etl.edges.db import Database
-from sensor_etl.errors import DatabaseError
+from sensor_etl.errors import DatabaseError, StorageError
 from sensor_etl.ops import logs, metrics
 from sensor_etl.ops.endpoint import Endpoint
 from sensor_etl.ops.progress import ProgressLine, Snapshot, Summary, summary_table
@@ -90,7 +90,7 @@ def _summary(counters: CollectorRegistry, settings: Settings, seconds: float) ->
 def _backlog(settings: Settings) -> Backlog:
     try:
         return state.backlog(settings)
-    except OSError:  # an unreadable inbox is logged by the daemon; here it just has nothing to count
+    except (OSError, StorageError):  # an unreadable inbox is logged by the daemon; here it just has nothing to count
         return Backlog()
 
 
@@ -141,11 +141,11 @@ class _Probe:
         inbox: Backlog | None
         try:
             inbox = state.backlog(self.settings)
-        except OSError:
+        except (OSError, StorageError):
             inbox = None
         try:
             quarantine: state.Usage | None = state.usage(self.settings.quarantine_folder)
-        except OSError:
+        except (OSError, StorageError):
             quarantine = None
         with self._lock:
             try:

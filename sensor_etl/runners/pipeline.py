@@ -1,7 +1,12 @@
 """validate → transform → aggregate over the chunks of one file, loading through an optional sink.
 
-The same run serves the daemon (sink = the file's COPY) and the ``validate`` command (no sink).
-Only reading the file is I/O here; each step it calls is a pure function.
+The same run serves the daemon (sink = the file's load transaction) and the ``validate`` command (no
+sink). Only reading the file is I/O here; each step it calls is a pure function.
+
+Memory stays bounded by the settings, not by the file: one chunk (``READ_BLOCK_BYTES``) is in flight,
+statistics are held up to the same size and then flushed to the sink (``aggregate.Statistics``), and
+invalid rows are kept only while a rejects file may still be written. Without a sink nothing is
+aggregated: ``validate`` only counts the distinct sensor ids, which it holds (about 20 bytes each).
 """
 
 from __future__ import annotations
@@ -12,12 +17,11 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sensor_etl.config import RejectLimit, Rules
 from sensor_etl.core import aggregate
@@ -35,6 +39,18 @@ from sensor_etl.errors import Interrupted, InvalidFile, Problem
 MAX_DETAILS = 100
 
 
+class Loader(Protocol):
+    """Where a run hands what it produced, chunk by chunk: the daemon's load transaction."""
+
+    def rows(self, readings: pa.Table) -> None:
+        """Take one chunk of transformed valid rows."""
+        ...
+
+    def statistics(self, flushed: aggregate.Flushed) -> None:
+        """Take statistics flushed before the end of the file (``aggregate.Statistics``)."""
+        ...
+
+
 @dataclass
 class Outcome:
     """What one pass over a file found and (with a sink) loaded."""
@@ -43,12 +59,13 @@ class Outcome:
     date_format: str = ""
     rows: int = 0
     loaded: int = 0
-    rejected: list[pd.DataFrame] = field(default_factory=list)  # invalid rows: first line, lines spanned
+    invalid_rows: int = 0
+    rejected: list[pd.DataFrame] = field(default_factory=list)  # invalid rows (first line, lines spanned), while a rejects file may follow
     rule_counts: Counter = field(default_factory=Counter)
     details: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_DETAILS problems
     reject_problems: list[pd.DataFrame] = field(default_factory=list)  # every problem, while rows are rejected rather than the file
-    summaries: list[pa.Table] = field(default_factory=list)
-    sensors: set[str] = field(default_factory=set)
+    statistics: aggregate.Flushed = field(default_factory=aggregate.Flushed.nothing)  # with a sink: the rest, at the end
+    sensors: int = 0  # distinct sensors of the loaded rows (with a sink: counted by it, see check.Sink.complete)
 
     @property
     def plan(self) -> ColumnPlan | None:
@@ -68,17 +85,16 @@ class Outcome:
         """Where the header, units and data were found, when that is not lines 1 and 2 ("" otherwise)."""
         return self.layout.describe() if self.layout else ""
 
-    @property
-    def invalid_rows(self) -> int:
-        return int(sum(len(part) for part in self.rejected))
-
     def add_problems(self, problems: pd.DataFrame, rejected: pd.DataFrame, keep_all: bool) -> None:
-        """One chunk's problems and rejected rows (``Checked.problems``, ``Checked.rejected``)."""
+        """Count a chunk's problems (``Checked.problems``, its rejected rows ``Checked.rejected``); with
+        ``keep_all`` (rows may still be rejected rather than the file) also keep its invalid rows and all
+        their problems, for the rejects file."""
         if problems.empty:
             return
         self.rule_counts.update(problems["rule"].value_counts().to_dict())
-        self.rejected.append(rejected)
+        self.invalid_rows += len(rejected)
         if keep_all:
+            self.rejected.append(rejected)
             self.reject_problems.append(problems)
         room = MAX_DETAILS - len(self.details)
         if room > 0:
@@ -93,9 +109,6 @@ class Outcome:
         first = np.repeat(spans["line"].to_numpy(np.int64), counts)
         offset = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts)  # 0, 1, ... within each row
         return set((first + offset).tolist())
-
-    def summary(self) -> pa.Table:
-        return aggregate.merge(self.summaries)
 
     def first_problem(self) -> Problem:
         d = self.details[0]
@@ -143,14 +156,17 @@ def run(
     *,
     block_bytes: int = 4 << 20,
     file_id: int = 0,
-    sink: Callable[[pa.Table], None] | None = None,
+    sink: Loader | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Check every row of ``path``; with a sink, hand it the transformed valid rows chunk by chunk.
+    """Check every row of ``path``; with a sink, hand it the transformed valid rows chunk by chunk,
+    and the statistics of their sensor-day groups when more are held than ``block_bytes``.
 
     Raises InvalidFile when the file as a whole must be quarantined (structure, or more invalid rows
     than MAX_INVALID_ROWS allows); the caller then rolls back whatever the sink received."""
     outcome = Outcome()
+    statistics = aggregate.Statistics(block_bytes)
+    sensor_ids = pa.array([], pa.string())
     with closing(reader.head(path, rules.encoding)) as lines:
         outcome.layout = layout = locate(lines, rules)
     plan = layout.plan
@@ -166,12 +182,16 @@ def run(
         outcome.add_problems(checked.problems, checked.rejected, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
             readings = transform(checked, plan, file_id, missing)
-            if sink is not None:
-                sink(readings)
             outcome.loaded += readings.num_rows
-            outcome.summaries.append(aggregate.summarize(readings))
-            outcome.sensors.update(pc.unique(checked.sensor_id).to_pylist())
+            if sink is None:
+                sensor_ids = aggregate.distinct(sensor_ids, readings.column("sensor_id"))
+            else:
+                sink.rows(readings)
+                flushed = statistics.add(aggregate.summarize(readings))
+                if flushed is not None:
+                    sink.statistics(flushed)
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
+    outcome.statistics, outcome.sensors = statistics.rest(), len(sensor_ids)
     return verdict(outcome, layout, limit)
 
 

@@ -4,7 +4,10 @@ The supervisor owns the embedded PostgreSQL (``cli.run`` starts it once and hand
 starts each worker with multiprocessing's spawn context, restarts one that dies, forwards SIGTERM
 and SIGINT, and with --once waits for all of them and combines their exit codes. Workers share
 nothing but the database: they coordinate through ``claims`` exactly like daemons started by hand
-on several hosts, so a supervisor needs no bookkeeping of which file is where.
+on several hosts, so a supervisor needs no bookkeeping of which file is where. When a worker dies,
+the supervisor writes how it ended (signal or exit code) on the claims it held and expires them
+(``claims.end_owner``): the next worker takes the file over at once and counts a failed attempt.
+Each worker caps its own memory (WORKER_MEMORY_LIMIT, ``edges/memory.py``); the supervisor has none.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sensor_etl.config import Settings
+from sensor_etl.edges import claims, memory
 from sensor_etl.edges.db import Database
+from sensor_etl.errors import DatabaseError
 from sensor_etl.ops import logs
 from sensor_etl.runners import monitor
 from sensor_etl.runners.daemon import Daemon
@@ -40,12 +45,16 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
-def supervise(settings: Settings, sources: Sources, connect: Mapping[str, Any], stop: threading.Event, once: bool) -> int:
-    """Run ``settings.workers`` worker processes until stopped (or, with ``once``, until all are done)."""
+def supervise(
+    settings: Settings, sources: Sources, connect: Mapping[str, Any], stop: threading.Event, once: bool, memory_limit: int | None
+) -> int:
+    """Run ``settings.workers`` worker processes, each under ``memory_limit`` bytes of address space,
+    until stopped (or, with ``once``, until all are done)."""
     context = multiprocessing.get_context("spawn")
+    database = Database(connect, "sensor-etl-supervisor")
 
     def start(index: int) -> BaseProcess:
-        process = context.Process(target=work, args=(settings, sources, connect, once), name=f"sensor-etl-worker-{index}")
+        process = context.Process(target=work, args=(settings, sources, connect, once, memory_limit), name=f"sensor-etl-worker-{index}")
         process.start()
         logs.info("worker_started", worker=index, pid=process.pid)
         return process
@@ -63,10 +72,12 @@ def supervise(settings: Settings, sources: Sources, connect: Mapping[str, Any], 
                 continue
             del running[index]
             exit_code = process.exitcode
+            # a worker still starting up has no handler yet: the forwarded SIGTERM ends it, cleanly
+            clean = exit_code == 0 or (forwarded and exit_code == -signal.SIGTERM)
+            if not clean and exit_code != EXIT_FATAL and process.pid is not None:
+                _record_end(database, process.pid, _cause(exit_code), memory_limit)
             if once or stop.is_set():
                 logs.info("worker_exited", worker=index, pid=process.pid, exit_code=exit_code)
-                # a worker still starting up has no handler yet: the forwarded SIGTERM ends it, cleanly
-                clean = exit_code == 0 or (forwarded and exit_code == -signal.SIGTERM)
                 code = max(code, 0 if clean else 1)
             elif exit_code == EXIT_FATAL:
                 logs.error("worker_failed", worker=index, pid=process.pid, exit_code=exit_code, action="stopping every worker")
@@ -76,7 +87,21 @@ def supervise(settings: Settings, sources: Sources, connect: Mapping[str, Any], 
                 logs.error("worker_died", worker=index, pid=process.pid, cause=_cause(exit_code), action="restarting")
                 if not stop.wait(RESTART_DELAY):
                     running[index] = start(index)
+    database.close()
     return code
+
+
+def _record_end(database: Database, pid: int, cause: str, memory_limit: int | None) -> None:
+    """Write how a dead worker ended on the claims it held, expiring them (a failed attempt on each file)."""
+    ended = f"died by {cause}" + (f" under WORKER_MEMORY_LIMIT={memory.size_text(memory_limit)}" if memory_limit else "")
+    try:
+        names = claims.end_owner(database, claims.worker_id(pid), ended)
+    except DatabaseError as exc:
+        database.discard()
+        logs.warning("worker_end_not_recorded", pid=pid, error=exc, action="its claims expire after LEASE_SECONDS")
+        return
+    if names:
+        logs.warning("worker_files_released", pid=pid, files=",".join(names), ended=ended)
 
 
 def _cause(exit_code: int) -> str:
@@ -88,8 +113,9 @@ def _cause(exit_code: int) -> str:
         return f"signal {-exit_code}"
 
 
-def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once: bool) -> None:
-    """A worker process: the single-process daemon, which also stops when its supervisor dies."""
+def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once: bool, memory_limit: int | None) -> None:
+    """A worker process: the single-process daemon under its memory limit, which also stops when its supervisor dies."""
+    memory.limit(memory_limit)
     logs.configure(settings.log_level, settings.log_format)
     monitor.record_in_worker()
     stop = threading.Event()
@@ -97,7 +123,19 @@ def work(settings: Settings, sources: Sources, connect: Mapping[str, Any], once:
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_stop_when_gone, args=(parent.sentinel, stop), name="supervisor-watch", daemon=True).start()
-    sys.exit(Daemon(settings, Database(connect), stop, sources).run(once))
+    code = runner(settings, Database(connect), stop, sources).run(once)
+    logs.info("worker_stopped", exit_code=code, peak_rss_mb=memory.peak_rss() >> 20)
+    sys.exit(code)
+
+
+def runner(settings: Settings, database: Database, stop: threading.Event, sources: Sources) -> Daemon:
+    """The daemon these settings ask for: with QUEUE_URL, one that takes its work from the queue
+    (``runners.queue``, imported only then: it needs the s3 extra)."""
+    if settings.queue_url:
+        from sensor_etl.runners.queue import QueueDaemon
+
+        return QueueDaemon(settings, database, stop, sources)
+    return Daemon(settings, database, stop, sources)
 
 
 def _stop_when_gone(sentinel: int, stop: threading.Event) -> None:

@@ -1,13 +1,17 @@
-"""The exactly-once promise as one assertion over the database and the three folders."""
+"""The exactly-once promise as one assertion over the database and the three places files go.
+
+The places are read through the workspace — folders (``workspace.Workspace``) or prefixes in an object
+store (``workspace.ObjectWorkspace``) — so the same assertion holds both kinds of inbox to the promise."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 REPORT_SUFFIXES = (".error.json", ".rejects.csv")
+PLACES = ("processed", "quarantine", "data")
 
 
 def sha(content: bytes) -> str:
@@ -19,13 +23,14 @@ def data_rows(content: bytes) -> int:
     return len(content.splitlines()) - 1
 
 
+def is_input(name: str) -> bool:
+    """A file a test dropped (or its moved copy), by its path in a place: not a report, nothing hidden on the way."""
+    return not name.endswith(REPORT_SUFFIXES) and not any(part.startswith(".") for part in PurePosixPath(name).parts)
+
+
 def inbox_files(folder: Path) -> list[Path]:
     """Input files in a folder and its subfolders: regular files, without quarantine reports or hidden names."""
-    return [
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not p.name.endswith(REPORT_SUFFIXES) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
+    return [p for p in folder.rglob("*") if p.is_file() and is_input(p.relative_to(folder).as_posix())]
 
 
 def assert_exactly_once(
@@ -43,10 +48,10 @@ def assert_exactly_once(
     Each content neither quarantined nor waiting has exactly one ``ingested_files`` row whose
     ``rows_loaded`` equals its readings and, with the readings another file holds (``rows_skipped``),
     its data rows; nothing else is in the database, and no sensor has two readings at one time. Each
-    dropped file lies in exactly one of processed/ (loaded contents), quarantine/ (with its report)
-    or data/ (waiting), in any subfolder. With ``clean_stop``, each ledger row's ``archive_path`` is
-    where its file now is, and no claim is left behind. ``rows`` counts a content's data rows
-    (default: its lines after the header)."""
+    dropped file lies in exactly one of processed, quarantine (with its report) or the inbox
+    (waiting), in any subfolder. With ``clean_stop``, each ledger row's ``archive_path`` is where its
+    file now is, and no claim is left behind. ``rows`` counts a content's data rows (default: its
+    lines after the header)."""
     inputs = list(inputs)
     quarantined_shas = {sha(c) for c in quarantined}
     waiting_shas = {sha(c) for c in waiting}
@@ -62,15 +67,15 @@ def assert_exactly_once(
     assert db.value("SELECT count(*) FROM sensor_readings") == sum(row[1] for row in ledger)
     assert db.rows("SELECT sensor_id, observed_at FROM sensor_readings GROUP BY 1, 2 HAVING count(*) > 1 LIMIT 5") == []
 
-    placed = {folder: Counter(sha(p.read_bytes()) for p in inbox_files(folder)) for folder in (ws.processed, ws.quarantine, ws.data)}
-    assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one folder"
-    assert set(placed[ws.processed]) == set(loaded)
-    assert set(placed[ws.quarantine]) == quarantined_shas
-    assert set(placed[ws.data]) == waiting_shas
-    for path in inbox_files(ws.quarantine):
-        assert Path(f"{path}.error.json").is_file(), f"{path.name} is quarantined without a report"
+    contents = {place: ws.contents(place) for place in PLACES}
+    placed = {place: Counter(sha(content) for content in found.values()) for place, found in contents.items()}
+    assert sum(placed.values(), Counter()) == Counter(sha(c) for c in inputs), "every dropped file is in exactly one place"
+    assert set(placed["processed"]) == set(loaded)
+    assert set(placed["quarantine"]) == quarantined_shas
+    assert set(placed["data"]) == waiting_shas
+    for name in contents["quarantine"]:
+        assert ws.exists("quarantine", f"{name}.error.json"), f"{name} is quarantined without a report"
     if clean_stop:
         for key, _, _, _, archive_path in ledger:
-            archived = Path(archive_path)
-            assert ws.processed.resolve() in archived.parents and sha(archived.read_bytes()) == key, f"{archive_path} is not {key}"
+            assert sha(ws.archived(archive_path)) == key, f"{archive_path} is not {key}"
         assert db.rows("SELECT name, owner FROM file_claims") == []

@@ -6,7 +6,10 @@ import io
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+
 from sensor_etl.config import settings_from
+from sensor_etl.core.aggregate import Flushed
 from sensor_etl.edges.db import Database
 from sensor_etl.ops import logs
 from sensor_etl.runners.daemon import Daemon
@@ -49,3 +52,18 @@ def run_once(root: Path, dsn: str, **env: str) -> str:
     finally:
         daemon.db.close()
     return log.getvalue()
+
+
+class Received:
+    """A sink for ``pipeline.run`` that keeps what it is handed: the readings of each chunk, and the
+    statistics flushed before the end of the file (those held to the end are ``Outcome.statistics``)."""
+
+    def __init__(self) -> None:
+        self.readings: list[pa.Table] = []
+        self.flushed: list[Flushed] = []
+
+    def rows(self, readings: pa.Table) -> None:
+        self.readings.append(readings)
+
+    def statistics(self, flushed: Flushed) -> None:
+        self.flushed.append(flushed)

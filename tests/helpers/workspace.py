@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg2
 
 from sensor_etl.edges.embedded import EmbeddedPostgres
+from tests.helpers import endstate, s3servers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,6 +105,22 @@ class Workspace:
     def names(self, folder: Path) -> list[str]:
         return sorted(p.name for p in folder.iterdir())
 
+    # -- the places files go, as endstate.assert_exactly_once reads them ---------------------------
+    def contents(self, place: str) -> dict[str, bytes]:
+        """Input files in ``place`` (data, processed or quarantine) and its subfolders, by their path
+        there: no reports, nothing hidden."""
+        folder = getattr(self, place)
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in endstate.inbox_files(folder)}
+
+    def exists(self, place: str, name: str) -> bool:
+        return (getattr(self, place) / name).is_file()
+
+    def archived(self, archive_path: str) -> bytes:
+        """The content at a ledger row's archive path, which must be in processed/ (or a subfolder)."""
+        path = Path(archive_path)
+        assert self.processed.resolve() in path.parents, f"{archive_path} is not in {self.processed}"
+        return path.read_bytes()
+
     def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
         """Block until no input file is left in data/ (directories there are not input)."""
         deadline = time.monotonic() + timeout
@@ -111,6 +128,71 @@ class Workspace:
             assert daemon.alive(), f"the daemon exited ({daemon.process.returncode}); log:\n{daemon.log}"
             assert time.monotonic() < deadline, f"data/ still holds {self.names(self.data)}; log:\n" + "\n".join(daemon.lines[-60:])
             time.sleep(0.1)
+
+
+@dataclass
+class ObjectWorkspace(Workspace):
+    """A throwaway inbox in an object store: ``s3://<bucket>/incoming/``, with ``processed/`` and
+    ``quarantine/`` beside it in the same (new) bucket. The test talks to the server at ``endpoint``;
+    the daemon (standard AWS variables) through ``proxy`` when there is one, to meet injected faults."""
+
+    endpoint: str = ""
+    bucket: str = ""
+    prefixes: dict[str, str] = field(default_factory=lambda: {"data": "incoming/", "processed": "processed/", "quarantine": "quarantine/"})
+    proxy: s3servers.FaultProxy | None = None  # in front of the server, when the test injects faults
+
+    def __post_init__(self) -> None:
+        self.s3 = s3servers.client("s3", self.endpoint)
+        self.env.update(
+            s3servers.aws_env(self.proxy.endpoint if self.proxy else self.endpoint),
+            DATA_FOLDER=self.url("data"),
+            PROCESSED_FOLDER=self.url("processed"),
+            QUARANTINE_FOLDER=self.url("quarantine"),
+        )
+
+    def url(self, place: str, name: str = "") -> str:
+        return f"s3://{self.bucket}/{self.prefixes[place]}{name}"
+
+    def key(self, place: str, name: str) -> str:
+        return self.prefixes[place] + name
+
+    def write(self, name: str, content: str | bytes) -> str:  # type: ignore[override]
+        """Upload into the inbox prefix; returns the key."""
+        key = self.key("data", name)
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=content.encode() if isinstance(content, str) else content)
+        return key
+
+    def read(self, place: str, name: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=self.key(place, name))["Body"].read()
+
+    def listed(self, place: str) -> list[str]:
+        """Every name under the place's prefix, as a path relative to it (reports included), sorted."""
+        names, token = [], None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefixes[place], **extra)
+            names += [item["Key"].removeprefix(self.prefixes[place]) for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated"):
+                return sorted(names)
+
+    def contents(self, place: str) -> dict[str, bytes]:
+        return {name: self.read(place, name) for name in self.listed(place) if endstate.is_input(name)}
+
+    def exists(self, place: str, name: str) -> bool:
+        return name in self.listed(place)
+
+    def archived(self, archive_path: str) -> bytes:
+        assert archive_path.startswith(self.url("processed")), f"{archive_path} is not in {self.url('processed')}"
+        return self.read("processed", archive_path.removeprefix(self.url("processed")))
+
+    def wait_until_empty(self, daemon: DaemonProcess, timeout: float = 60) -> None:
+        """Block until no input object is left in the inbox prefix."""
+        deadline = time.monotonic() + timeout
+        while any(endstate.is_input(name) for name in self.listed("data")):
+            assert daemon.alive(), f"the daemon exited ({daemon.process.returncode}); log:\n{daemon.log}"
+            assert time.monotonic() < deadline, f"the inbox still holds {self.listed('data')}; log:\n" + "\n".join(daemon.lines[-60:])
+            time.sleep(0.2)
 
 
 class DaemonProcess:
