@@ -173,6 +173,9 @@ class Settings:
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
     lease_seconds: float = 60.0  # LEASE_SECONDS
+    batch_files: int = 200  # BATCH_FILES
+    batch_bytes: int = 2 << 20  # BATCH_BYTES
+    batch_seconds: float = 0.5  # BATCH_SECONDS
     worker_memory_limit: int | None = None  # WORKER_MEMORY_LIMIT, bytes; None = auto (edges/memory.py), 0 = off
     max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
     handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
@@ -561,6 +564,34 @@ SETTINGS: tuple[Setting, ...] = (
         _FOLDERS,
     ),
     Setting(
+        "BATCH_FILES",
+        "batch_files",
+        integer(1, 10_000),
+        "200",
+        "Most files loaded in one transaction when several small files are ready at once (each file stays atomic: "
+        "its rows, metrics and ledger row commit together). 1 loads every file in a transaction of its own.",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_BYTES",
+        "batch_bytes",
+        size(1 << 10, 1 << 30),
+        "2MiB",
+        "Most bytes of input in one batch; a larger file is loaded alone, streamed in READ_BLOCK_BYTES blocks "
+        "(a batch is checked in memory, like one read block).",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_SECONDS",
+        "batch_seconds",
+        number(0.01, 60),
+        "0.5",
+        "Latency budget of a batch: it takes as many files as the previous batch's pace fits in this many seconds "
+        "(at least two), so a file waits about this long at most for the others of its batch. A batch never waits "
+        "for files to arrive: a lone file goes alone.",
+        _FOLDERS,
+    ),
+    Setting(
         "WORKER_MEMORY_LIMIT",
         "worker_memory_limit",
         Parser(_memory_limit, "auto, off, or a size of at least 512MiB such as 1536MiB or 4GiB (K, M, G, T: binary; KB, MB, GB: decimal)"),
@@ -578,7 +609,9 @@ SETTINGS: tuple[Setting, ...] = (
         "3",
         "Attempts on one content that may end abnormally (its worker killed or crashed, or out of WORKER_MEMORY_LIMIT) "
         "before the file is quarantined with rule worker_died instead of being tried again. Retries after a database "
-        "outage or a stop do not count.",
+        "outage or a stop do not count. A worker that dies holding a batch (BATCH_FILES) counts an attempt on each of its "
+        "files, since which one killed it cannot be told; each such file is then loaded alone, so keep this at 2 or more "
+        "with batches.",
         _FOLDERS,
     ),
     Setting(
