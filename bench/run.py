@@ -1,8 +1,9 @@
 """Benchmark sensor-etl against ``psql \\copy``: ``python -m bench.run [--smoke] [--shapes a,b] [--runs N]``.
 
-Shapes: (a) one 1M-row seed-format file, (b) one 1M-row multi-sensor file, (c) 5,000 files of 100
-rows, (d) one ~2 GB seed-format file (peak memory), (e) one 1M-row file with a different sensor on
-every row (peak memory with as many statistics groups as rows), and the pickup latency of an idle daemon.
+Shapes: (a) one 1M-row seed-format file, (b) one 1M-row multi-sensor file, (c) 2,000 files of 100
+rows with WORKERS=2 and (c1) the same with WORKERS=1, (d) one ~2 GB seed-format file (peak memory),
+(e) one 1M-row file with a different sensor on every row (peak memory with as many statistics groups
+as rows), and the pickup latency of an idle daemon.
 Reference and daemon runs alternate, on the same server, so that background load hits both alike.
 See bench/README.md.
 """
@@ -26,12 +27,13 @@ import psutil
 from bench import generate, ours, reference
 from bench.db import Server, drop_database, recreate_database, server_version
 from bench.measure import Measurement
+from sensor_etl.config import Rules, Settings
 
 BENCH = Path(__file__).resolve().parent
 MB = 1024 * 1024
 
 
-def rss_bound_mb(read_block_bytes: int = 4 << 20, max_line_bytes: int = 16 << 20) -> float:
+def rss_bound_mb(read_block_bytes: int = Settings.read_block_bytes, max_line_bytes: int = Rules.max_line_bytes) -> float:
     """The documented bound of one worker's peak RSS, MiB (docs/operations.md#memory), whatever the
     file's size, line structure and number of sensor-day groups: about 170 MiB + 35 x READ_BLOCK_BYTES
     + 12 x MAX_LINE_BYTES."""
@@ -41,7 +43,7 @@ def rss_bound_mb(read_block_bytes: int = 4 << 20, max_line_bytes: int = 16 << 20
 MANY_GROUPS_RSS_MB = rss_bound_mb()
 LATENCY_SETTLE_SECONDS = 0.5
 LATENCY_ROWS = 100
-SHAPE_KEYS = ["a", "b", "c", "d", "e", "latency"]
+SHAPE_KEYS = ["a", "b", "c", "c1", "d", "e", "latency"]
 REFERENCE_DATABASE = "bench_reference"
 
 
@@ -64,13 +66,14 @@ SHAPES = {
     "b": Shape("b", "1 file, multi-sensor (20 sensors)", "multi", "rows/s", 1, min_ratio=0.6),
     "c": Shape(
         "c",
-        "many 100-row multi-sensor files",
+        "many 100-row multi-sensor files, WORKERS=2",
         "multi",
         "files/s",
         2,
         min_ratio=0.5,
         min_files_per_s=200,
     ),
+    "c1": Shape("c1", "many 100-row multi-sensor files, WORKERS=1", "multi", "files/s", 1, min_ratio=0.35),
     "d": Shape(
         "d",
         "1 file of ~2 GB, seed format (memory)",
@@ -78,7 +81,7 @@ SHAPES = {
         "rows/s",
         1,
         min_ratio=None,
-        max_rss_mb=300,
+        max_rss_mb=300e6 / MB,  # the issue's 300 MB, in SI units: 286 MiB (the bench's MB are MiB)
     ),
     "e": Shape(
         "e",
@@ -108,7 +111,7 @@ FULL = Sizes(
     seed_rows=1_000_000,
     multi_rows=1_000_000,
     sensor_rows=1_000_000,
-    many_files=5_000,
+    many_files=2_000,
     big_file_bytes=2_000_000_000,
     latency_samples=10,
 )
@@ -127,7 +130,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--shapes",
         default=",".join(SHAPE_KEYS),
-        help="comma-separated subset of a,b,c,d,e,latency",
+        help="comma-separated subset of a,b,c,c1,d,e,latency",
     )
     parser.add_argument(
         "--runs",
@@ -171,7 +174,7 @@ def inputs(shape: Shape, sizes: Sizes, cache: Path) -> tuple[list[Path], int]:
         return [generate.seed_file(cache, sizes.seed_rows)], sizes.seed_rows
     if shape.key == "b":
         return [generate.multi_file(cache, sizes.multi_rows)], sizes.multi_rows
-    if shape.key == "c":
+    if shape.key in ("c", "c1"):
         folder = generate.multi_files(cache, sizes.many_files, 100)
         return generate.csv_files(folder), sizes.many_files * 100
     if shape.key == "e":
@@ -278,7 +281,7 @@ def targets(shape: Shape, entry: dict) -> list[dict]:
         goals.append({"goal": f"files/s >= {shape.min_files_per_s:g}", "met": met})
     if shape.max_rss_mb is not None:
         met = None if our_result is None else our_result["peak_rss_mb"] <= shape.max_rss_mb
-        goals.append({"goal": f"peak RSS <= {shape.max_rss_mb:g} MB", "met": met})
+        goals.append({"goal": f"peak RSS <= {shape.max_rss_mb:.0f} MiB", "met": met})
     return goals
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -172,10 +173,16 @@ class Settings:
     file_settle_seconds: float = 2.0  # FILE_SETTLE_SECONDS
     workers: int = 1  # WORKERS
     lease_seconds: float = 60.0  # LEASE_SECONDS
+    batch_files: int = 200  # BATCH_FILES
+    batch_bytes: int = 2 << 20  # BATCH_BYTES
+    batch_seconds: float = 0.5  # BATCH_SECONDS
     worker_memory_limit: int | None = None  # WORKER_MEMORY_LIMIT, bytes; None = auto (edges/memory.py), 0 = off
     max_file_attempts: int = 3  # MAX_FILE_ATTEMPTS
     handler_reserve_seconds: float = 30.0  # HANDLER_RESERVE_SECONDS
-    read_block_bytes: int = 4 << 20  # READ_BLOCK_BYTES
+    # READ_BLOCK_BYTES. 2 MiB, not 4: the kernel's peak RSS of `--once` on the 1 M-row seed file was
+    # 226-229 MiB against 280-291 MiB (2 GB file, bench shape d: 250 MiB against 295), the daemon's
+    # CPU 4.2-4.7 s against 4.3-4.7 s (four runs each: within noise).
+    read_block_bytes: int = 2 << 20
     retry_attempts: int = 5  # RETRY_ATTEMPTS
     retry_max_wait: float = 30.0  # RETRY_MAX_WAIT
     log_level: str = "INFO"  # LOG_LEVEL
@@ -365,24 +372,46 @@ def _column_roles(given: Mapping[str, object] | list[object]) -> dict[str, str]:
     return roles
 
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)(b?)|b?)", re.IGNORECASE)
+_SIZE_UNITS = "kmgt"
 MIN_MEMORY_LIMIT = 512 << 20
 
 
+def _size_bytes(text: str) -> int:
+    """2MiB, 1.5GiB, 2M or 2G (binary), 2MB (decimal), or bytes (4194304, 512B): what every size setting accepts."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError
+    number, unit, binary, suffix = match.groups()
+    if unit is None:
+        return int(number)  # bytes are whole: "1.5" raises ValueError
+    base = 1000 if suffix and not binary else 1024
+    return int(Fraction(number) * base ** (_SIZE_UNITS.index(unit.lower()) + 1))
+
+
+def _size_text(value: int) -> str:
+    """``value`` in the largest binary unit that divides it (2MiB), else in bytes: how a size parser's bounds are shown."""
+    for power in range(len(_SIZE_UNITS), 0, -1):
+        if value and value % (1 << 10 * power) == 0:
+            return f"{value >> 10 * power}{_SIZE_UNITS[power - 1].upper()}iB"
+    return str(value)
+
+
+def size(low: int, high: int) -> Parser[int]:
+    """A size in bytes from ``low`` to ``high``, in bytes or with a unit (``_size_bytes``)."""
+    return Parser(
+        lambda text: _bounded(_size_bytes(text), low, high),
+        f"a size from {_size_text(low)} to {_size_text(high)}: bytes, or with a unit such as 2MiB "
+        "(K, M, G, T: binary; KB, MB, GB, TB: decimal)",
+    )
+
+
 def _memory_limit(text: str) -> int | None:
-    """auto (None), off (0), or a size: 2GiB, 1536MiB, 2G (binary), 2GB (decimal), or bytes."""
+    """auto (None), off (0), or a size of at least MIN_MEMORY_LIMIT."""
     word = text.strip().lower()
     if word in ("auto", "off"):
         return None if word == "auto" else 0
-    match = _SIZE.fullmatch(word)
-    if match is None:
-        raise ValueError
-    number, unit, binary = match.groups()
-    decimal = word.endswith("b") and not binary and unit != ""
-    size = int(float(number) * (1000 if decimal else 1024) ** " kmgt".index(unit or " "))
-    if size < MIN_MEMORY_LIMIT:
-        raise ValueError
-    return size
+    return _bounded(_size_bytes(word), MIN_MEMORY_LIMIT, None)
 
 
 def _reject_limit(text: str) -> RejectLimit:
@@ -535,6 +564,34 @@ SETTINGS: tuple[Setting, ...] = (
         _FOLDERS,
     ),
     Setting(
+        "BATCH_FILES",
+        "batch_files",
+        integer(1, 10_000),
+        "200",
+        "Most files loaded in one transaction when several small files are ready at once (each file stays atomic: "
+        "its rows, metrics and ledger row commit together). 1 loads every file in a transaction of its own.",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_BYTES",
+        "batch_bytes",
+        size(1 << 10, 1 << 30),
+        "2MiB",
+        "Most bytes of input in one batch; a larger file is loaded alone, streamed in READ_BLOCK_BYTES blocks "
+        "(a batch is checked in memory, like one read block).",
+        _FOLDERS,
+    ),
+    Setting(
+        "BATCH_SECONDS",
+        "batch_seconds",
+        number(0.01, 60),
+        "0.5",
+        "Latency budget of a batch: it takes as many files as the previous batch's pace fits in this many seconds "
+        "(at least two), so a file waits about this long at most for the others of its batch. A batch never waits "
+        "for files to arrive: a lone file goes alone.",
+        _FOLDERS,
+    ),
+    Setting(
         "WORKER_MEMORY_LIMIT",
         "worker_memory_limit",
         Parser(_memory_limit, "auto, off, or a size of at least 512MiB such as 1536MiB or 4GiB (K, M, G, T: binary; KB, MB, GB: decimal)"),
@@ -552,14 +609,16 @@ SETTINGS: tuple[Setting, ...] = (
         "3",
         "Attempts on one content that may end abnormally (its worker killed or crashed, or out of WORKER_MEMORY_LIMIT) "
         "before the file is quarantined with rule worker_died instead of being tried again. Retries after a database "
-        "outage or a stop do not count.",
+        "outage or a stop do not count. A worker that dies holding a batch (BATCH_FILES) counts an attempt on each of its "
+        "files, since which one killed it cannot be told; each such file is then loaded alone, so keep this at 2 or more "
+        "with batches.",
         _FOLDERS,
     ),
     Setting(
         "READ_BLOCK_BYTES",
         "read_block_bytes",
-        integer(1 << 16, 1 << 30),
-        str(4 << 20),
+        size(1 << 16, 1 << 30),
+        "2MiB",
         "Bytes read per chunk: bounds memory whatever the file (a worker's peak RSS is about 170 MiB + 35 times this + "
         "12 times MAX_LINE_BYTES, docs/operations.md#memory; the rows of one file still load in one transaction).",
         _FOLDERS,
@@ -769,16 +828,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_FIELD_BYTES",
         "max_field_bytes",
-        integer(1, 1 << 30),
-        str(1 << 20),
+        size(1, 1 << 30),
+        "1MiB",
         "Longest value, in bytes (UTF-8): a longer one is not sensor data (a quote left open, a dump) and breaks rule field_too_long.",
         _RULES,
     ),
     Setting(
         "MAX_LINE_BYTES",
         "max_line_bytes",
-        integer(1 << 16, 1 << 31),
-        str(16 << 20),
+        size(1 << 16, 1 << 31),
+        "16MiB",
         "Longest row, in bytes: a longer line is never held in memory; the reader skips to its end and reports it "
         "(rule line_too_long). Bounds the memory a file can take with READ_BLOCK_BYTES (docs/operations.md).",
         _RULES,

@@ -123,3 +123,11 @@ def _daemon_env(tmp_path: Path, db: Db) -> dict[str, str]:
         PYTHONPATH=str(REPO),
     )
     return env
+
+
+@pytest.fixture(params=["batches", "single"])
+def batching(request: pytest.FixtureRequest, workspace: Workspace) -> str:
+    """Runs a test twice: with batches of small files (the default) and with one file per transaction (BATCH_FILES=1)."""
+    if request.param == "single":
+        workspace.env["BATCH_FILES"] = "1"
+    return request.param

@@ -36,7 +36,7 @@ def test_smoke_benchmark_writes_a_complete_report(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(output.read_text())
-    assert set(report["shapes"]) == {"a", "b", "c", "d", "e"}
+    assert set(report["shapes"]) == {"a", "b", "c", "c1", "d", "e"}
     for entry in report["shapes"].values():
         assert entry["reference"] is not None
         assert entry["ours"] is not None, entry["ours_status"]

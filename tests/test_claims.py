@@ -34,8 +34,8 @@ def test_a_claim_excludes_others_until_its_lease_expires(db, database):
     time.sleep(0.7)  # alive's process "died": nothing renewed its leases
     assert dead.claim("x.csv")
     assert db.rows("SELECT name, owner FROM file_claims ORDER BY name") == [("x.csv", "host-b:2:bb"), ("y.csv", "host-a:1:aa")]
-    dead.release("x.csv")
-    alive.release("y.csv")
+    dead.release(["x.csv"])
+    alive.release(["y.csv"])
     assert db.rows("SELECT * FROM file_claims") == []
 
 
@@ -48,7 +48,7 @@ def test_two_inboxes_with_the_same_file_names_are_claimed_apart(db, database):
         (INBOX, "x.csv", "a:1:aa"),
         ("s3://bucket/inbox/", "x.csv", "b:2:bb"),
     ]
-    here.release("x.csv")
+    here.release(["x.csv"])
     assert db.rows("SELECT inbox FROM file_claims") == [("s3://bucket/inbox/",)]
 
 
@@ -59,7 +59,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(db, database):
     with pytest.raises(ClaimLost), database.load(meta) as load:
         time.sleep(0.7)  # a load longer than the lease, with no heartbeat
         assert other.claim("x.csv")
-        slow.confirm(load.cursor, "x.csv")
+        slow.confirm(load.cursor, ["x.csv"])
     assert db.rows("SELECT sha256 FROM ingested_files") == []  # rolled back
     assert db.rows("SELECT owner FROM file_claims") == [("other:2:bb",)]
 
@@ -91,7 +91,7 @@ def test_the_heartbeat_keeps_a_lease_alive_while_the_file_is_held(db, database):
         for _ in range(5):  # 2.5 s, well past one lease
             time.sleep(0.5)
             assert not other.claim("x.csv")
-        holder.release("x.csv")
+        holder.release(["x.csv"])
         assert other.claim("x.csv")
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sensor_etl.config import RejectLimit, load_settings, redact, settings_from
+from sensor_etl.config import RejectLimit, Rules, load_settings, redact, settings_from
 from sensor_etl.errors import ConfigError
+from sensor_etl.sources import parse_sources
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -50,6 +51,15 @@ def test_db_variables_select_a_server() -> None:
         ("WORKER_MEMORY_LIMIT", "lots", "auto, off, or a size of at least 512MiB"),
         ("WORKER_MEMORY_LIMIT", "100MiB", "auto, off, or a size of at least 512MiB"),
         ("MAX_FILE_ATTEMPTS", "0", "an integer from 1 to 100"),
+        ("READ_BLOCK_BYTES", "lots", "a size from 64KiB to 1GiB: bytes, or with a unit such as 2MiB"),
+        ("READ_BLOCK_BYTES", "32KiB", "a size from 64KiB to 1GiB"),
+        ("READ_BLOCK_BYTES", "2GiB", "a size from 64KiB to 1GiB"),
+        ("READ_BLOCK_BYTES", "2.5", "a size from 64KiB to 1GiB"),
+        ("READ_BLOCK_BYTES", "-2MiB", "a size from 64KiB to 1GiB"),
+        ("MAX_LINE_BYTES", "16 megs", "a size from 64KiB to 2GiB"),
+        ("MAX_LINE_BYTES", "3GiB", "a size from 64KiB to 2GiB"),
+        ("MAX_FIELD_BYTES", "0", "a size from 1 to 1GiB"),
+        ("MAX_FIELD_BYTES", "1MiBs", "a size from 1 to 1GiB"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str, accepted: str) -> None:
@@ -92,6 +102,44 @@ def test_worker_memory_limit_reads_sizes(text: str, limit: int | None) -> None:
     assert settings_from({"WORKER_MEMORY_LIMIT": text}).worker_memory_limit == limit
 
 
+@pytest.mark.parametrize(
+    ("variable", "text", "size"),
+    [
+        ("READ_BLOCK_BYTES", "2MiB", 2 << 20),
+        ("READ_BLOCK_BYTES", "16mib", 16 << 20),
+        ("READ_BLOCK_BYTES", "1GiB", 1 << 30),
+        ("READ_BLOCK_BYTES", "4194304", 4 << 20),
+        ("READ_BLOCK_BYTES", "1.5MiB", 3 << 19),
+        ("READ_BLOCK_BYTES", "2M", 2 << 20),
+        ("READ_BLOCK_BYTES", "2MB", 2_000_000),
+        ("READ_BLOCK_BYTES", " 64 KiB ", 1 << 16),
+        ("MAX_LINE_BYTES", "16MiB", 16 << 20),
+        ("MAX_LINE_BYTES", "2GiB", 2 << 30),
+        ("MAX_FIELD_BYTES", "1", 1),
+        ("MAX_FIELD_BYTES", "512B", 512),
+        ("MAX_FIELD_BYTES", "750KiB", 750 << 10),
+    ],
+)
+def test_byte_settings_read_sizes_like_worker_memory_limit(variable: str, text: str, size: int) -> None:
+    settings = settings_from({variable: text})
+    assert {
+        "READ_BLOCK_BYTES": settings.read_block_bytes,
+        "MAX_LINE_BYTES": settings.rules.max_line_bytes,
+        "MAX_FIELD_BYTES": settings.rules.max_field_bytes,
+    }[variable] == size
+
+
+def test_a_source_reads_sizes_as_text_or_toml_integers() -> None:
+    text = '[[source]]\nname = "a"\nmatch = "a/*.csv"\nmax_line_bytes = "4MiB"\nmax_field_bytes = 65536\n'
+    (source,) = parse_sources(text, Path("sources.toml"), Rules()).sources
+    assert (source.rules.max_line_bytes, source.rules.max_field_bytes) == (4 << 20, 1 << 16)
+
+
+def test_byte_settings_default_to_sizes() -> None:
+    settings = settings_from({})
+    assert (settings.read_block_bytes, settings.rules.max_line_bytes, settings.rules.max_field_bytes) == (2 << 20, 16 << 20, 1 << 20)
+
+
 def test_env_file_then_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / "custom.env"
     env_file.write_text("MONITOR_INTERVAL=7\nDATA_FOLDER=/srv/inbox\n")
@@ -121,6 +169,15 @@ def test_a_memory_limit_below_a_workers_start_up_address_space_exits_2_naming_th
         r" a worker's address space is \d\.\d GiB at start-up",
         line,
     ), line
+
+
+def test_a_bad_size_exits_2_with_one_line_naming_the_setting(workspace) -> None:
+    result = workspace.cli("--once", READ_BLOCK_BYTES="2 megs")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sensor-etl: configuration error: READ_BLOCK_BYTES='2 megs' is invalid: expected a size from 64KiB to 1GiB: bytes, "
+        "or with a unit such as 2MiB (K, M, G, T: binary; KB, MB, GB, TB: decimal)"
+    ]
 
 
 def test_cli_bad_config_exits_2_with_one_line(workspace) -> None:

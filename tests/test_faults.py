@@ -19,7 +19,8 @@ from tests.helpers.endstate import assert_exactly_once
 from tests.helpers.samples import multi_csv
 from tests.helpers.workspace import DaemonProcess
 
-pytestmark = pytest.mark.slow  # fault injection and end-to-end runs: left out of `make test-fast`
+# fault injection and end-to-end runs, left out of `make test-fast`; each with batches of small files and without
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("batching")]
 
 PAUSE = "SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT"
 

@@ -159,7 +159,7 @@ def test_two_workers_loading_overlapping_files_at_once_keep_each_reading_once(wo
     with holder.cursor() as cur:
         for bucket in sorted(overlaps.buckets(f"s{s}" for s in range(4))):
             cur.execute("SELECT pg_advisory_lock(%s, %s)", (overlaps.LOCK_SPACE, bucket))
-    daemon = workspace.start("--workers", "2")
+    daemon = workspace.start("--workers", "2", BATCH_FILES="1")  # one file per worker (a batch would take both, one after the other)
     daemon.wait_for("database_ready", count=2)  # a worker applying the schema would wait for the other's load
     workspace.write("one.csv", one)
     workspace.write("two.csv", two)
@@ -206,9 +206,9 @@ def test_a_database_of_the_previous_version_gets_the_new_columns_and_keeps_its_r
     db.execute(  # the ledger as the previous version made it
         "ALTER TABLE ingested_files DROP COLUMN preamble, DROP COLUMN source, DROP COLUMN rows_skipped, DROP COLUMN rows_conflicting,"
         " DROP COLUMN rows_replaced;"
-        " DROP INDEX sensor_metrics_sensor_day"
+        " DROP INDEX sensor_metrics_sensor_day_end"
     )
     workspace.write("second.csv", SECOND)
     run_once(workspace.root, db.dsn)  # applies the schema at start-up, then loads
     assert _ledger(db) == [("first.csv", 5, 0, 0, 0), ("second.csv", 2, 3, 1, 0)]
-    assert db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'sensor_metrics_sensor_day'") == 1
+    assert db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'sensor_metrics_sensor_day_end'") == 1

@@ -398,19 +398,23 @@ def test_a_worker_killed_mid_download_loses_and_doubles_nothing(s3_workspace, db
 
 
 @pytest.mark.slow
-def test_a_worker_killed_between_the_commit_and_the_copy_is_recovered_by_the_next(s3_workspace, db):
+@pytest.mark.parametrize("batch_files", ["1", "200"])
+def test_a_worker_killed_between_the_commit_and_the_copy_is_recovered_by_the_next(s3_workspace, db, batch_files):
+    """One object at a time: two workers killed after one COMMIT each; in a batch: one killed after
+    the batch's COMMIT, before any of its copies."""
     contents = [sample(i) for i in range(4)]
     for i, content in enumerate(contents):
         s3_workspace.write(f"f{i}.csv", content)
-    for _ in range(2):
-        daemon = s3_workspace.start(LEASE_SECONDS="5", **{PAUSE: "30"})
-        daemon.wait_for("file_loaded")
+    kills, per_kill = (2, 1) if batch_files == "1" else (1, 4)
+    for _ in range(kills):
+        daemon = s3_workspace.start(LEASE_SECONDS="5", BATCH_FILES=batch_files, **{PAUSE: "30"})
+        daemon.wait_for("file_loaded", count=per_kill)
         daemon.kill()  # committed, not moved
-    assert db.value("SELECT count(*) FROM ingested_files") == 2
+    assert db.value("SELECT count(*) FROM ingested_files") == kills * per_kill
     assert len([name for name in s3_workspace.listed("data") if name.endswith(".csv")]) == 4
-    final = s3_workspace.cli("--once", LEASE_SECONDS="5")
+    final = s3_workspace.cli("--once", LEASE_SECONDS="5", BATCH_FILES=batch_files)
     assert final.returncode == 0, final.stderr
-    assert final.stderr.count(" file_recovered ") == 2
+    assert final.stderr.count(" file_recovered ") == kills * per_kill
     assert_exactly_once(s3_workspace, db, contents)
 
 
@@ -462,3 +466,20 @@ def test_status_and_readiness_read_an_s3_inbox_and_quarantine(s3_workspace, db, 
     assert state.readiness(database, settings.data_folder, (settings.processed_folder, settings.quarantine_folder)) == {}
     missing = S3Location("no-such-bucket-here", "in/")
     assert "cannot be reached" in state.readiness(database, missing, ())["inbox"]
+
+
+def test_small_objects_load_in_batches_and_end_exactly_once(s3_workspace, db):
+    """The daemon's batch path over an S3 inbox: one claim and one transaction for the batch, each object
+    then moved on its own (copy, then delete); a bad object and a duplicate in the batch go their own way."""
+    good = [sample(i) for i in range(6)]
+    for i, content in enumerate(good):
+        s3_workspace.write(f"small{i}.csv", content)
+    s3_workspace.write("bad.csv", BAD)
+    s3_workspace.write("twin.csv", good[0])
+    result = s3_workspace.cli("--once")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count(" batch=6 ") == 6, result.stderr
+    assert "file_duplicate file=twin.csv loaded_as=small0.csv" in result.stderr
+    assert s3_workspace.listed("data") == []
+    assert s3_workspace.listed("quarantine") == ["bad.csv", "bad.csv.error.json"]
+    assert_exactly_once(s3_workspace, db, [*good, BAD, good[0]], quarantined=[BAD])

@@ -54,8 +54,9 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, starts, np.cumsum(changed) - 1
 
 
-def summarize(readings: pa.Table) -> pa.Table:
-    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric.
+def summarize(readings: pa.Table, by_file: bool = False) -> pa.Table:
+    """Statistics of one batch of ``sensor_readings`` rows, one row per sensor, day and metric; with
+    ``by_file``, per file too, in a leading ``file_id`` column (the rows of many small files at once).
 
     Only present values count: a NULL measure (MISSING_VALUES=null) is in neither n nor the other
     statistics of its metric, and a metric with no value in a sensor's day has no row there."""
@@ -65,7 +66,10 @@ def summarize(readings: pa.Table) -> pa.Table:
     encoded = pc.dictionary_encode(readings.column("sensor_id")).combine_chunks()
     sensors = encoded.indices.to_numpy().astype(np.int64)
     micros = readings.column("observed_at").combine_chunks().cast(pa.int64()).to_numpy()
-    order, starts, group = _segments(sensors, np.floor_divide(micros, _DAY_US))
+    keys = [sensors, np.floor_divide(micros, _DAY_US)]
+    if by_file:
+        keys.insert(0, readings.column("file_id").combine_chunks().to_numpy())
+    order, starts, group = _segments(*keys)
     micros = micros[order]
     labels = encoded.dictionary.take(pa.array(sensors[order][starts]))
     days = pa.array(np.floor_divide(micros[starts], _DAY_US) * _DAY_US, pa.int64()).cast(_TIME)
@@ -93,7 +97,11 @@ def summarize(readings: pa.Table) -> pa.Table:
             np.bincount(rows, deviation * deviation),
             *(span if kept is None else _span(at, first)),
         ]
-        parts.append(pa.Table.from_arrays(columns, schema=SCHEMA))
+        table = pa.Table.from_arrays(columns, schema=SCHEMA)
+        if by_file:
+            files = keys[0][order][starts]
+            table = table.add_column(0, "file_id", pa.array(files if kept is None else files[kept.to_numpy()], pa.int64()))
+        parts.append(table)
     return pa.concat_tables(parts)
 
 
@@ -103,6 +111,14 @@ def _span(micros: np.ndarray, starts: np.ndarray) -> tuple[pa.Array, pa.Array]:
         pa.array(np.minimum.reduceat(micros, starts), pa.int64()).cast(_TIME),
         pa.array(np.maximum.reduceat(micros, starts), pa.int64()).cast(_TIME),
     )
+
+
+def spans(summary: pa.Table) -> pa.Table:
+    """Per file, sensor and day of a ``summarize(by_file=True)`` summary: the first and last instant
+    of any of its metrics (what the overlap check of a batch compares)."""
+    keys = ["file_id", "sensor_id", "day"]
+    grouped = summary.group_by(keys, use_threads=False).aggregate([("first_at", "min"), ("last_at", "max")])
+    return grouped.select([*keys, "first_at_min", "last_at_max"]).rename_columns([*keys, "first_at", "last_at"])
 
 
 def merge(summaries: list[pa.Table]) -> pa.Table:

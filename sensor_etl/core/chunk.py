@@ -4,7 +4,8 @@ It lives in the core so that validation depends on this shape, not on the code t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,7 @@ class BadRow:
     message: str
     value: str
     column: str = ""
+    part: int = 0  # the chunk it came from, in a chunk combined from several (``combine``)
 
 
 @dataclass(frozen=True)
@@ -35,3 +37,19 @@ class Chunk:
     lines: np.ndarray
     heights: np.ndarray
     bad_rows: tuple[BadRow, ...]
+    parts: np.ndarray | None = None  # per row, the chunk it came from, in a chunk combined from several (``combine``)
+
+
+def combine(chunks: Sequence[Chunk]) -> Chunk:
+    """Several chunks (of many small files) as one, each row tagged with the index of its chunk in
+    ``parts``: the row rules then run once over all of them, with the same per-chunk results
+    (line numbers stay each file's own, and a duplicate key is one within its own chunk)."""
+    tables = [chunk.table for chunk in chunks]
+    sizes = [table.num_rows for table in tables]
+    return Chunk(
+        pa.concat_tables(tables),
+        np.concatenate([chunk.lines for chunk in chunks]),
+        np.concatenate([chunk.heights for chunk in chunks]),
+        tuple(replace(bad, part=index) for index, chunk in enumerate(chunks) for bad in chunk.bad_rows),
+        np.repeat(np.arange(len(chunks), dtype=np.int64), sizes),
+    )

@@ -172,7 +172,12 @@ def _date_problem(samples: pd.Series, position: int, message: str) -> Problem:
 
 def _plain_iso(samples: pd.Series) -> bool:
     """Every sample is ISO 8601 as Arrow reads it (cheap first guess, the common case)."""
-    text = pa.array(samples.to_numpy(dtype=object), pa.string())
+    return plain_iso(pa.array(samples.to_numpy(dtype=object), pa.string()))
+
+
+def plain_iso(text: pa.Array | pa.ChunkedArray) -> bool:
+    """Every value is ISO 8601 as Arrow reads it: ``detect_date_format`` then says ISO8601 for any
+    sample of them, so a batch of many small files asks once for the samples of all of them."""
     for target in (pa.timestamp("us"), pa.timestamp("us", tz="UTC")):
         try:
             pc.cast(text, target)

@@ -27,11 +27,12 @@ _JSON_NUMBER = r"^[ \t]*-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?[ \t
 _CONTROL = r"[\x00-\x1f]"
 
 
-def transform(checked: Checked, plan: ColumnPlan, file_id: int, missing: Missing) -> pa.Table:
-    """The valid rows of a chunk as ``sensor_readings`` rows."""
+def transform(checked: Checked, plan: ColumnPlan, file_id: int | np.ndarray, missing: Missing) -> pa.Table:
+    """The valid rows of a chunk as ``sensor_readings`` rows; ``file_id`` is one id, or one per row
+    (a chunk combined from several files)."""
     rows = len(checked.lines)
     columns: dict[str, pa.Array] = {
-        "file_id": pa.array(np.full(rows, file_id, dtype=np.int64)),
+        "file_id": pa.array(np.broadcast_to(np.asarray(file_id, dtype=np.int64), rows)),
         "line_no": pa.array(checked.lines, pa.int64()),
         "observed_at": pa.array(checked.observed_at.view(np.int64), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         "sensor_id": checked.sensor_id.combine_chunks(),

@@ -8,7 +8,7 @@ Timestamps are read by ``dates`` with the format detected once per file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -54,11 +54,28 @@ class Checked:
     extras: pa.Table  # the other columns, as text, valid rows only
     problems: pd.DataFrame  # PROBLEM_COLUMNS, every problem of the chunk
     rejected: pd.DataFrame  # one row per invalid row: its first line and how many lines it spans
+    parts: np.ndarray | None = None  # a combined chunk's: each valid row's part (problems and rejected have a "part" column)
+
+    def select(self, keep: np.ndarray) -> Checked:
+        """The valid rows where ``keep`` is true (of a combined chunk: the parts that load)."""
+        mask = pa.array(keep)
+        return replace(
+            self,
+            observed_at=self.observed_at[keep],
+            sensor_id=pc.filter(self.sensor_id, mask),
+            measures={role: values[keep] for role, values in self.measures.items()},
+            lines=self.lines[keep],
+            extras=self.extras.filter(mask) if self.extras.num_columns else self.extras,
+            parts=None if self.parts is None else self.parts[keep],
+        )
 
 
-def _problems(lines: np.ndarray, column: str, values: list, rule: Rule, message: str | np.ndarray | list) -> pd.DataFrame:
+def _problems(
+    lines: np.ndarray, column: str, values: list, rule: Rule, message: str | np.ndarray | list, parts: np.ndarray | None
+) -> pd.DataFrame:
     """Problems as a table; the rule column holds the rule's plain string (vectorized counts and reports)."""
-    return pd.DataFrame({"line": lines, "column": column, "value": shown(values), "rule": rule.value, "message": message})
+    table = {"line": lines, "column": column, "value": shown(values), "rule": rule.value, "message": message}
+    return pd.DataFrame(table if parts is None else {**table, "part": parts})
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -107,16 +124,17 @@ def _bad_rows(chunk: Chunk) -> list[pd.DataFrame]:
                 "value": shown([b.value for b in rows]),
                 "rule": [b.rule.value for b in rows],
                 "message": [b.message for b in rows],
+                **({} if chunk.parts is None else {"part": np.array([b.part for b in rows], dtype=np.int64)}),
             }
         )
     ]
 
 
 class _Flags:
-    """The problems found in one chunk, and which rows they make invalid."""
+    """The problems found in one chunk, and which rows they make invalid (tagged with their part, in a combined chunk)."""
 
-    def __init__(self, lines: np.ndarray, found: list[pd.DataFrame]) -> None:
-        self.lines, self.found = lines, found
+    def __init__(self, lines: np.ndarray, found: list[pd.DataFrame], parts: np.ndarray | None) -> None:
+        self.lines, self.found, self.parts = lines, found, parts
         self.invalid = np.zeros(len(lines), dtype=bool)
 
     def __call__(self, mask: np.ndarray, name: str, column: pa.ChunkedArray, rule: Rule, message: str | np.ndarray) -> None:
@@ -124,19 +142,22 @@ class _Flags:
         if mask.any():
             self.invalid |= mask
             values = pc.filter(column, pa.array(mask)).to_pylist()
-            self.found.append(
-                _problems(self.lines[mask], name, values, rule, message[mask] if isinstance(message, np.ndarray) else message)
-            )
+            text = message[mask] if isinstance(message, np.ndarray) else message
+            self.found.append(_problems(self.lines[mask], name, values, rule, text, None if self.parts is None else self.parts[mask]))
 
 
 def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, now: datetime) -> Checked:
-    """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``."""
-    table, lines, heights = chunk.table, chunk.lines, chunk.heights
+    """Apply every row rule to one chunk; nothing here raises for bad data, it is all in ``problems``.
+
+    A combined chunk (``chunk.parts`` set) gets the results each of its parts would get on its own,
+    tagged with the part: its problems, rejected rows and valid rows carry it."""
+    table, lines, heights, parts = chunk.table, chunk.lines, chunk.heights, chunk.parts
     blank = _blank_rows(table)
     if blank.any():
         keep = ~blank
         table, lines, heights = table.filter(pa.array(keep)), lines[keep], heights[keep]
-    flag = _Flags(lines, _bad_rows(chunk))
+        parts = None if parts is None else parts[keep]
+    flag = _Flags(lines, _bad_rows(chunk), parts)
     missing = missing_tokens(rules.na_values)
 
     # every column: a sane length (a value may hold line breaks: RFC 4180)
@@ -163,10 +184,11 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
 
     measures = _check_measures(flag, table, plan, rules, missing)
 
-    # duplicate (sensor, timestamp) within the chunk: sort by key (stable), compare neighbours
+    # duplicate (sensor, timestamp) within the chunk (within each part): sort by key (stable), compare neighbours
     at = stamps.utc.view(np.int64)
-    order = np.lexsort((at, codes))
-    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1])
+    part = np.zeros(len(at), np.int64) if parts is None else parts
+    order = np.lexsort((at, codes, part))
+    same = (codes[order][1:] == codes[order][:-1]) & (at[order][1:] == at[order][:-1]) & (part[order][1:] == part[order][:-1])
     if same.any():
         run_start = np.concatenate(([True], ~same))
         first_of_run = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
@@ -186,6 +208,8 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
             "lines": np.concatenate([[b.lines for b in chunk.bad_rows], heights[invalid]]).astype(np.int64),
         }
     )
+    if parts is not None:
+        rejected["part"] = np.concatenate([[b.part for b in chunk.bad_rows], parts[invalid]]).astype(np.int64)
     keep = pa.array(valid)
     extras = table.select(list(plan.extras)).filter(keep) if plan.extras else pa.table({})
     return Checked(
@@ -197,6 +221,7 @@ def check_chunk(chunk: Chunk, plan: ColumnPlan, rules: Rules, date_format: str, 
         extras=extras,
         problems=pd.concat(flag.found, ignore_index=True) if flag.found else no_problems(),
         rejected=rejected,
+        parts=None if parts is None else parts[valid],
     )
 
 
@@ -221,6 +246,28 @@ def _check_timestamps(flag: _Flags, stamps: Timestamps, header: str, date_format
     flag(
         observed > latest, header, raw, Rule.TIMESTAMP_RANGE, f"more than MAX_FUTURE_SECONDS ({rules.max_future_seconds:g} s) in the future"
     )
+
+
+def _out_of_range(
+    label: str,
+    role: str,
+    unit: str,
+    values: np.ndarray,
+    usable: np.ndarray,
+    outside: np.ndarray,
+    header: str,
+    rules: Rules,
+    parts: np.ndarray | None,
+) -> str | np.ndarray:
+    """The ``out_of_range`` message with the unit hint of its chunk, or per row with the hint of each
+    part of a combined chunk (a hint speaks of one file's column)."""
+    if parts is None:
+        return label + _unit_hint(role, unit, values[usable], int(outside.sum()), header, rules)
+    messages = np.full(len(values), label, dtype=object)
+    for part in np.unique(parts[outside]):
+        mine = parts == part
+        messages[mine] = label + _unit_hint(role, unit, values[usable & mine], int((outside & mine).sum()), header, rules)
+    return messages
 
 
 def _check_measures(flag: _Flags, table: pa.Table, plan: ColumnPlan, rules: Rules, missing: Missing) -> dict[str, np.ndarray]:
@@ -257,8 +304,14 @@ def _check_measures(flag: _Flags, table: pa.Table, plan: ColumnPlan, rules: Rule
         with np.errstate(invalid="ignore"):
             outside = usable & ((values < low) | (values > high))
         if outside.any():
-            hint = _unit_hint(role, unit, values[usable], int(outside.sum()), header, rules)
-            flag(outside, header, text, Rule.OUT_OF_RANGE, f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}{hint}")
+            label = f"outside {low:g}..{high:g} {_UNIT_LABEL[unit]}"
+            flag(
+                outside,
+                header,
+                text,
+                Rule.OUT_OF_RANGE,
+                _out_of_range(label, role, unit, values, usable, outside, header, rules, flag.parts),
+            )
         present |= ~absent
         measures[role] = np.where(absent, np.nan, values) if absent.any() else values
     if nulls:

@@ -32,3 +32,9 @@ def record(database: Database, sha256: str, name: str, worker: str, ended: str) 
 def forget(database: Database, sha256: str) -> None:
     """The content left the inbox for good (quarantined): a requeued copy starts afresh."""
     database.query("DELETE FROM file_attempts WHERE sha256 = %s", (sha256,), durable=False)
+
+
+def tried(database: Database, sha256s: list[str]) -> set[str]:
+    """The contents among ``sha256s`` that have failed attempts: a batch leaves each of them to be
+    loaded alone, so that a file which kills its worker does not take its batch-mates down again."""
+    return {row[0] for row in database.query("SELECT sha256 FROM file_attempts WHERE sha256 = ANY(%s)", (sha256s,))}

@@ -30,28 +30,28 @@ from sensor_etl.edges.db import Database
 from sensor_etl.errors import ClaimLost, DatabaseError
 from sensor_etl.ops import logs
 
-# The CTE reads an expired previous owner only to log the takeover; the upsert alone decides who holds
-# the file (a row deleted by its owner's release meanwhile is simply replaced, and not logged).
+# One statement for a batch of names. The CTE reads expired previous owners (and how they ended) only to log
+# the takeovers and tell failed attempts (``Taken``); the upsert alone decides who holds each file (a row
+# deleted by its owner's release meanwhile is simply replaced, and not logged). Rows are taken in name order, so two workers claiming overlapping batches
+# lock them in the same order and never deadlock.
 _CLAIM = """
 WITH previous AS (
-    SELECT owner, ended FROM file_claims WHERE inbox = %(inbox)s AND name = %(name)s AND expires_at < clock_timestamp()
+    SELECT name, owner, ended FROM file_claims
+    WHERE inbox = %(inbox)s AND name = ANY(%(names)s) AND expires_at < clock_timestamp()
 )
 INSERT INTO file_claims AS c (inbox, name, owner, claimed_at, expires_at)
-VALUES (%(inbox)s, %(name)s, %(owner)s, clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s))
+SELECT %(inbox)s, name, %(owner)s, clock_timestamp(), clock_timestamp() + make_interval(secs => %(lease)s)
+FROM unnest(%(names)s::text[]) AS wanted(name) ORDER BY name
 ON CONFLICT (inbox, name) DO UPDATE
     SET owner = excluded.owner, claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ended = NULL
     WHERE c.expires_at < clock_timestamp() OR c.owner = excluded.owner
-RETURNING (SELECT owner FROM previous), (SELECT ended FROM previous)
+RETURNING c.name, (SELECT p.owner FROM previous AS p WHERE p.name = c.name), (SELECT p.ended FROM previous AS p WHERE p.name = c.name)
 """
 _RENEW = """
 UPDATE file_claims SET expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
 WHERE owner = %(owner)s AND inbox = %(inbox)s AND name = ANY(%(names)s)
 """
-_CONFIRM = """
-UPDATE file_claims SET expires_at = clock_timestamp() + make_interval(secs => %(lease)s)
-WHERE inbox = %(inbox)s AND name = %(name)s AND owner = %(owner)s
-"""
-_RELEASE = "DELETE FROM file_claims WHERE inbox = %(inbox)s AND name = %(name)s AND owner = %(owner)s"
+_RELEASE = "DELETE FROM file_claims WHERE inbox = %(inbox)s AND name = ANY(%(names)s) AND owner = %(owner)s"
 _END = """
 UPDATE file_claims SET ended = %(ended)s, expires_at = clock_timestamp()
 WHERE starts_with(owner, %(prefix)s)
@@ -107,7 +107,7 @@ class Taken:
 
 
 class Claims:
-    """The leases one worker holds (at most one file at a time in practice)."""
+    """The leases one worker holds: one file, or the files of one batch."""
 
     def __init__(self, database: Database, owner: str, lease_seconds: float, inbox: str) -> None:
         self.db = database
@@ -119,31 +119,37 @@ class Claims:
 
     def claim(self, name: str) -> Taken | None:
         """Take the file unless a live lease (another worker's, not yet expired) holds it; None if one does."""
-        rows = self.db.query(_CLAIM, {"inbox": self.inbox, "name": name, "owner": self.owner, "lease": self.lease}, durable=False)
-        if not rows:
-            return None
-        previous, ended = rows[0]
-        taken = Taken()
-        if previous is not None and previous != self.owner:
-            taken = Taken(previous, ended)
-            reason = f"its owner {ended}" if ended else f"its lease of {self.lease:g}s expired"
-            logs.warning("claim_taken_over", file=name, previous_owner=previous, reason=reason)
-        with self._lock:
-            self._held.add(name)
-        return taken
+        return self.claim_many([name]).get(name)
 
-    def confirm(self, cursor: psycopg2.extensions.cursor, name: str) -> None:
-        """Inside the load transaction, just before COMMIT: still ours? The row lock taken here makes
-        a takeover wait for the COMMIT, and the renewed lease covers the move that follows."""
-        cursor.execute(_CONFIRM, {"inbox": self.inbox, "name": name, "owner": self.owner, "lease": self.lease})
-        if cursor.rowcount != 1:
-            raise ClaimLost(f"the lease on {name} expired and another worker took it over")
-
-    def release(self, name: str) -> None:
-        """The file has left the inbox, or this worker is done trying for now."""
+    def claim_many(self, names: list[str]) -> dict[str, Taken]:
+        """Take each file no live lease (another worker's, not yet expired) holds, in one statement: the
+        names taken (in the order given), each with the claim it replaced."""
+        rows = self.db.query(_CLAIM, {"inbox": self.inbox, "names": names, "owner": self.owner, "lease": self.lease}, durable=False)
+        taken: dict[str, Taken] = {}
+        for name, previous, ended in rows:
+            taken[name] = Taken()
+            if previous is not None and previous != self.owner:
+                taken[name] = Taken(previous, ended)
+                reason = f"its owner {ended}" if ended else f"its lease of {self.lease:g}s expired"
+                logs.warning("claim_taken_over", file=name, previous_owner=previous, reason=reason)
         with self._lock:
-            self._held.discard(name)
-        self.db.query(_RELEASE, {"inbox": self.inbox, "name": name, "owner": self.owner}, durable=False)
+            self._held |= taken.keys()
+        return {name: taken[name] for name in names if name in taken}
+
+    def confirm(self, cursor: psycopg2.extensions.cursor, names: list[str]) -> None:
+        """Inside the load transaction, just before COMMIT: still ours, every one? The row locks taken
+        here make a takeover wait for the COMMIT, and the renewed leases cover the moves that follow."""
+        cursor.execute(_RENEW, {"inbox": self.inbox, "names": names, "owner": self.owner, "lease": self.lease})
+        if cursor.rowcount != len(set(names)):
+            raise ClaimLost(
+                f"the lease on {names[0] if len(names) == 1 else 'a file of the batch'} expired and another worker took it over"
+            )
+
+    def release(self, names: list[str]) -> None:
+        """The files have left the inbox, or this worker is done trying for now: one statement."""
+        with self._lock:
+            self._held.difference_update(names)
+        self.db.query(_RELEASE, {"inbox": self.inbox, "names": names, "owner": self.owner}, durable=False)
 
     @contextmanager
     def heartbeat(self, database: Database) -> Iterator[None]:

@@ -1,4 +1,5 @@
-"""PostgreSQL edge: connections, the schema, SQLSTATE classification, and one transaction per file.
+"""PostgreSQL edge: connections, the schema, SQLSTATE classification, and the load transaction (of one
+file, or of a batch of small files, each file atomic within it).
 
 All SQL is constant text or composed with ``psycopg2.sql``; every value is a bound parameter or
 travels inside COPY data. Nothing from a file is ever formatted into a statement.
@@ -10,7 +11,7 @@ import io
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -60,25 +61,6 @@ ON CONFLICT (file_id, sensor_id, metric, day) DO UPDATE SET
                / (m.n + excluded.n - 1)),
     first_at = least(m.first_at, excluded.first_at),
     last_at = greatest(m.last_at, excluded.last_at)
-"""
-# The ledger row comes first; it also reads the content's failed attempts (edges/attempts.py) in the same round trip.
-_LEDGER = """
-INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)
-VALUES (%(inbox)s, %(name)s, %(sha256)s, %(size)s, %(modified_at)s, %(started_at)s, %(worker)s, %(source)s)
-ON CONFLICT (sha256) DO NOTHING
-RETURNING file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
-"""
-# Counts, the planned archive path and the overlap; the sensors are counted from the file's statistics (every
-# stored row has a measure, so a metrics row), and the content's failed attempts are forgotten: it is loaded.
-_FINISH = """
-WITH forgotten AS (DELETE FROM file_attempts WHERE sha256 = (SELECT sha256 FROM ingested_files WHERE file_id = %(file_id)s))
-UPDATE ingested_files
-SET rows_loaded = %(rows_loaded)s, rows_rejected = %(rows_rejected)s, date_format = %(date_format)s, preamble = %(preamble)s,
-    archive_path = %(archive_path)s, rows_skipped = %(rows_skipped)s, rows_conflicting = %(rows_conflicting)s,
-    rows_replaced = %(rows_replaced)s, sensors = (SELECT count(DISTINCT sensor_id) FROM sensor_metrics WHERE file_id = %(file_id)s),
-    status = CASE WHEN %(rows_rejected)s > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()
-WHERE file_id = %(file_id)s
-RETURNING sensors
 """
 
 
@@ -135,6 +117,49 @@ class FileMeta:
     started_at: datetime
     worker: str
     source: str | None = None  # the [[source]] it follows
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a committed file's ledger row says about it, written just before the COMMIT."""
+
+    file_id: int
+    rows_loaded: int
+    rows_rejected: int
+    date_format: str
+    preamble: str | None  # the lines before the header (docs/schema.md)
+    archive_path: str  # where the file is moved after the COMMIT
+    overlap: Overlap  # its readings another file holds (ON_OVERLAP)
+
+
+# The ledger rows come first, in sha256 order (two workers never deadlock on them); each also reads its content's
+# failed attempts (edges/attempts.py) in the same round trip.
+_LEDGER_ROWS = """
+INSERT INTO ingested_files (inbox, file_name, sha256, size_bytes, modified_at, started_at, worker, source)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])
+    AS m ORDER BY 3
+ON CONFLICT (sha256) DO NOTHING
+RETURNING sha256, file_id, (SELECT failures FROM file_attempts AS a WHERE a.sha256 = ingested_files.sha256)
+"""
+# Counts, the planned archive path and the overlap of each file; the sensors are counted from the file's statistics
+# (every stored row has a measure, so a metrics row), and the contents' failed attempts are forgotten: they are loaded.
+_COUNTS = """
+WITH c AS (
+    SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
+                         %s::bigint[])
+        AS c(file_id, rows_loaded, rows_rejected, date_format, preamble, archive_path, skipped, conflicting, replaced)
+), forgotten AS (
+    DELETE FROM file_attempts WHERE sha256 IN (SELECT sha256 FROM ingested_files WHERE file_id IN (SELECT file_id FROM c))
+)
+UPDATE ingested_files AS f
+SET rows_loaded = c.rows_loaded, rows_rejected = c.rows_rejected, date_format = c.date_format, preamble = c.preamble,
+    archive_path = c.archive_path, rows_skipped = c.skipped, rows_conflicting = c.conflicting, rows_replaced = c.replaced,
+    sensors = (SELECT count(DISTINCT m.sensor_id) FROM sensor_metrics AS m WHERE m.file_id = c.file_id),
+    status = CASE WHEN c.rows_rejected > 0 THEN 'partial' ELSE 'loaded' END, loaded_at = now()
+FROM c
+WHERE f.file_id = c.file_id
+RETURNING f.file_id, f.sensors
+"""
 
 
 @dataclass(frozen=True)
@@ -297,15 +322,27 @@ class Database:
         The ledger row comes first with ON CONFLICT DO NOTHING: a content loaded before (or being
         committed right now by another worker, whose transaction this waits for) raises AlreadyLoaded
         before a byte of the file is parsed. ``Load.failures`` are the content's failed attempts."""
+        with self.load_many([meta]) as load:
+            if not load.file_ids:
+                raise AlreadyLoaded(meta.sha256)
+            yield load
+
+    @contextmanager
+    def load_many(self, metas: list[FileMeta]) -> Iterator[Load]:
+        """One transaction for the files of a batch: their ledger rows in one statement, then whatever
+        the caller writes; commit on clean exit. ``Load.file_ids`` holds the new contents: one loaded
+        before (or being committed by another worker, whose transaction this waits for) gets no ledger
+        row and no id."""
         try:
             partitioned = self.partitioned()
             conn = self.connection()
             with translated(), conn, conn.cursor() as cur:
-                cur.execute(_LEDGER, asdict(meta))
-                row = cur.fetchone()
-                if row is None:
-                    raise AlreadyLoaded(meta.sha256)
-                load = Load(cur, row[0], self._copier, partitioned=partitioned, failures=row[1] or [])
+                columns = zip(*([getattr(m, f.name) for f in fields(FileMeta)] for m in metas), strict=True)
+                cur.execute(_LEDGER_ROWS, [list(column) for column in columns])
+                rows = cur.fetchall()
+                file_ids = {sha256: file_id for sha256, file_id, _ in rows}
+                failures = {sha256: failed or [] for sha256, _, failed in rows}
+                load = Load(cur, file_ids, self._copier, partitioned=partitioned, failures=failures)
                 try:
                     yield load
                     load.wait()
@@ -352,7 +389,7 @@ class _CsvStream(io.RawIOBase):
 
 
 class Load:
-    """Writes of one file's transaction.
+    """Writes of one load transaction (of one file, or of the files of a batch).
 
     COPY runs on the database's copier thread so the server ingests chunk k while Python prepares
     chunk k+1 (psycopg2 and pyarrow release the GIL). At most one COPY is in flight, which bounds
@@ -362,19 +399,25 @@ class Load:
     def __init__(
         self,
         cursor: psycopg2.extensions.cursor,
-        file_id: int,
+        file_ids: dict[str, int],
         copier: ThreadPoolExecutor,
         *,
         partitioned: bool = False,
-        failures: list[dict[str, Any]] | None = None,
+        failures: dict[str, list[dict[str, Any]]] | None = None,
     ) -> None:
         self.cursor = cursor
-        self.file_id = file_id
-        self.failures = failures or []  # earlier attempts on this content that ended abnormally (edges/attempts.py)
+        self.file_ids = file_ids  # sha256 -> file_id of each new content
+        self.failures = failures or {}  # sha256 -> earlier attempts on it that ended abnormally (edges/attempts.py)
         self._copier = copier
         self._pending: Future | None = None
         self._months: set[datetime] | None = set() if partitioned else None  # months whose partition this transaction saw
         self._parts = False  # sensor_metrics_parts exists (used on the copier thread only)
+
+    @property
+    def file_id(self) -> int:
+        """The id of a one-file load's file."""
+        (file_id,) = self.file_ids.values()
+        return file_id
 
     def copy_readings(self, readings: pa.Table) -> None:
         if readings.num_rows == 0:
@@ -409,7 +452,8 @@ class Load:
                     sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (%s) TO (%s)").format(parent, table),
                     (month, partitions.next_month(month)),
                 )
-                logs.info("partition_created", partition=name, file_id=self.file_id)
+                ids = list(self.file_ids.values())
+                logs.info("partition_created", partition=name, **({"file_id": ids[0]} if len(ids) == 1 else {"files": len(ids)}))
         self._months.update(new)
 
     def _missing(self, months: list[datetime]) -> list[datetime]:
@@ -434,16 +478,19 @@ class Load:
             pending.exception()
 
     def write_metrics(self, summary: pa.Table) -> None:
-        """Statistics (``aggregate.SCHEMA``) of groups new to this file: COPY into sensor_metrics, in the background."""
+        """Statistics (``aggregate.SCHEMA``) of groups new to the file of a one-file load, or of many files (a leading
+        ``file_id`` column: ``summarize(by_file=True)``): COPY into sensor_metrics, in the background."""
         if summary.num_rows == 0:
             return
         self.wait()
         final = with_std(summary)
-        final = final.add_column(0, "file_id", pa.array(np.full(final.num_rows, self.file_id, dtype=np.int64))).select(METRIC_COLUMNS)
-        self._pending = self._copier.submit(self._copy, _COPY_METRICS, final)
+        if "file_id" not in final.column_names:
+            final = final.add_column(0, "file_id", pa.array(np.full(final.num_rows, self.file_id, dtype=np.int64)))
+        self._pending = self._copier.submit(self._copy, _COPY_METRICS, final.select(METRIC_COLUMNS))
 
     def merge_metrics(self, summary: pa.Table) -> None:
-        """Statistics of groups that may have a row for this file already: merged into it, in the background."""
+        """Statistics of groups that may have a row for the file of a one-file load already: merged into it,
+        in the background. (A batch's files are small: their statistics are written whole, ``write_metrics``.)"""
         if summary.num_rows == 0:
             return
         self.wait()
@@ -457,22 +504,11 @@ class Load:
         self.cursor.execute(_MERGE_PARTS, {"file_id": self.file_id})
         self.cursor.execute("TRUNCATE pg_temp.sensor_metrics_parts")
 
-    def finish(
-        self, *, rows_loaded: int, rows_rejected: int, date_format: str, preamble: str | None, archive_path: str, overlap: Overlap
-    ) -> int:
-        """Counts, and where the file is about to be moved: recorded before the move, in the same commit.
-        Returns the number of sensors of the stored rows."""
+    def finish(self, counts: list[Counts]) -> dict[int, int]:
+        """Each file's counts, and where it is about to be moved: recorded before the move, in the same
+        commit. Returns each file's number of sensors of the stored rows (by file_id)."""
         self.wait()
-        values = {
-            "rows_loaded": rows_loaded,
-            "rows_rejected": rows_rejected,
-            "date_format": date_format,
-            "preamble": preamble,
-            "archive_path": archive_path,
-            "rows_skipped": overlap.skipped,
-            "rows_conflicting": overlap.conflicting,
-            "rows_replaced": overlap.replaced,
-        }
-        self.cursor.execute(_FINISH, {**values, "file_id": self.file_id})
-        row = self.cursor.fetchone()
-        return int(row[0]) if row else 0
+        columns = [[getattr(c, f.name) for c in counts] for f in fields(Counts) if f.name != "overlap"]
+        overlap = [[c.overlap.skipped for c in counts], [c.overlap.conflicting for c in counts], [c.overlap.replaced for c in counts]]
+        self.cursor.execute(_COUNTS, [*columns, *overlap])
+        return dict(self.cursor.fetchall())

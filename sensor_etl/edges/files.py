@@ -13,15 +13,15 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from sensor_etl.edges.sniff import TextChecker
-from sensor_etl.errors import FileChanged, Problem
+from sensor_etl.errors import FileChanged, NotTaken, Problem
 
 _TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
-_READ_BYTES = 4 << 20
+_READ_BYTES = 4 << 20  # hashing and copying whole files, before and after the reader runs: not READ_BLOCK_BYTES
 _READ_CHARS = 1 << 20  # pieces of a line copied into a rejects file
 
 
@@ -140,30 +140,49 @@ class Fingerprint:
     size: int
     mtime_ns: int
     problem: Problem | None  # not text in the expected encoding
+    content: bytes | None = field(default=None, repr=False)  # the bytes hashed, when asked to keep them (a batch's small files)
 
 
 class Hashing:
     """The sha256 of a content and its first encoding problem, fed block by block as the content is
-    read (a file here, an object as it downloads: ``s3``), so it is read once."""
+    read (a file here, an object as it downloads: ``s3``), so it is read once; the content itself too
+    when it is at most ``keep`` bytes (so a small file of a batch is parsed from the bytes hashed)."""
 
-    def __init__(self, encoding: str) -> None:
+    def __init__(self, encoding: str, keep: int = 0) -> None:
         self._digest = hashlib.sha256()
         self._checker = TextChecker(encoding)
+        self._keep = keep
+        self._kept: bytes | None = b"" if keep else None
 
     def feed(self, block: bytes) -> None:
         self._digest.update(block)
         self._checker.feed(block)
+        if self._kept is not None:
+            self._kept = self._kept + block if len(self._kept) + len(block) <= self._keep else None
 
     def result(self, size: int, mtime_ns: int) -> Fingerprint:
         self._checker.feed(b"", final=True)
-        return Fingerprint(self._digest.hexdigest(), size, mtime_ns, self._checker.problem)
+        return Fingerprint(self._digest.hexdigest(), size, mtime_ns, self._checker.problem, self._kept)
 
 
-def fingerprint(path: Path, encoding: str) -> Fingerprint:
-    """sha256 of the content and the first encoding problem, in one streaming pass."""
-    hashing = Hashing(encoding)
-    with open(path, "rb") as handle:
+def fingerprint(path: Path, encoding: str, keep: int = 0) -> Fingerprint:
+    """sha256 of the content and the first encoding problem, in one streaming pass (``Hashing``, which
+    keeps the content too when it is at most ``keep`` bytes).
+
+    Opened without following a link, and refused (``NotTaken``) unless it is a regular file: an entry
+    replaced by a link or a directory since the scan is found by this open, with no stat of its own."""
+    hashing = Hashing(encoding, keep)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not hang the daemon
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise NotTaken(skip_reason(path, os.lstat(path)) or str(exc)) from exc
+    with open(fd, "rb") as handle:
         before = os.fstat(handle.fileno())
+        reason = skip_reason(path, before)
+        if reason is not None:
+            raise NotTaken(reason)
         while block := handle.read(_READ_BYTES):
             hashing.feed(block)
     return hashing.result(before.st_size, before.st_mtime_ns)
@@ -241,15 +260,64 @@ class Sidecar(Protocol):
     def remove(self, target: str) -> None: ...
 
 
-def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None) -> Path:
+def move_unique(
+    source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None, fresh: bool = False
+) -> Path:
     """Move a file into ``folder`` without overwriting anything; returns where it went.
 
     With ``sidecar``, it is written next to the target first. Same filesystem: hard link then unlink
     (a link never replaces an existing name). Across filesystems: copy to a temporary name, fsync,
     link into place, then unlink. ``preferred`` is tried first. A link left by an interrupted move
-    (``linked_copy``) only needs the unlink."""
+    (``linked_copy``) only needs the unlink; ``fresh`` as for ``link_unique``."""
     make_folder(folder)
-    target = linked_copy(source, folder, taken, preferred)
+    target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+    fsync_dir(folder)  # the new name is durable before the old one goes
+    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
+    return target
+
+
+class Moves:
+    """The moves of a batch: each file is linked into place at once (``link_unique``); ``finish``
+    makes the new names durable with one fsync per folder, then removes the old names. A crash in
+    between leaves a file under both names, which the next move of it completes by the unlink alone."""
+
+    def __init__(self) -> None:
+        self._sources: list[Path] = []
+        self._folders: set[Path] = set()
+
+    def move(
+        self,
+        source: Path,
+        folder: Path,
+        *,
+        taken: Taken,
+        preferred: Path | None = None,
+        sidecar: Sidecar | None = None,
+        fresh: bool = False,
+    ) -> Path:
+        """``move_unique``, but for the fsync and the unlink, which ``finish`` does for the whole batch."""
+        if folder not in self._folders:
+            make_folder(folder)
+        target = link_unique(source, folder, taken=taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+        self._sources.append(source)
+        self._folders.add(folder)
+        return target
+
+    def finish(self) -> None:
+        for folder in self._folders:
+            fsync_dir(folder)
+        for source in self._sources:
+            source.unlink(missing_ok=True)
+
+
+def link_unique(
+    source: Path, folder: Path, *, taken: Taken, preferred: Path | None = None, sidecar: Sidecar | None = None, fresh: bool = False
+) -> Path:
+    """The first half of a move (``move_unique``): ``source`` linked (or copied) into the existing
+    ``folder`` under a name nothing else has. ``fresh``: no earlier move of ``source`` can have begun
+    (it was committed just now), so ``preferred`` is linked at once, without looking for a link an
+    interrupted move left."""
+    target = None if fresh else linked_copy(source, folder, taken, preferred)
     while target is None:
         candidate, preferred = (preferred, None) if preferred is not None else (unique_target(folder, source.name, taken), None)
         if sidecar is not None:
@@ -266,8 +334,6 @@ def move_unique(source: Path, folder: Path, *, taken: Taken, preferred: Path | N
                     sidecar.remove(candidate.name)
                 raise
             target = _copy_across(source, folder, candidate, taken)
-    fsync_dir(folder)  # the new name is durable before the old one goes
-    source.unlink()  # if a crash undoes this, the file reappears in the inbox and the ledger finishes the move
     return target
 
 
@@ -328,8 +394,7 @@ class LocalFolder:
     path: Path
 
     def exists(self, name: str) -> bool:
-        entry = self.path / name
-        return entry.exists() or entry.is_symlink()
+        return os.path.lexists(self.path / name)  # a link too, even a dangling one: one lstat
 
     def read_text(self, name: str) -> str | None:
         try:

@@ -85,9 +85,11 @@ class Inbox(Protocol[C]):
         """Still in the inbox, as far as can be known without reading it."""
         ...
 
-    def fetch(self, candidate: C, encoding: str) -> AbstractContextManager[Fetched]:
-        """The candidate's bytes and fingerprint, for the time of the block. Raises FileNotFoundError
-        (gone), ``FileChanged`` (not what the scan saw), OSError or ``StorageError``."""
+    def fetch(self, candidate: C, encoding: str, keep: int = 0) -> AbstractContextManager[Fetched]:
+        """The candidate's bytes and fingerprint, for the time of the block; the bytes themselves too
+        (``Fingerprint.content``) when at most ``keep`` (a batch's small files). Raises FileNotFoundError
+        (gone), ``FileChanged`` (not what the scan saw), ``NotTaken`` (no longer a regular file), OSError
+        or ``StorageError``."""
         ...
 
     def check_unchanged(self, candidate: C, fp: files.Fingerprint) -> None:
@@ -103,8 +105,16 @@ class Inbox(Protocol[C]):
         candidate's copy: a move that a crash interrupted, to be finished rather than done twice."""
         ...
 
-    def archive(self, candidate: C, *, preferred: str | None = None) -> str:
-        """Move to the processed location, never overwriting (``preferred`` first); returns where it went."""
+    def archive(self, candidate: C, *, preferred: str | None = None, fresh: bool = False) -> str:
+        """Move to the processed location, never overwriting (``preferred`` first); returns where it went.
+        ``fresh``: committed just now, so no earlier move of it can have begun (nothing to finish)."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Moves made inside share their durability step (a batch's files): in folders, each file is
+        linked into place at once and at the end one fsync per folder makes them durable before the
+        files leave the inbox; OSError then. An object store moves each object at once (copy, then
+        delete), which has nothing to share."""
         ...
 
     def quarantine(self, candidate: C, report: Mapping[str, Any]) -> str:

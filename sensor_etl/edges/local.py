@@ -28,6 +28,8 @@ class FolderInbox:
         self.location = str(data.resolve())
         self.quarantine_folder = files.LocalFolder(quarantine)
         self._settle = files.Settle(settle_seconds)
+        self._archived = processed.resolve()  # once: the archive paths the ledger records are absolute, with no resolve per file
+        self._moves: files.Moves | None = None  # inside ``batch``
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FolderInbox:
@@ -60,8 +62,8 @@ class FolderInbox:
         return candidate.path.exists()
 
     @contextmanager
-    def fetch(self, candidate: files.Candidate, encoding: str) -> Iterator[Fetched]:
-        fp = files.fingerprint(candidate.path, encoding)
+    def fetch(self, candidate: files.Candidate, encoding: str, keep: int = 0) -> Iterator[Fetched]:
+        fp = files.fingerprint(candidate.path, encoding, keep)
         if (fp.size, fp.mtime_ns) != (candidate.size, candidate.mtime_ns):
             raise FileChanged(f"{candidate.name} changed since the scan")
         yield Fetched(candidate.path, fp)
@@ -71,19 +73,37 @@ class FolderInbox:
 
     def plan(self, name: str) -> str:
         relative = PurePosixPath(name)
-        return str(files.unique_target(self.processed / relative.parent, relative.name, reports.name_taken).resolve())
+        return str(files.unique_target(self._archived / relative.parent, relative.name, reports.name_taken))
 
     def holds_copy(self, candidate: files.Candidate, archived: str) -> bool:
         planned = Path(archived)
         return not planned.exists() or files.same_file(candidate.path, planned)
 
-    def archive(self, candidate: files.Candidate, *, preferred: str | None = None) -> str:
-        folder = Path(preferred).parent if preferred else self.processed / PurePosixPath(candidate.name).parent
-        target = files.move_unique(candidate.path, folder, taken=reports.name_taken, preferred=Path(preferred) if preferred else None)
-        return str(target.resolve())
+    def archive(self, candidate: files.Candidate, *, preferred: str | None = None, fresh: bool = False) -> str:
+        folder = Path(preferred).parent if preferred else self._archived / PurePosixPath(candidate.name).parent
+        target = self._move(candidate.path, folder, preferred=Path(preferred) if preferred else None, fresh=fresh)
+        return str(target if target.is_absolute() else target.resolve())
 
     def quarantine(self, candidate: files.Candidate, report: Mapping[str, Any]) -> str:
-        return str(reports.quarantine(candidate.path, self.quarantine_path / PurePosixPath(candidate.name).parent, report))
+        folder = self.quarantine_path / PurePosixPath(candidate.name).parent
+        return str(self._move(candidate.path, folder, sidecar=reports.ErrorReport(files.LocalFolder(folder), report)))
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self._moves = moves = files.Moves()
+        try:
+            yield
+        finally:
+            self._moves = None
+            moves.finish()
+
+    def _move(
+        self, source: Path, folder: Path, *, preferred: Path | None = None, sidecar: files.Sidecar | None = None, fresh: bool = False
+    ) -> Path:
+        """A move now (``files.move_unique``), or inside ``batch`` its link now and its fsync and unlink at the end."""
+        if self._moves is not None:
+            return self._moves.move(source, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
+        return files.move_unique(source, folder, taken=reports.name_taken, preferred=preferred, sidecar=sidecar, fresh=fresh)
 
     def requeue(self, name: str) -> str | None:
         relative = PurePosixPath(name)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import psycopg2.extensions
+import pyarrow as pa
 
 LOCK_SPACE = 738917002  # first key of the two-key advisory locks; the schema's one-key lock is 738917001
 LOCK_BUCKETS = 1024  # sensors share a lock per bucket: a file of 100,000 sensors takes 1,024 locks, not 100,000
@@ -40,6 +41,21 @@ WHERE m.file_id = %(file_id)s AND EXISTS (
       AND o.first_at <= m.last_at AND o.last_at >= m.first_at)
 """
 _CHECK = f"SELECT EXISTS ({_MEETING})"
+# The same for the files of a batch at once, before their metrics are written: which of them another
+# file's metrics meet, given each one's span on each sensor and day. One index probe on
+# (sensor_id, day, last_at) per span, which looks only at the files ending after it starts (LATERAL ...
+# ORDER BY last_at LIMIT 1 keeps the planner to those probes: as an EXISTS it hashed all of
+# sensor_metrics and compared every span with every row of its sensor day, 0.4 s for a batch of 200
+# files with 2,000 on the same day; without the ORDER BY it scanned the table once per span, 1 s).
+_MEETING_SPANS = """
+SELECT DISTINCT s.file_id
+FROM unnest(%(files)s::bigint[], %(sensors)s::text[], %(days)s::date[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[])
+    AS s(file_id, sensor_id, day, first_at, last_at)
+CROSS JOIN LATERAL (
+    SELECT FROM sensor_metrics AS o
+    WHERE o.sensor_id = s.sensor_id AND o.day = s.day AND o.last_at >= s.first_at AND o.first_at <= s.last_at
+    ORDER BY o.last_at LIMIT 1) AS met
+"""
 
 # The sensor days of this file that another file's metrics meet, with the span of its readings there.
 _SPANS = f"""
@@ -145,6 +161,19 @@ def check(cursor: psycopg2.extensions.cursor, file_id: int, locks: set[int]) -> 
     cursor.execute(f"{_LOCK}; {_CHECK}", {"space": LOCK_SPACE, "buckets": sorted(locks), "file_id": file_id})
     row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def meeting(cursor: psycopg2.extensions.cursor, spans: pa.Table) -> set[int]:
+    """``check`` for the files of a batch, before their metrics are written (so that the files of the
+    batch do not meet each other: the daemon keeps two files sharing a reading out of one batch):
+    lock all their sensors at once (ascending, so two batches never deadlock), then the files whose
+    span on a sensor and day (``spans``: file_id, sensor_id, day, first_at, last_at) another file's
+    metrics meet, in one round trip. A span covering all of a file's metrics on that day meets at least
+    whatever one of them meets; a file found this way that shares no reading finds nothing to skip."""
+    columns = {"files": "file_id", "sensors": "sensor_id", "days": "day", "firsts": "first_at", "lasts": "last_at"}
+    params = {key: spans.column(name).to_pylist() for key, name in columns.items()}
+    cursor.execute(f"{_LOCK}; {_MEETING_SPANS}", {"space": LOCK_SPACE, "buckets": sorted(buckets(params["sensors"])), **params})
+    return {file_id for (file_id,) in cursor.fetchall()}
 
 
 def skip(cursor: psycopg2.extensions.cursor, file_id: int) -> Overlap:

@@ -181,12 +181,6 @@ class ErrorReport:
         self.folder.remove(target + ERROR_REPORT)
 
 
-def quarantine(source: Path, folder: Path, report: Mapping[str, Any]) -> Path:
-    """Move ``source`` into ``folder`` with ``report`` as its ``.error.json``, written first so a
-    quarantined file is never without its reason; returns where the file went."""
-    return files.move_unique(source, folder, taken=name_taken, sidecar=ErrorReport(files.LocalFolder(folder), report))
-
-
 # -- the rejects of a partial load ----------------------------------------------------------------
 def write_rejects(source: Path, folder: Folder, *, name: str, sha256: str, file_id: int, findings: Findings, encoding: str) -> str:
     """Write ``<name>.rejects.csv`` (the lines before the data — preamble, header, units — and the

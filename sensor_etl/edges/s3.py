@@ -31,7 +31,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -132,17 +132,18 @@ class Store:
         return self.head(location, name) is not None
 
     @contextmanager
-    def fetched(self, obj: S3Object, encoding: str) -> Iterator[Fetched]:
-        """The object in a private temporary file named like it, fingerprinted while it downloaded;
-        removed after the block. ``FileChanged`` if the object is no longer the one ``obj`` describes."""
+    def fetched(self, obj: S3Object, encoding: str, keep: int = 0) -> Iterator[Fetched]:
+        """The object in a private temporary file named like it, fingerprinted while it downloaded (its
+        bytes kept too when at most ``keep``); removed after the block. ``FileChanged`` if the object is
+        no longer the one ``obj`` describes."""
         with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as folder:
             path = Path(folder) / PurePosixPath(obj.name).name
-            yield Fetched(path, self.download(obj, path, encoding))
+            yield Fetched(path, self.download(obj, path, encoding, keep))
 
-    def download(self, obj: S3Object, path: Path, encoding: str) -> files.Fingerprint:
+    def download(self, obj: S3Object, path: Path, encoding: str, keep: int = 0) -> files.Fingerprint:
         """Stream ``obj`` into ``path``, hashing as it arrives. A retry after a dropped connection
         asks for the rest only (``Range``), of the same object (``If-Match`` its ETag)."""
-        hashing = files.Hashing(encoding)
+        hashing = files.Hashing(encoding, keep)
         with open(path, "wb") as out:
 
             def rest() -> None:
@@ -350,8 +351,8 @@ class S3Inbox:
     def present(self, candidate: S3Object) -> bool:
         return True  # a HEAD would cost a request per object: a vanished one shows up as FileNotFoundError when fetched
 
-    def fetch(self, candidate: S3Object, encoding: str) -> AbstractContextManager[Fetched]:
-        return self.store.fetched(candidate, encoding)
+    def fetch(self, candidate: S3Object, encoding: str, keep: int = 0) -> AbstractContextManager[Fetched]:
+        return self.store.fetched(candidate, encoding, keep)
 
     def check_unchanged(self, candidate: S3Object, fp: files.Fingerprint) -> None:
         current = self.object(candidate.key)
@@ -365,9 +366,13 @@ class S3Inbox:
         found = self.store.head(*_split(archived))
         return found is None or found[1].get(ORIGIN) == candidate.origin
 
-    def archive(self, candidate: S3Object, *, preferred: str | None = None) -> str:
+    def archive(self, candidate: S3Object, *, preferred: str | None = None, fresh: bool = False) -> str:
+        """``fresh`` changes nothing here: the copy checks its target whatever came before."""
         name = preferred.removeprefix(self.processed.url()) if preferred and preferred.startswith(self.processed.url()) else None
         return self.processed.url(self.store.move(candidate, self.processed, preferred=name))
+
+    def batch(self) -> AbstractContextManager[None]:
+        return nullcontext()  # each object is copied, then deleted, at once: no durability step to share
 
     def quarantine(self, candidate: S3Object, report: Mapping[str, Any]) -> str:
         sidecar = reports.ErrorReport(self.quarantine_folder, report)

@@ -125,12 +125,12 @@ class Recorder:
         self.metrics = Metrics()
         self.folder = folder
         self.heartbeat = heartbeat
-        self._pending_bytes = 0  # of the file being handled: one file at a time per loop
+        self._pending_bytes: dict[str, int] = {}  # of the files being handled, by name: one, or the files of a batch
 
     def __call__(self, name: str, fields: Mapping[str, object]) -> None:
         m = self.metrics
         if name == "file_seen":
-            self._pending_bytes = int(_number(fields.get("bytes")))
+            self._pending_bytes[str(fields.get("file"))] = int(_number(fields.get("bytes")))
         elif name == "file_loaded":
             rejected = _number(fields.get("rows_rejected"))
             m.files.labels("partial" if rejected else "loaded").inc()
@@ -149,9 +149,8 @@ class Recorder:
             m.db_retries.labels(sqlstate_class(fields.get("error"))).inc()
         elif name in _WORKER_GONE and "pid" in fields:
             mark_process_dead(int(_number(fields["pid"])), self.folder)
-        if name in _DECIDED and self._pending_bytes:
-            m.bytes_read.inc(self._pending_bytes)
-            self._pending_bytes = 0
+        if name in _DECIDED:
+            m.bytes_read.inc(self._pending_bytes.pop(str(fields.get("file")), 0))
         if self.heartbeat is not None:
             self.heartbeat.beat(name)
 

@@ -6,12 +6,14 @@ The moves themselves are the inbox's (``inbox.Inbox``: hard links in folders, co
 object store); they never overwrite, and a name that a report still holds counts as taken. A move
 that fails (processed/ missing, unwritable or full; the object store unavailable after its retries)
 is logged as ``move_failed`` and the file stays in the inbox: a later scan finds it in the ledger and
-finishes the move.
+finishes the move. The moves of a batch (``batch``) share their durability step: in folders, one
+fsync per folder, then the unlinks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from sensor_etl.edges.db import Database
@@ -29,9 +31,24 @@ class Archive:
         """Where a file about to be loaded will go; the load records it in its own transaction."""
         return self.inbox.plan(name)
 
-    def committed(self, candidate: Candidate, file_id: int, planned: str) -> None:
-        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it)."""
-        target = self._move(candidate, "PROCESSED_FOLDER", lambda: self.inbox.archive(candidate, preferred=planned))
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The moves made inside share their durability step (``Inbox.batch``); should it fail, the
+        files stay in the inbox too, and a later scan finishes their moves."""
+        moved = False
+        try:
+            with self.inbox.batch():
+                yield
+                moved = True
+        except OSError as exc:
+            if not moved:
+                raise
+            logs.error("move_failed", error=exc.strerror or exc, action="files stay in the inbox; retried next scan")
+
+    def committed(self, candidate: Candidate, file_id: int, planned: str, *, fresh: bool = False) -> None:
+        """Move a committed file to where the ledger says it went (or, if that name got taken, next to it).
+        ``fresh``: committed just now, so no earlier move of it can have begun."""
+        target = self._move(candidate, "PROCESSED_FOLDER", lambda: self.inbox.archive(candidate, preferred=planned, fresh=fresh))
         if target is None or target == planned:
             return
         try:

@@ -11,7 +11,6 @@ drift apart.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -65,10 +64,7 @@ def check_file(
     match = match or Match(None, settings.rules)
     if not files.is_input_name(path.name):
         raise NotTaken(IGNORED, ignored=True)
-    reason = files.skip_reason(path, os.lstat(path))
-    if reason is not None:
-        raise NotTaken(reason)
-    if fp is None:
+    if fp is None:  # refuses a link or anything but a regular file, like the daemon's own fingerprint
         fp = files.fingerprint(path, match.rules.encoding)
     if fp.problem is not None:
         raise InvalidFile(fp.problem)

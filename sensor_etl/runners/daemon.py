@@ -1,8 +1,9 @@
 """The imperative shell: scan the inbox, and for each ready file decide load, skip, retry or quarantine.
 
 The inbox is a local folder or a prefix in an object store (``edges.inbox``); the decisions are the
-same. ``Daemon.handle`` is the per-file path, also taken by the queue workers (``runners.queue``) and
-the AWS Lambda handler (``sensor_etl.aws_lambda``) for the objects their events name.
+same. ``Daemon.handle`` is the per-file path, also taken by the queue workers (``runners.queue``), the
+AWS Lambda handler (``sensor_etl.aws_lambda``) and the Spark tasks (``runners.spark``) for the objects
+or files they are given.
 
 This is the one place where typed errors become decisions:
 - ``InvalidFile`` / ``DataDatabaseError`` → quarantine with a report;
@@ -23,6 +24,18 @@ This is the one place where typed errors become decisions:
 Every file is handled under a claim (``claims``), so any number of workers may share the inbox. A
 file goes by its path relative to the inbox (``tmy3/x.csv``) and follows the rules of the source it
 matches (``sources``).
+
+When several small files are ready, the scan takes them as a batch (``handle_batch``: BATCH_FILES,
+BATCH_BYTES, BATCH_SECONDS), whatever the inbox: claimed and released in one statement each, checked
+together (``lean``), the valid ones loaded in one transaction (``BatchLoad``), then moved (in folders,
+with one fsync per folder). Each file still gets its own decision from the list above; a decision the
+batch cannot take for one file alone (``DataDatabaseError``, ``FileChanged``, ``ClaimLost`` or an
+ON_OVERLAP=reject ``InvalidFile`` in the batch's transaction) rolls the batch back, releases its
+claims and takes its files one at a time, so only the guilty file meets its fate. So do, once the
+batch is committed, a file holding a reading (sensor, time) of an earlier file of its batch (ON_OVERLAP
+then sees the two in the order a scan without batches would) and a content with failed attempts: a
+worker that dies holding a batch counts an attempt on each of its files (which one killed it cannot be
+told), and each is then loaded alone, so the guilty one dies alone and its batch-mates load.
 """
 
 from __future__ import annotations
@@ -32,7 +45,9 @@ import secrets
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -40,7 +55,7 @@ from typing import Any
 
 from tenacity import Retrying
 
-from sensor_etl.config import Settings
+from sensor_etl.config import Rules, Settings
 from sensor_etl.core.rules import Rule
 from sensor_etl.edges import attempts, files, memory, reports
 from sensor_etl.edges.claims import Claims, Taken, worker_id
@@ -63,13 +78,15 @@ from sensor_etl.errors import (
 )
 from sensor_etl.ops import logs
 from sensor_etl.ops.logs import LOGGER
-from sensor_etl.runners import retry
+from sensor_etl.runners import lean, retry
 from sensor_etl.runners.archive import Archive
 from sensor_etl.runners.check import check_file, internal_problem
-from sensor_etl.runners.load import FileLoad
+from sensor_etl.runners.load import BatchLoad, FileLoad, Loading
+from sensor_etl.runners.pipeline import Outcome
 from sensor_etl.sources import Match, Sources
 
 ONCE_ROUNDS = 10  # --once: scans to wait for files still being written before giving up
+ONCE_BUSY_POLL = 0.1  # --once: seconds between scans while other workers finish the files they hold (a batch takes ~BATCH_SECONDS)
 # Test-only hook (docs/operations.md "How it is tested"): seconds to pause between a load's COMMIT and the move to
 # processed/, so fault-injection tests can kill the daemon or block processed/ in exactly that gap.
 PAUSE_AFTER_COMMIT = float(os.environ.get("SENSOR_ETL_TEST_PAUSE_AFTER_COMMIT") or 0)
@@ -97,6 +114,15 @@ class Pass:
         return not self.waiting and not self.busy
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A file of a batch once fetched, with the source it follows."""
+
+    candidate: Candidate
+    fetched: Fetched
+    match: Match
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -121,6 +147,7 @@ class Daemon:
         self.archive = Archive(self.inbox, database)
         self._reported_skips: set[tuple[str, str]] = set()
         self.rows_loaded = 0  # rows this worker committed (the Spark runner's summary adds them up)
+        self._seconds_per_file = 0.0  # of the last batch: BATCH_SECONDS / this bounds the next one
 
     # -- the loop -----------------------------------------------------------------------------
     def connect(self, attempts: int | None) -> None:
@@ -162,11 +189,16 @@ class Daemon:
         return 0
 
     def pause(self, left: Pass, once: bool) -> float:
-        """Seconds to wait before the next scan."""
-        return self.settings.file_settle_seconds if once and left.waiting else self.settings.monitor_interval
+        """Seconds until the next scan: MONITOR_INTERVAL; with --once, FILE_SETTLE_SECONDS while files are
+        still being written, and a short poll while other workers finish theirs (--once ends with them)."""
+        if not once:
+            return self.settings.monitor_interval
+        if left.waiting:
+            return self.settings.file_settle_seconds
+        return min(self.settings.monitor_interval, ONCE_BUSY_POLL)
 
     def scan_once(self) -> Pass:
-        """Offer every ready file to ``handle`` once; report what is left for later."""
+        """Offer every ready file once, alone (``handle``) or in a batch (``handle_batch``); report what is left for later."""
         try:
             listing = self.inbox.scan()
         except (OSError, TransientStorageError) as exc:
@@ -175,20 +207,39 @@ class Daemon:
         self.report_skips((item.path.name, item.reason) for item in listing.skipped)
         ready = listing.ready
         waiting, busy = listing.settling > 0, False
-        if self.settings.workers > 1 and ready:  # workers start at different points of the list instead of racing for the same files
+        if self.settings.workers > 1 and self.settings.batch_files == 1 and ready:
+            # one file at a time, workers start at different points of the list instead of racing for the
+            # same files. Batches are claimed in one statement, so racing costs little there, and oldest
+            # first keeps the files in time order: a load's overlap check then looks at few other files.
             start = zlib.crc32(self.claims.owner.encode()) % len(ready)
             ready = ready[start:] + ready[:start]
-        for candidate in ready:
+        pending = deque(ready)
+        while pending:
             if self.stop.is_set():
                 return Pass(waiting=True, busy=busy)
-            result = self.handle(candidate)
-            busy = busy or result is Result.BUSY
-            if result is Result.WAITING:
+            batch = self._next_batch(pending)
+            results = [self.handle(batch[0])] if len(batch) == 1 else self.handle_batch(batch)
+            busy = busy or Result.BUSY in results
+            if Result.WAITING in results:
                 waiting = True
                 if not self.db.alive():
                     logs.warning("scan_paused", reason="database unavailable; remaining files wait for the next scan")
                     return Pass(waiting=True, busy=busy)
         return Pass(waiting=waiting, busy=busy)
+
+    def _next_batch(self, pending: deque[Candidate]) -> list[Candidate]:
+        """The next files in scan order, up to BATCH_FILES, BATCH_BYTES and as many as the last batch's
+        pace fits in BATCH_SECONDS; a file larger than BATCH_BYTES goes alone (streamed)."""
+        settings = self.settings
+        most = settings.batch_files
+        if self._seconds_per_file:  # at least two, so a slow batch (an outage's retries) does not end batching for good
+            most = min(most, max(2, int(settings.batch_seconds / self._seconds_per_file)))
+        batch = [pending.popleft()]
+        size = batch[0].size
+        while pending and len(batch) < most and size <= settings.batch_bytes and size + pending[0].size <= settings.batch_bytes:
+            size += pending[0].size
+            batch.append(pending.popleft())
+        return batch
 
     def report_skips(self, skipped: Iterable[tuple[str, str]]) -> None:
         """Log each (name, reason) once per daemon run."""
@@ -212,38 +263,55 @@ class Daemon:
             return self._handle_claimed(candidate, taken)
         finally:
             try:
-                self.claims.release(candidate.name)
+                self.claims.release([candidate.name])
             except DatabaseError as exc:
                 logs.warning("claim_not_released", file=candidate.name, error=exc, action="it expires after LEASE_SECONDS")
 
     def _handle_claimed(self, candidate: Candidate, taken: Taken) -> Result:
-        name = candidate.name
         started = utcnow()
-        match = self.sources.rules_for(name)
+        match = self.sources.rules_for(candidate.name)
+        with ExitStack() as stack:
+            fetched, result = self._fetch(stack, candidate, taken, match.rules.encoding)
+            if fetched is None:
+                return result
+            try:
+                return self._retrying_file(candidate.name)(self._process, candidate, fetched, match, started)
+            except Exception as exc:
+                return self._fate(candidate, fetched.fp, exc)
+
+    def _fetch(self, stack: ExitStack, candidate: Candidate, taken: Taken, encoding: str, keep: int = 0) -> tuple[Fetched | None, Result]:
+        """The claimed file's bytes and fingerprint for the rest of ``stack`` (in memory too when at most
+        ``keep`` bytes), after counting the failed attempt of a previous owner that died holding it; or
+        None and what to do about a file that cannot be read or is still being written."""
+        name = candidate.name
         try:
-            with self.inbox.fetch(candidate, match.rules.encoding) as fetched:
-                logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
-                ended = taken.failed_attempt()
-                if ended is not None:
-                    self._failed_attempt(name, fetched.fp, taken.previous or "", ended)
-                return self._decide(candidate, fetched, match, started)
+            fetched = stack.enter_context(self.inbox.fetch(candidate, encoding, keep))
         except FileNotFoundError:  # another worker archived it between our scan and our claim, or a person removed it
             logs.info("file_vanished", file=name)
-            return Result.GONE
+            return None, Result.GONE
         except FileChanged as exc:
             logs.info("file_changing", file=name, reason=str(exc))
-            return Result.WAITING
+            return None, Result.WAITING
+        except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
+            self._skip_once(name, str(exc))
+            return None, Result.WAITING
         except TransientStorageError as exc:
             logs.error("file_deferred", file=name, reason="object store unavailable after retries", error=exc)
-            return Result.WAITING
+            return None, Result.WAITING
         except OSError as exc:
             self._skip_once(name, f"cannot read: {exc.strerror or exc}")
-            return Result.WAITING
+            return None, Result.WAITING
+        logs.info("file_seen", file=name, bytes=fetched.fp.size, sha256=fetched.fp.sha256[:12])
+        ended = taken.failed_attempt()
+        if ended is not None:
+            self._failed_attempt(name, fetched.fp, taken.previous or "", ended)
+        return fetched, Result.LOADED
 
-    def _decide(self, candidate: Candidate, fetched: Fetched, match: Match, started: datetime) -> Result:
-        name, fp = candidate.name, fetched.fp
+    def _fate(self, candidate: Candidate, fp: files.Fingerprint, error: Exception) -> Result:
+        """The decision for a file whose check or load raised ``error`` (the table atop this module)."""
+        name = candidate.name
         try:
-            return self._retrying_file(name)(self._process, candidate, fetched, match, started)
+            raise error
         except NotTaken as exc:  # became a link or a directory since the scan: left where it is, like at the scan
             self._skip_once(name, str(exc))
             return Result.WAITING
@@ -314,7 +382,7 @@ class Daemon:
         )
         if PAUSE_AFTER_COMMIT:
             self.stop.wait(PAUSE_AFTER_COMMIT)
-        self.archive.committed(candidate, load.file_id, planned)
+        self.archive.committed(candidate, load.file_id, planned, fresh=True)
         return Result.LOADED
 
     def _archive_known(self, candidate: Candidate, fp: files.Fingerprint) -> Result:
@@ -368,3 +436,170 @@ class Daemon:
 
     def _retrying(self, what: str, attempts: int | None) -> Retrying:
         return retry.retrying(what, attempts=attempts, max_wait=self.settings.retry_max_wait, stop=self.stop, before_retry=self.db.discard)
+
+    # -- a batch of small files ---------------------------------------------------------------
+    def handle_batch(self, batch: list[Candidate]) -> list[Result]:
+        """Claim the batch in one statement, decide each file's fate, release the claims in one statement;
+        then take the files the batch left to themselves one at a time (``handle``: a claim of their own,
+        so that a worker dying on one of them holds that file alone)."""
+        names = [candidate.name for candidate in batch]
+        try:
+            taken = self._retrying_file(f"batch of {len(batch)}")(self.claims.claim_many, names)
+        except TransientDatabaseError as exc:
+            return [self._deferred(name, exc) for name in names]
+        mine = [(candidate, taken[candidate.name]) for candidate in batch if candidate.name in taken]
+        clock = time.perf_counter()
+        try:
+            results, alone = self._batch_claimed(mine)
+        finally:
+            self._seconds_per_file = (time.perf_counter() - clock) / max(len(mine), 1)
+            try:
+                self.claims.release([candidate.name for candidate, _ in mine])
+            except DatabaseError as exc:
+                logs.warning("claim_not_released", files=len(mine), error=exc, action="they expire after LEASE_SECONDS")
+        return [Result.BUSY] * (len(batch) - len(mine)) + results + [self.handle(candidate) for candidate in alone]
+
+    def _batch_claimed(self, claimed: list[tuple[Candidate, Taken]]) -> tuple[list[Result], list[Candidate]]:
+        """Fetch each file, check them together, load the valid ones in one transaction, then archive
+        each: loaded, quarantined, duplicate. Returns their results, and the files left to go alone."""
+        started = utcnow()
+        results: list[Result] = []
+        seen: list[Seen] = []
+        with ExitStack() as stack:
+            for candidate, taken in claimed:
+                match = self.sources.rules_for(candidate.name)
+                fetched, result = self._fetch(stack, candidate, taken, match.rules.encoding, keep=self.settings.batch_bytes)
+                if fetched is None:
+                    results.append(result)
+                else:
+                    seen.append(Seen(candidate, fetched, match))
+            try:
+                tried = self._retrying_file(f"batch of {len(seen)}")(attempts.tried, self.db, [item.fetched.fp.sha256 for item in seen])
+            except TransientDatabaseError as exc:
+                return results + [self._deferred(item.candidate.name, exc) for item in seen], []
+            # alone, once the batch is committed: a content with failed attempts, and a content twice in the
+            # batch (a duplicate then, or like its twin quarantined)
+            firsts = {item.fetched.fp.sha256: item.candidate for item in reversed(seen)}
+            unique = [item for item in seen if firsts[item.fetched.fp.sha256] is item.candidate and item.fetched.fp.sha256 not in tried]
+            alone = [
+                item.candidate for item in seen if firsts[item.fetched.fp.sha256] is not item.candidate or item.fetched.fp.sha256 in tried
+            ]
+            try:
+                loading, failed = self._check_batch(unique, started)
+            except Interrupted:
+                logs.warning("file_interrupted", files=len(seen), reason="stop requested; the batch stays in the inbox")
+                return results + [Result.WAITING] * len(seen), []
+            except Exception:  # a bug of the batch path must not stop the daemon: each file alone, on the path of one
+                LOGGER.exception("internal_error", extra={"fields": {"files": len(seen), "action": "checking the files one at a time"}})
+                return results, [item.candidate for item in seen]
+            # alone too: a file sharing readings with an earlier file of the batch
+            later = lean.sharing_keys([(f.checks, f.index) for f in loading if f.checks is not None])
+            alone += [f.candidate for f in loading if (id(f.checks), f.index) in later]
+            loading = [f for f in loading if (id(f.checks), f.index) not in later]
+            load = BatchLoad(self.db, self.claims, self.inbox, started=started, worker=self.worker)
+            waiting, split = self._load_batch(load, loading)
+            results += waiting
+            if PAUSE_AFTER_COMMIT and load.file_ids:
+                self.stop.wait(PAUSE_AFTER_COMMIT)
+            with self.archive.batch():
+                for position, file_id in load.file_ids.items():
+                    f = loading[position]
+                    self.archive.committed(f.candidate, file_id, f.planned, fresh=True)
+                results += [Result.LOADED] * len(load.file_ids)
+                for position, f in enumerate(loading):
+                    if load.committed and position not in load.file_ids:  # its content was committed by another worker meanwhile
+                        results.append(self._archive_known(f.candidate, f.fetched.fp))
+                results += [self._fate(item.candidate, item.fetched.fp, error) for item, error in failed]
+        return results, split + alone
+
+    def _check_batch(self, unique: list[Seen], started: datetime) -> tuple[list[Loading], list[tuple[Seen, Exception]]]:
+        """The lean check of the batch, one per set of rules (sources): the files to load (with their
+        planned archive paths and where their rows wait), and the others with the error that decides their fate."""
+        failed: list[tuple[Seen, Exception]] = []
+        by_rules: list[tuple[Rules, list[Seen]]] = []
+        for item in unique:
+            problem = item.fetched.fp.problem or item.match.problem  # not text, or its source cannot serve it: not parsed
+            if problem is not None:
+                failed.append((item, InvalidFile(problem)))
+                continue
+            group = next((members for rules, members in by_rules if rules == item.match.rules), None)
+            if group is None:
+                by_rules.append((item.match.rules, group := []))
+            group.append(item)
+        loading = []
+        for rules, members in by_rules:
+            checks = lean.check(
+                [item.fetched.path for item in members],
+                rules,
+                started,
+                block_bytes=self.settings.read_block_bytes,
+                contents=[item.fetched.fp.content for item in members],
+                should_stop=self.stop.is_set,
+            )
+            for index, (item, outcome) in enumerate(zip(members, checks.outcomes, strict=True)):
+                if isinstance(outcome, Outcome):
+                    loading.append(
+                        Loading(item.candidate, item.fetched, item.match, outcome, self.archive.plan(item.candidate.name), checks, index)
+                    )
+                else:
+                    failed.append((item, outcome))
+        order = {item.candidate.name: number for number, item in enumerate(unique)}
+        return sorted(loading, key=lambda f: order[f.candidate.name]), failed  # scan order, as files load one by one
+
+    def _load_batch(self, load: BatchLoad, loading: list[Loading]) -> tuple[list[Result], list[Candidate]]:
+        """Commit the batch's valid files (``load.file_ids`` then says which). Returns the results of
+        those that were not: waiting after an outage or a stop; or, after a rollback, the files to take
+        one at a time."""
+        if not loading:
+            return [], []
+        clock = time.perf_counter()
+        try:
+            self._retrying_file(f"batch of {len(loading)}")(load.run, loading)
+        except TransientDatabaseError as exc:
+            return [self._deferred(f.candidate.name, exc) for f in loading], []
+        except TransientStorageError as exc:
+            logs.error("file_deferred", files=len(loading), reason="object store unavailable after retries", error=exc)
+            return [Result.WAITING] * len(loading), []
+        except Interrupted:
+            logs.warning("file_interrupted", files=len(loading), reason="stop requested; rolled back, the files stay in the inbox")
+            return [Result.WAITING] * len(loading), []
+        except (FatalDatabaseError, FatalStorageError):
+            raise
+        except (
+            DataDatabaseError,
+            FileChanged,
+            ClaimLost,
+            InvalidFile,
+        ) as exc:  # rolled back: each file alone meets the error that is its own
+            logs.warning("batch_split", files=len(loading), reason=f"{exc}; rolled back, loading the files one at a time")
+            return [], [f.candidate for f in loading]
+        except Exception:  # a bug of the batch path must not stop the daemon
+            LOGGER.exception(
+                "internal_error", extra={"fields": {"files": len(loading), "action": "rolled back, loading the files one at a time"}}
+            )
+            return [], [f.candidate for f in loading]
+        share = (time.perf_counter() - clock) / len(loading)
+        for position, file_id in load.file_ids.items():
+            self._log_loaded(loading[position], file_id, load, position, share)
+        return [], []
+
+    def _log_loaded(self, f: Loading, file_id: int, load: BatchLoad, position: int, seconds: float) -> None:
+        """``file_loaded`` of a file of a batch: ``seconds`` is its share of the batch's load."""
+        outcome, overlap = f.outcome, load.overlaps[position]
+        self.rows_loaded += outcome.loaded
+        logs.info(
+            "file_loaded",
+            file=f.candidate.name,
+            file_id=file_id,
+            source=f.match.source,
+            rows=outcome.loaded - overlap.skipped,
+            rows_rejected=outcome.invalid_rows,
+            rejects=load.rejects.get(position),
+            rows_skipped=overlap.skipped,
+            rows_conflicting=overlap.conflicting,
+            rows_replaced=overlap.replaced,
+            sensors=outcome.sensors,
+            layout=outcome.where or None,
+            batch=len(load.file_ids),
+            seconds=round(seconds, 4),
+        )

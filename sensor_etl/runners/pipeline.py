@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sensor_etl.config import Rules
+from sensor_etl.config import RejectLimit, Rules, Settings
 from sensor_etl.core import aggregate
 from sensor_etl.core.chunk import Chunk
 from sensor_etl.core.columns import ColumnPlan
@@ -31,7 +31,7 @@ from sensor_etl.core.dates import detect_date_format, header_date_format, time_c
 from sensor_etl.core.layout import Layout, locate
 from sensor_etl.core.rules import Rule
 from sensor_etl.core.transform import transform
-from sensor_etl.core.validate import Checked, check_chunk
+from sensor_etl.core.validate import check_chunk
 from sensor_etl.core.values import missing_tokens
 from sensor_etl.edges import reader, reports
 from sensor_etl.errors import Interrupted, InvalidFile, Problem
@@ -85,16 +85,16 @@ class Outcome:
         """Where the header, units and data were found, when that is not lines 1 and 2 ("" otherwise)."""
         return self.layout.describe() if self.layout else ""
 
-    def add_problems(self, checked: Checked, keep_all: bool) -> None:
-        """Count a chunk's problems; with ``keep_all`` (rows may still be rejected rather than the
-        file) also keep its invalid rows and all their problems, for the rejects file."""
-        problems = checked.problems
+    def add_problems(self, problems: pd.DataFrame, rejected: pd.DataFrame, keep_all: bool) -> None:
+        """Count a chunk's problems (``Checked.problems``, its rejected rows ``Checked.rejected``); with
+        ``keep_all`` (rows may still be rejected rather than the file) also keep its invalid rows and all
+        their problems, for the rejects file."""
         if problems.empty:
             return
         self.rule_counts.update(problems["rule"].value_counts().to_dict())
-        self.invalid_rows += len(checked.rejected)
+        self.invalid_rows += len(rejected)
         if keep_all:
-            self.rejected.append(checked.rejected)
+            self.rejected.append(rejected)
             self.reject_problems.append(problems)
         room = MAX_DETAILS - len(self.details)
         if room > 0:
@@ -127,15 +127,26 @@ def _records(problems: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in problems.to_dict("records")]
 
 
-def _date_format(chunk: Chunk, plan: ColumnPlan, rules: Rules) -> str:
-    """The file's date format, from its first chunk: DATE_FORMAT, else what the headers spell
-    (``Date (MM/DD/YYYY)``), else detected on the first values; or which columns it is assembled from."""
-    text = timestamp_text(chunk.table.slice(0, 2000), plan)
+def date_text(chunk: Chunk, plan: ColumnPlan) -> pa.ChunkedArray | None:
+    """The values a file's date format is detected from: the timestamp text of the first 2,000 rows
+    of its first chunk with rows; None when the timestamp is assembled from numeric columns."""
+    return timestamp_text(chunk.table.slice(0, 2000), plan)
+
+
+def configured_date_format(plan: ColumnPlan, rules: Rules) -> str | None:
+    """DATE_FORMAT, else what the headers spell (``Date (MM/DD/YYYY)``): then nothing is detected."""
+    return rules.date_format or header_date_format(plan)
+
+
+def date_format(chunk: Chunk, plan: ColumnPlan, rules: Rules, text: pa.ChunkedArray | None = None) -> str:
+    """The file's date format, from its first chunk (``text``: its ``date_text`` when already taken):
+    configured, else detected on the first values; or which columns it is assembled from."""
+    text = date_text(chunk, plan) if text is None else text
     if text is None:
         return "columns " + ", ".join(time_roles(plan))
     first = text.to_numpy(zero_copy_only=False)
     samples = pd.Series(first, index=chunk.lines[: len(first)], name=time_column(plan), dtype=object)
-    return detect_date_format(samples, rules.date_format or header_date_format(plan))
+    return detect_date_format(samples, configured_date_format(plan, rules))
 
 
 def run(
@@ -143,7 +154,7 @@ def run(
     rules: Rules,
     now: datetime,
     *,
-    block_bytes: int = 4 << 20,
+    block_bytes: int = Settings.read_block_bytes,  # READ_BLOCK_BYTES's default
     file_id: int = 0,
     sink: Loader | None = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -165,10 +176,10 @@ def run(
         if should_stop():
             raise Interrupted(f"stopped while reading {path.name}")
         if not outcome.date_format and chunk.table.num_rows:
-            outcome.date_format = _date_format(chunk, plan, rules)
+            outcome.date_format = date_format(chunk, plan, rules)
         checked = check_chunk(chunk, plan, rules, outcome.date_format or "ISO8601", now)
         outcome.rows += checked.rows
-        outcome.add_problems(checked, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
+        outcome.add_problems(checked.problems, checked.rejected, keep_all=limit.enabled and limit.may_allow(outcome.invalid_rows))
         if limit.may_allow(outcome.invalid_rows) and len(checked.lines):
             readings = transform(checked, plan, file_id, missing)
             outcome.loaded += readings.num_rows
@@ -181,6 +192,11 @@ def run(
                     sink.statistics(flushed)
         pa.default_memory_pool().release_unused()  # hand freed chunk memory back to the OS: flat RSS on huge files
     outcome.statistics, outcome.sensors = statistics.rest(), len(sensor_ids)
+    return verdict(outcome, layout, limit)
+
+
+def verdict(outcome: Outcome, layout: Layout, limit: RejectLimit) -> Outcome:
+    """The file's fate once all of it was checked: the outcome, or InvalidFile when it must be quarantined."""
     if outcome.rows == 0:
         message = "the file has a header but no data rows" if layout.header_line else "the file has no data rows"
         if layout.data_line != (layout.header_line or 0) + 1:
