@@ -112,6 +112,24 @@ def test_a_file_claimed_by_a_dead_daemon_is_taken_over_after_the_lease(workspace
     assert_exactly_once(workspace, db, [content])
 
 
+def test_a_pass_that_leaves_nothing_behind_forgets_expired_claims_of_files_gone_from_the_inbox(workspace, db):
+    """A worker killed between a file's move and its release leaves a claim that nothing takes over."""
+    content = multi_csv().encode()
+    workspace.write("x.csv", content)
+    Database({"dsn": db.dsn}).apply_schema()
+    inbox = str(workspace.data.resolve())
+    for name, owner, expires in (("moved.csv", "h:1:dead", "-1 second"), ("held.csv", "h:2:live", "1 hour")):
+        db.execute(
+            "INSERT INTO file_claims (inbox, name, owner, expires_at) VALUES (%s, %s, %s, now() + %s::interval)",
+            (inbox, name, owner, expires),
+        )
+    result = workspace.cli("--once")
+    assert result.returncode == 0, result.stderr
+    assert db.rows("SELECT name, owner FROM file_claims") == [("held.csv", "h:2:live")]  # a live lease stays
+    db.execute("DELETE FROM file_claims")
+    assert_exactly_once(workspace, db, [content])
+
+
 def test_a_move_interrupted_between_link_and_unlink_is_finished_without_a_second_copy(workspace, db):
     content = multi_csv().encode()
     workspace.write("x.csv", content)

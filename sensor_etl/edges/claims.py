@@ -57,6 +57,7 @@ UPDATE file_claims SET ended = %(ended)s, expires_at = clock_timestamp()
 WHERE starts_with(owner, %(prefix)s)
 RETURNING name
 """
+_SWEEP = "DELETE FROM file_claims WHERE inbox = ANY(%(inboxes)s) AND expires_at < clock_timestamp()"
 UNSEEN = "ended without releasing the file (killed or crashed; no supervisor saw how)"
 
 
@@ -80,6 +81,13 @@ def owner_gone(owner: str) -> bool:
     except PermissionError:  # another user's process of that pid: alive
         return False
     return False
+
+
+def sweep(database: Database, inboxes: list[str]) -> None:
+    """Forget the expired claims of ``inboxes``. Called after a pass that left nothing behind, when each
+    of them names a file no longer waiting: a worker killed between a file's move and its release
+    leaves one behind (nothing else would ever take it over)."""
+    database.query(_SWEEP, {"inboxes": inboxes}, durable=False)
 
 
 def end_owner(database: Database, worker: str, ended: str) -> list[str]:

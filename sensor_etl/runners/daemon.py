@@ -57,7 +57,7 @@ from tenacity import Retrying
 
 from sensor_etl.config import Rules, Settings
 from sensor_etl.core.rules import Rule
-from sensor_etl.edges import attempts, files, memory, reports
+from sensor_etl.edges import attempts, claims, files, memory, reports
 from sensor_etl.edges.claims import Claims, Taken, worker_id
 from sensor_etl.edges.db import Database
 from sensor_etl.edges.inbox import Candidate, Fetched, Inbox, base_name, open_inbox
@@ -179,6 +179,8 @@ class Daemon:
                     logs.error("storage_refused", inbox=self.inbox.location, error=exc)
                     return 1
                 logs.debug("scan_finished", waiting=left.waiting, busy=left.busy)  # the loop's heartbeat (ops.metrics)
+                if left.settled:
+                    self.sweep_claims([self.inbox.location])
                 if once:
                     if left.settled:
                         return 0
@@ -187,6 +189,14 @@ class Daemon:
                         return 1
                 self.stop.wait(self.pause(left, once))
         return 0
+
+    def sweep_claims(self, inboxes: list[str]) -> None:
+        """After a pass that left nothing behind: forget the expired claims of ``inboxes`` (``claims.sweep``).
+        Tidying only, so a database error waits for the next such pass."""
+        try:
+            claims.sweep(self.db, inboxes)
+        except DatabaseError as exc:
+            logs.debug("claims_not_swept", error=exc)
 
     def pause(self, left: Pass, once: bool) -> float:
         """Seconds until the next scan: MONITOR_INTERVAL; with --once, FILE_SETTLE_SECONDS while files are

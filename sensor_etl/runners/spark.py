@@ -255,6 +255,9 @@ def run_job(
         done += Tally(Counter({r.value: tally.count(r) for r in FINAL}), tally.rows, tally.refused)
         waiting = unready + tally.count(Result.WAITING)
         left = Pass(waiting=waiting > 0, busy=tally.count(Result.BUSY) > 0)
+        if left.settled:  # on the driver's own connection, closed again: the tasks hold the others
+            driver.sweep_claims([inbox.location for inbox in boxes.values()])
+            driver.db.close()
         if left.settled or done.refused:
             break
         rounds += left.waiting
