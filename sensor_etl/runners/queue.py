@@ -1,8 +1,8 @@
 """QUEUE_URL: daemon workers that take their work from S3 event notifications in SQS instead of
 listing the bucket (a listing does not scale to millions of objects a day).
 
-A pass receives up to ten messages, holds them (their visibility is extended every LEASE_SECONDS/3,
-the queue's lease, while the worker lives), and takes the objects each names through the daemon's
+A pass receives up to ten messages, holds them (hidden for twice LEASE_SECONDS, extended every third
+of that while the worker lives), and takes the objects each names through the daemon's
 per-file path (``events.handle_objects``). A message is deleted only once its objects have left the
 inbox; one that is not done is released and comes back after its visibility timeout, until the
 queue's redrive policy moves it to the dead-letter queue. Everything else — the loop, claims, the
@@ -45,6 +45,11 @@ class QueueDaemon(Daemon):
             raise ConfigError("QUEUE_URL", settings.queue_url, "a queue of S3 event notifications for an s3:// DATA_FOLDER")
         self.objects: S3Inbox = self.inbox
         self.queue = queue or Queue(settings.queue_url, retry.storage_retrier(settings, self.stop))
+        # Twice the claims' lease: a dead worker's claims (renewed every LEASE_SECONDS/3) outlive it by at
+        # most LEASE_SECONDS, its messages stay hidden for at least 4/3 of it, so a redelivery finds the
+        # file free to take over. With equal times the message could come back first, find the file
+        # still claimed and waste a receive, which counts towards the dead-letter queue (seen in test_queue).
+        self.visibility = 2 * settings.lease_seconds
         self.unfinished: set[str] = set()  # message ids this worker left undone and did not finish later
         self.once = False
 
@@ -52,7 +57,7 @@ class QueueDaemon(Daemon):
         """The daemon's loop over queue passes; with --once it ends when the queue is empty and nothing
         is in flight, and exits 1 if a message this worker received was never done."""
         self.once = once
-        with self.queue.heartbeat(self.settings.lease_seconds):
+        with self.queue.heartbeat(self.visibility):
             code = super().run(once)
         if code == 0 and once and self.unfinished:
             logs.error("messages_unfinished", messages=len(self.unfinished), action="delivered again later, or in the dead-letter queue")
@@ -61,7 +66,7 @@ class QueueDaemon(Daemon):
 
     def scan_once(self) -> Pass:
         try:
-            received = self.queue.receive(wait=max(1.0, self.settings.monitor_interval), visibility=self.settings.lease_seconds)
+            received = self.queue.receive(wait=max(1.0, self.settings.monitor_interval), visibility=self.visibility)
             if not received:  # with --once: done when nothing waits and nothing is in flight (another worker's, or ours to come back)
                 return Pass(busy=self.once and self.queue.backlog() > 0)
         except TransientStorageError as exc:
