@@ -9,7 +9,8 @@ and event log; the exactly-once promise stays where it is for the daemon. A retr
 executor or a rerun of the whole job meets files already archived (gone), a claim that a dead attempt
 held (left to expire, then taken over) or a content already in the ledger (not loaded again).
 
-Files are balanced over tasks by size (``core.balance``) and never split. Like ``--once``, the driver
+Files are balanced over tasks by size, each task a run of the listing, oldest first (``core.balance``),
+and never split. Like ``--once``, the driver
 repeats the listing for files that were left waiting (still being written, database unavailable,
 claimed by another worker) and the exit code is 0 only when nothing is left waiting.
 
